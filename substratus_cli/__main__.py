@@ -1,0 +1,3 @@
+from substratus_cli.cli import main
+
+main()

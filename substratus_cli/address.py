@@ -1,0 +1,42 @@
+"""Address: the identity of a resource, `Kind/namespace/name`, as users type it and state stores it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from substratus_cli.exitcodes import UsageError
+
+KINDS = ("Environment", "Cluster", "NodePool", "Bucket", "Dataset", "Model", "ModelServer", "Notebook")
+DEFAULT_NAMESPACE = "default"
+_KIND_BY_LOWER = {k.lower(): k for k in KINDS}
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Address:
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+    @classmethod
+    def parse(cls, text: str, default_namespace: str = DEFAULT_NAMESPACE) -> Address:
+        """Parse `Kind/name` or `Kind/namespace/name` (kind case-insensitive)."""
+        parts = text.strip().split("/")
+        if len(parts) == 2:
+            kind, namespace, name = parts[0], default_namespace, parts[1]
+        elif len(parts) == 3:
+            kind, namespace, name = parts
+        else:
+            raise UsageError(
+                f"invalid address {text!r}: expected Kind/name or Kind/namespace/name, "
+                "for example Dataset/colors"
+            )
+        canonical = _KIND_BY_LOWER.get(kind.lower())
+        if canonical is None or not namespace or not name:
+            raise UsageError(
+                f"invalid address {text!r}: unknown kind {kind!r} (kinds: {', '.join(KINDS)})"
+                if canonical is None else f"invalid address {text!r}: empty namespace or name"
+            )
+        return cls(canonical, namespace, name)

@@ -1,0 +1,98 @@
+"""The commands' pipelines: load -> read live -> plan -> (lock) -> apply. No printing here."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from substratus_cli.apply import Executor, Outcome, Reporter
+from substratus_cli.plan import Plan, Target, before_of
+from substratus_cli.planfile import check_fresh
+from substratus_cli.planfile import load as load_planfile
+from substratus_cli.planner import PlanOptions, build_plan, read_live
+from substratus_cli.state import Inventory, StateSession
+from substratus_cli.workspace import Workspace, from_resources, open_workspace
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplySettings:
+    lock_timeout: float = 0.0
+    parallelism: int = 10
+    reporter: Reporter | None = None
+    # Shown the plan; returns False to cancel. None: approved (--auto-approve, saved plans).
+    confirm: Callable[[Plan], bool] | None = None
+    show: Callable[[Plan], None] | None = None
+
+
+def target_of(ws: Workspace, inventory: Inventory | None) -> Target:
+    return Target(runtime=ws.runtime, workdir=str(ws.workdir), state=ws.backend.location,
+                  artifacts=ws.artifacts_url, lineage=inventory.lineage if inventory else None,
+                  serial=inventory.serial if inventory else None)
+
+
+def plan_workspace(ws: Workspace, options: PlanOptions) -> Plan:
+    inventory = ws.backend.read()
+    registry = ws.registry(part_of=inventory.lineage if inventory else "")
+    return build_plan(resources=ws.resources, registry=registry, inventory=inventory,
+                      target=target_of(ws, inventory), options=options,
+                      environment=ws.environment)
+
+
+def plan_directory(directory: Path, options: PlanOptions) -> Plan:
+    return plan_workspace(open_workspace(directory), options)
+
+
+@contextlib.contextmanager
+def _locked(ws: Workspace, operation: str, timeout: float) -> Iterator[None]:
+    lock = ws.backend.lock(operation, timeout)
+    try:
+        yield
+    finally:
+        ws.backend.unlock(lock)
+
+
+def apply_directory(directory: Path, options: PlanOptions,
+                    settings: ApplySettings) -> tuple[Plan, Outcome | None]:
+    """Plan under the lock, show it, ask, apply. Outcome None: nothing to do or cancelled."""
+    ws = open_workspace(directory)
+    operation = "destroy" if options.destroy else "apply"
+    with _locked(ws, operation, settings.lock_timeout):
+        plan = plan_workspace(ws, options)
+        if settings.show:
+            settings.show(plan)
+        if not plan.has_changes and not plan.refresh:
+            return plan, None
+        if plan.has_changes and settings.confirm is not None and not settings.confirm(plan):
+            return plan, None
+        return plan, _execute(ws, plan, settings)
+
+
+def apply_saved(path: Path, settings: ApplySettings) -> tuple[Plan, Outcome | None]:
+    """Apply exactly a saved plan, refusing it (exit 5) if anything moved since it was made."""
+    plan = load_planfile(path)
+    ws = from_resources(Path(plan.target.workdir), list(plan.documents), plan.environment)
+    with _locked(ws, "apply", settings.lock_timeout):
+        inventory = ws.backend.read()
+        registry = ws.registry(part_of=inventory.lineage if inventory else "")
+        live = read_live(registry, [c.address for c in plan.changes],
+                         inventory.lineage if inventory else "")
+        check_fresh(plan, target_of(ws, inventory), inventory, live)
+        fresh = tuple(dataclasses.replace(c, before=before_of(live.get(c.address)))
+                      for c in plan.changes)
+        plan = dataclasses.replace(plan, changes=fresh)
+        if settings.show:
+            settings.show(plan)
+        if not plan.has_changes and not plan.refresh:
+            return plan, None
+        return plan, _execute(ws, plan, settings)
+
+
+def _execute(ws: Workspace, plan: Plan, settings: ApplySettings) -> Outcome:
+    session = StateSession(ws.backend, ws.backend.read())
+    session.ensure_stored()
+    registry = ws.registry(part_of=session.inventory.lineage)
+    executor = Executor(plan, registry, session, parallelism=settings.parallelism,
+                        reporter=settings.reporter)
+    return executor.run()

@@ -1,0 +1,105 @@
+"""Plan, Change and Drift: what an apply will do, resource by resource, and the counts it prints."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from substratus_cli.action import Action, FieldChange
+from substratus_cli.address import Address
+from substratus_cli.provider import LiveObject
+from substratus_cli.resource import Resource
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What a plan was made against; a saved plan is refused for any other target."""
+
+    runtime: str
+    workdir: str
+    state: str
+    artifacts: str
+    lineage: str | None  # None: nothing applied yet
+    serial: int | None
+    endpoint: str = ""  # API server URL, GCP project…: empty for the local runtime
+
+    def identity(self) -> tuple[str, str, str, str]:
+        return (self.runtime, self.state, self.artifacts, self.endpoint)
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    address: Address
+    provider: str
+    action: Action
+    reason: str = ""
+    field_changes: tuple[FieldChange, ...] = ()
+    desired: Resource | None = None
+    before: Mapping[str, Any] | None = None  # live spec and status, None if absent
+    before_fingerprint: str | None = None
+    planned_status: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # Addresses that must be done first (creates/updates) or after (deletes run in reverse).
+    depends_on: tuple[Address, ...] = ()
+
+    @property
+    def replace_paths(self) -> list[str]:
+        return [f.path for f in self.field_changes if f.forces_replacement]
+
+
+@dataclasses.dataclass(frozen=True)
+class Drift:
+    """An object someone changed outside substratus since its last apply."""
+
+    address: Address
+    reason: str
+    field_changes: tuple[FieldChange, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    add: int
+    change: int
+    destroy: int
+
+    @property
+    def total(self) -> int:
+        return self.add + self.change + self.destroy
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    target: Target
+    changes: tuple[Change, ...]  # in apply order, no-ops included
+    drift: tuple[Drift, ...] = ()
+    destroy: bool = False
+    # Addresses whose inventory entry is out of date though nothing live changes (a crash between
+    # a provider call and its inventory write); apply rewrites them without calling providers.
+    refresh: tuple[Address, ...] = ()
+    environment: Resource | None = None
+    documents: tuple[Resource, ...] = ()  # every desired resource, for saved plans
+
+    @property
+    def summary(self) -> Summary:
+        actions = [c.action for c in self.changes]
+        replace = actions.count(Action.REPLACE)
+        return Summary(add=actions.count(Action.CREATE) + replace,
+                       change=actions.count(Action.UPDATE),
+                       destroy=actions.count(Action.DELETE) + replace)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action is not Action.NOOP for c in self.changes)
+
+    @property
+    def actionable(self) -> list[Change]:
+        return [c for c in self.changes if c.action is not Action.NOOP]
+
+    def change_for(self, address: Address) -> Change | None:
+        return next((c for c in self.changes if c.address == address), None)
+
+
+def before_of(live: LiveObject | None) -> dict[str, Any] | None:
+    if live is None:
+        return None
+    return {"spec": dict(live.spec), "status": dict(live.status)}

@@ -1,0 +1,195 @@
+"""Planning: read live state through the providers in batches, diff, and build a Plan."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+
+from substratus_cli.action import Action
+from substratus_cli.address import Address
+from substratus_cli.diff import spec_hash
+from substratus_cli.exitcodes import ProviderError, SubstratusError
+from substratus_cli.graph import Graph
+from substratus_cli.plan import Change, Drift, Plan, Target, before_of
+from substratus_cli.provider import LiveObject, PlanItem, ReadRequest
+from substratus_cli.resource import Resource
+from substratus_cli.state import Inventory
+from substratus_cli.wiring import Registry
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanOptions:
+    destroy: bool = False
+    targets: tuple[Address, ...] = ()
+    replace: tuple[Address, ...] = ()
+
+
+class UnmanagedObjectError(SubstratusError):
+    """Objects exist at declared addresses but substratus (this workspace) does not manage them."""
+
+
+def read_live(registry: Registry, addresses: Iterable[Address],
+              part_of: str) -> dict[Address, LiveObject]:
+    """One read per kind for all of its addresses (a LIST, not N GETs)."""
+    by_kind: dict[str, set[Address]] = defaultdict(set)
+    for a in addresses:
+        by_kind[a.kind].add(a)
+    live: dict[Address, LiveObject] = {}
+    for kind in sorted(by_kind):
+        provider = registry.for_kind(kind)
+        if provider is None:
+            raise ProviderError(f"no provider can read {kind} objects in this environment")
+        response = provider.read(ReadRequest(kind, tuple(sorted(by_kind[kind])), part_of))
+        live.update(response.objects)
+    return live
+
+
+def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: Inventory | None,
+               target: Target, options: PlanOptions,
+               environment: Resource | None = None) -> Plan:
+    lineage = inventory.lineage if inventory else ""
+    entries = inventory.entries if inventory else {}
+    declared = {r.address: r for r in resources}
+    desired = {} if options.destroy else declared
+    kinds = {k for p in registry.providers for k in p.kinds}
+    inventoried = {Address.parse(a) for a in entries}
+    live = read_live(registry, (declared.keys() | inventoried), lineage)
+    live = {a: o for a, o in live.items() if a.kind in kinds}
+    _refuse_unmanaged(live, lineage, declared)
+
+    addresses = sorted(desired.keys() | live.keys())
+    items_by_provider: dict[str, list[PlanItem]] = defaultdict(list)
+    for a in addresses:
+        items_by_provider[_provider_name(registry, a)].append(
+            PlanItem(a, desired.get(a), live.get(a)))
+    planned = {}
+    for provider in registry.providers:
+        for pc in provider.plan(items_by_provider.get(provider.name, [])):
+            planned[pc.address] = pc
+
+    deps = _dependencies(declared if not options.destroy else {}, entries)
+    changes: dict[Address, Change] = {}
+    for a in addresses:
+        pc = planned[a]
+        action, reason = pc.action, pc.reason
+        if a in options.replace and action in (Action.NOOP, Action.UPDATE):
+            action, reason = Action.REPLACE, "replacement requested with --replace"
+        changes[a] = Change(
+            address=a, provider=_provider_name(registry, a), action=action, reason=reason,
+            field_changes=pc.field_changes, desired=desired.get(a), before=before_of(live.get(a)),
+            before_fingerprint=live[a].fingerprint if a in live else None,
+            planned_status=pc.planned_status,
+        )
+    changes = _with_order(changes, deps)
+    if options.targets:
+        changes = _targeted(changes, deps, options)
+    order = _apply_order(changes)
+    drift = _drift(changes, live, entries, desired)
+    refresh = _refresh(changes, live, entries, set(changes))
+    return Plan(target=target, changes=tuple(changes[a] for a in order), drift=tuple(drift),
+                destroy=options.destroy, refresh=tuple(refresh), environment=environment,
+                documents=tuple(resources))
+
+
+def _provider_name(registry: Registry, address: Address) -> str:
+    provider = registry.for_kind(address.kind)
+    return provider.name if provider else "?"
+
+
+def _refuse_unmanaged(live: Mapping[Address, LiveObject], lineage: str,
+                      declared: Mapping[Address, Resource]) -> None:
+    problems = []
+    for a, obj in sorted(live.items()):
+        if obj.owner == lineage and lineage:
+            continue
+        r = declared.get(a)
+        where = f" ({r.file}:{r.line})" if r else ""
+        owner = ("not managed by substratus" if obj.owner is None
+                 else f"managed by another substratus workspace (part-of {obj.owner})")
+        problems.append(f"  {a}{where}: exists and is {owner}")
+    if problems:
+        raise UnmanagedObjectError(
+            "refusing to change objects substratus does not own:\n" + "\n".join(problems),
+            hint="rename the resource, or delete the existing object yourself; substratus never "
+                 "adopts or deletes objects without its ownership labels")
+
+
+def _dependencies(declared: Mapping[Address, Resource],
+                  entries: Mapping[str, object]) -> dict[Address, set[Address]]:
+    """What each address depends on: its references in the files, else those recorded when applied."""
+    deps: dict[Address, set[Address]] = {}
+    for key, entry in entries.items():
+        deps[Address.parse(key)] = {Address.parse(d) for d in getattr(entry, "deps", ())}
+    for a, r in declared.items():
+        deps[a] = set(r.refs)
+    return deps
+
+
+def _with_order(changes: dict[Address, Change],
+                deps: Mapping[Address, set[Address]]) -> dict[Address, Change]:
+    """Creates and updates wait for their dependencies; a delete waits for its dependents."""
+    out = {}
+    for a, c in changes.items():
+        if c.action is Action.DELETE:
+            after = {d for d, ds in deps.items() if a in ds and d in changes}
+        else:
+            after = {d for d in deps.get(a, ()) if d in changes}
+        out[a] = dataclasses.replace(c, depends_on=tuple(sorted(after)))
+    return out
+
+
+def _targeted(changes: dict[Address, Change], deps: Mapping[Address, set[Address]],
+              options: PlanOptions) -> dict[Address, Change]:
+    graph = Graph(deps) if not options.destroy else Graph(deps).reversed()
+    keep = graph.closure(options.targets)
+    return {a: dataclasses.replace(c, depends_on=tuple(d for d in c.depends_on if d in keep))
+            for a, c in changes.items() if a in keep}
+
+
+def _apply_order(changes: Mapping[Address, Change]) -> list[Address]:
+    return Graph({a: c.depends_on for a, c in changes.items()}).order()
+
+
+def _drift(changes: Mapping[Address, Change], live: Mapping[Address, LiveObject],
+           entries: Mapping[str, object], desired: Mapping[Address, Resource]) -> list[Drift]:
+    out = []
+    for a, c in changes.items():
+        entry = entries.get(str(a))
+        if entry is None or getattr(entry, "pending", None) is not None:
+            continue
+        obj = live.get(a)
+        if obj is None:
+            out.append(Drift(a, "deleted outside substratus since the last apply"))
+            continue
+        if obj.fingerprint == getattr(entry, "fingerprint", None):
+            continue
+        r = desired.get(a)
+        unchanged_files = r is not None and spec_hash(r.spec, r.labels) == getattr(
+            entry, "spec_hash", None)
+        out.append(Drift(a, "changed outside substratus since the last apply",
+                         c.field_changes if unchanged_files else ()))
+    return out
+
+
+def _refresh(changes: Mapping[Address, Change], live: Mapping[Address, LiveObject],
+             entries: Mapping[str, object], planned: set[Address]) -> list[Address]:
+    """No-op resources whose inventory entry is missing, pending or out of date; vanished entries."""
+    out = []
+    for a, c in changes.items():
+        if c.action is not Action.NOOP:
+            continue
+        entry = entries.get(str(a))
+        obj = live.get(a)
+        r = c.desired
+        if obj is None or r is None:
+            continue
+        if (entry is None or getattr(entry, "pending", None) is not None
+                or getattr(entry, "fingerprint", None) != obj.fingerprint
+                or getattr(entry, "spec_hash", None) != spec_hash(r.spec, r.labels)):
+            out.append(a)
+    for key in entries:
+        a = Address.parse(key)
+        if a not in live and a not in planned:
+            out.append(a)
+    return sorted(out)

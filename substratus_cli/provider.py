@@ -1,0 +1,128 @@
+"""The provider contract: five batch-shaped verbs over frozen request/response values.
+
+A provider owns some kinds on one runtime. The engine never imports a provider's internals; it
+calls these verbs through `wiring.py`. A read that cannot tell whether an object exists raises
+ProviderError; it never answers "absent".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from substratus_cli.action import Action, FieldChange
+from substratus_cli.address import Address
+from substratus_cli.diagnostics import Diagnostic
+from substratus_cli.resource import Resource
+
+# Labels every object substratus creates carries (ApplySet style): never adopt or delete without them.
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "substratus"
+PART_OF_LABEL = "substratus.ai/part-of"
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveObject:
+    """What exists now, as the provider reads it."""
+
+    address: Address
+    spec: Mapping[str, Any]
+    # Outputs that are not part of the spec: snapshot digest, endpoint, pid, port.
+    status: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Changes whenever anyone writes the object (uid + version, resourceVersion, generation).
+    fingerprint: str = ""
+
+    @property
+    def owner(self) -> str | None:
+        """The part-of id of the substratus workspace that manages it, or None if unmanaged."""
+        if self.labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
+            return None
+        return self.labels.get(PART_OF_LABEL)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProviderContext:
+    """What a provider is handed when it is built: where it runs and for whom."""
+
+    workdir: Path  # the directory of resource files; relative paths resolve against it
+    data_dir: Path  # the workspace's `.substratus/` folder
+    part_of: str  # the workspace's ownership id, stamped on every object created
+    artifacts_url: str
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # Environment.spec
+    resolve_secret: Callable[[str, str], str] | None = None  # (name, key) -> value, apply only
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadRequest:
+    kind: str
+    addresses: tuple[Address, ...]
+    # Also return every object of this kind labelled part-of this id, even if not asked for.
+    part_of: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadResponse:
+    objects: Mapping[Address, LiveObject]  # an address missing here does not exist
+    requests: int = 1  # API requests spent (benchmarks report it)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanItem:
+    address: Address
+    desired: Resource | None  # None: the object should not exist
+    live: LiveObject | None
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedChange:
+    address: Address
+    action: Action
+    reason: str = ""
+    field_changes: tuple[FieldChange, ...] = ()
+    # Outputs the provider can compute ahead of apply (a path snapshot's digest) or UNKNOWN.
+    planned_status: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplyRequest:
+    address: Address
+    action: Action
+    desired: Resource | None
+    live: LiveObject | None
+    planned_status: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplyResponse:
+    # The object after the change (None after a delete). A failed apply still returns the most
+    # recent live object it knows of, so the inventory and the next plan converge.
+    live: LiveObject | None
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    failed: bool = False
+    message: str = ""
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+    kinds: frozenset[str]
+
+    def check(self, resources: Sequence[Resource]) -> Sequence[Diagnostic]:
+        """Refuse what this provider cannot run (kind on this runtime, unsupported source)."""
+        ...
+
+    def read(self, request: ReadRequest) -> ReadResponse: ...
+
+    def plan(self, items: Sequence[PlanItem]) -> Sequence[PlannedChange]: ...
+
+    def apply(self, request: ApplyRequest) -> ApplyResponse: ...
+
+    def ready(self, live: LiveObject) -> Readiness: ...

@@ -1,0 +1,50 @@
+"""Resource: one validated document from the user's files, with where it came from and what it references."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from substratus_cli.address import Address
+
+API_VERSION = "substratus.ai/v1"
+
+
+@dataclasses.dataclass(frozen=True)
+class Resource:
+    address: Address
+    # The spec as declared, normalized by the schema (aliases as in the file, defaults and
+    # nulls left out), so two spellings of the same intent compare equal.
+    spec: Mapping[str, Any]
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    file: str = ""
+    line: int = 0
+    # Dotted field path ("spec.source.path") -> line in `file`, for diagnostics about fields.
+    field_lines: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    # Addresses this resource references by name; they are edges of the dependency graph.
+    refs: tuple[Address, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return self.address.kind
+
+    @property
+    def name(self) -> str:
+        return self.address.name
+
+    def line_of(self, field: str) -> int:
+        """The line of `field` or of its closest declared parent, else the document's line."""
+        path = field
+        while path:
+            if path in self.field_lines:
+                return self.field_lines[path]
+            path = path.rpartition(".")[0]
+        return self.line
+
+    def to_document(self) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"name": self.address.name, "namespace": self.address.namespace}
+        if self.labels:
+            metadata["labels"] = dict(self.labels)
+        return {"apiVersion": API_VERSION, "kind": self.kind, "metadata": metadata,
+                "spec": dict(self.spec)}

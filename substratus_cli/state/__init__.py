@@ -1,0 +1,33 @@
+"""State: the inventory, the lock and the write-ahead marks, behind a backend interface."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from substratus_cli.exitcodes import UsageError
+from substratus_cli.state.backend import (
+    ConflictError,
+    LockHeldError,
+    LockInfo,
+    StateBackend,
+)
+from substratus_cli.state.inventory import Inventory, InventoryEntry, Pending
+from substratus_cli.state.local import LocalStateBackend
+from substratus_cli.state.session import StateSession
+
+__all__ = [
+    "ConflictError", "Inventory", "InventoryEntry", "LockHeldError", "LockInfo",
+    "LocalStateBackend", "Pending", "StateBackend", "StateSession", "open_backend",
+]
+
+
+def open_backend(url: str, base: Path) -> StateBackend:
+    """`file://path` (relative to the resource directory); gs:// arrives with the GCP provider."""
+    if url.startswith("file://"):
+        path = Path(url.removeprefix("file://"))
+        return LocalStateBackend(path if path.is_absolute() else (base / path).resolve())
+    if url.startswith("gs://"):
+        raise UsageError(
+            f"state backend {url}: gs:// state is not built yet (it comes with the GCP provider); "
+            "use file:// for now")
+    raise UsageError(f"state backend {url}: expected file://… or gs://…")

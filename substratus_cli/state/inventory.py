@@ -1,0 +1,77 @@
+"""The inventory: per address, what substratus last applied and saw. Small; live state is the truth."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Pending:
+    """A write-ahead mark: an operation was started on this address and may not have finished."""
+
+    operation: str  # create | update | replace | delete
+    since: float
+    pid: int
+    host: str
+
+
+@dataclasses.dataclass(frozen=True)
+class InventoryEntry:
+    address: str
+    provider: str
+    spec_hash: str | None = None  # hash of the last applied spec
+    fingerprint: str | None = None  # live fingerprint seen right after the last apply
+    status: dict[str, Any] = dataclasses.field(default_factory=dict)  # digest, endpoint, …
+    pending: Pending | None = None
+    deps: tuple[str, ...] = ()  # what it depended on when applied: destroy runs in reverse
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if self.pending is None:
+            d.pop("pending")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InventoryEntry:
+        pending = d.get("pending")
+        return cls(
+            address=d["address"], provider=d["provider"], spec_hash=d.get("spec_hash"),
+            fingerprint=d.get("fingerprint"), status=dict(d.get("status") or {}),
+            pending=Pending(**pending) if pending else None, deps=tuple(d.get("deps", ())),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Inventory:
+    lineage: str  # this workspace's identity; also the part-of label on every object it creates
+    serial: int  # bumped on every write; compare-and-swap token
+    entries: dict[str, InventoryEntry]
+
+    @classmethod
+    def new(cls) -> Inventory:
+        return cls(lineage=str(uuid.uuid4()), serial=0, entries={})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "lineage": self.lineage,
+            "serial": self.serial,
+            "resources": [self.entries[k].to_dict() for k in sorted(self.entries)],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Inventory:
+        entries = [InventoryEntry.from_dict(e) for e in d.get("resources", [])]
+        return cls(lineage=d["lineage"], serial=int(d["serial"]),
+                   entries={e.address: e for e in entries})
+
+    def with_entry(self, entry: InventoryEntry) -> Inventory:
+        return dataclasses.replace(self, entries={**self.entries, entry.address: entry})
+
+    def without(self, address: str) -> Inventory:
+        return dataclasses.replace(
+            self, entries={k: v for k, v in self.entries.items() if k != address})

@@ -1,0 +1,59 @@
+"""Composition: which provider runs which kind for an Environment. The one core module that imports providers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from substratus_cli.diagnostics import Diagnostic, Subject
+from substratus_cli.provider import Provider, ProviderContext
+from substratus_cli.resource import Resource
+
+INFRA_KINDS = ("Cluster", "NodePool", "Bucket")
+ML_KINDS = ("Dataset", "Model", "ModelServer", "Notebook")
+
+
+class Registry:
+    """kind -> provider, for one workspace."""
+
+    def __init__(self, providers: Sequence[Provider]) -> None:
+        self.providers = list(providers)
+        self._by_kind = {k: p for p in providers for k in p.kinds}
+
+    def for_kind(self, kind: str) -> Provider | None:
+        return self._by_kind.get(kind)
+
+
+def build_registry(settings: Mapping[str, Any], context: ProviderContext) -> Registry:
+    runtime = settings.get("runtime", "local")
+    providers: list[Provider] = []
+    if runtime == "local":
+        from substratus_providers.local import LocalProvider
+
+        providers.append(LocalProvider(context))
+    return Registry(providers)
+
+
+def unsupported(resources: Sequence[Resource], registry: Registry,
+                environment: Resource | None) -> list[Diagnostic]:
+    """Resources no built provider can run, each with a clear reason and its place in the files."""
+    runtime = (environment.spec.get("runtime") if environment else None) or "local"
+    out: list[Diagnostic] = []
+    if runtime == "kubernetes" and environment is not None:
+        out.append(Diagnostic(
+            "the kubernetes runtime is not built yet",
+            "this version of substratus runs ML resources on the local runtime only; remove "
+            "`runtime: kubernetes` from the Environment (or set `runtime: local`)",
+            Subject(environment.file, environment.line_of("spec.runtime"), "spec.runtime")))
+        return out
+    for r in resources:
+        if registry.for_kind(r.kind) is not None:
+            continue
+        if r.kind in INFRA_KINDS:
+            detail = (f"{r.kind} resources are created by the gcp provider, which is not built "
+                      "yet; remove this document to plan the rest")
+        else:
+            detail = f"no provider for {r.kind} on the {runtime} runtime"
+        out.append(Diagnostic(f"{r.kind} {r.name!r} cannot be planned", detail,
+                              Subject(r.file, r.line, "kind")))
+    return out
