@@ -1,0 +1,169 @@
+"""Hash a file or folder into a Manifest (reusing the stat cache) and snapshot it into a store.
+
+An unchanged tree whose blobs are already stored copies nothing, and with a warm stat cache
+reads nothing: only `stat` is called on each file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import time
+from pathlib import Path
+
+from substratus_cli.artifacts.manifest import Manifest, ManifestEntry
+from substratus_cli.artifacts.statcache import StatCache
+from substratus_cli.artifacts.store import CHUNK_SIZE, ArtifactStore
+from substratus_cli.exitcodes import ProviderError
+
+_HASH_ATTEMPTS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    bytes_hashed: int = 0
+    files_hashed: int = 0
+    files_cached: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotResult:
+    digest: str  # sha256:HEX of the manifest: the snapshot id
+    manifest: Manifest
+    bytes_copied: int  # bytes written into the store (0 when every blob was there)
+    bytes_hashed: int  # bytes read to hash (0 with a warm stat cache)
+
+
+def hash_file(path: Path) -> tuple[str, int]:
+    """(sha256 hex, bytes read) of one file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_SIZE):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def list_files(root: Path) -> list[tuple[str, Path]]:
+    """(POSIX path relative to root, path) of every regular file under a folder, sorted.
+
+    Hidden files are included. Symlinks are followed when they point inside root; one pointing
+    outside (or nowhere, or back at a folder above it) is an error rather than a silent gap.
+    Sockets, FIFOs and devices are skipped.
+    """
+    root_real = Path(os.path.realpath(root))
+    found: list[tuple[str, Path]] = []
+    _walk(root, root_real, "", frozenset({root_real}), found)
+    found.sort(key=lambda item: item[0])
+    return found
+
+
+def _walk(
+    directory: Path,
+    root_real: Path,
+    prefix: str,
+    ancestors: frozenset[Path],
+    found: list[tuple[str, Path]],
+) -> None:
+    with os.scandir(directory) as scan:
+        entries = sorted(scan, key=lambda e: e.name)
+    for entry in entries:
+        rel = f"{prefix}{entry.name}"
+        path = Path(entry.path)
+        if entry.is_symlink():
+            target = Path(os.path.realpath(path))
+            if not target.exists():
+                raise ProviderError(f"{path} is a broken symlink (to {os.readlink(path)})")
+            if not target.is_relative_to(root_real):
+                raise ProviderError(
+                    f"{path} is a symlink to {target}, outside {root_real}: a snapshot holds "
+                    "only what is inside its folder (copy the file in instead)"
+                )
+        if entry.is_dir(follow_symlinks=True):
+            real = Path(os.path.realpath(path))
+            if real in ancestors:
+                raise ProviderError(f"{path} is a symlink loop (it points back at {real})")
+            _walk(path, root_real, f"{rel}/", ancestors | {real}, found)
+        elif entry.is_file(follow_symlinks=True):
+            found.append((rel, path))
+
+
+def hash_tree(root: Path, cache: StatCache | None = None) -> tuple[Manifest, Stats]:
+    """The manifest of a file (one entry named by its basename) or of a folder (every file)."""
+    return _hash_files(_files_of(Path(root)), cache)
+
+
+def _files_of(root: Path) -> list[tuple[str, Path]]:
+    if root.is_dir():
+        return list_files(root)
+    if root.is_file():
+        return [(Path(os.path.abspath(root)).name, root)]
+    raise ProviderError(f"{root} does not exist (or is neither a file nor a folder)")
+
+
+def _hash_files(files: list[tuple[str, Path]], cache: StatCache | None) -> tuple[Manifest, Stats]:
+    entries = []
+    bytes_hashed = files_hashed = files_cached = 0
+    for rel, path in files:
+        sha, size, read = _hash_with_cache(path, cache)
+        entries.append(ManifestEntry(path=rel, size=size, sha256=sha))
+        if read:
+            bytes_hashed += size
+            files_hashed += 1
+        else:
+            files_cached += 1
+    if cache is not None and cache.dirty:
+        cache.save()
+    stats = Stats(bytes_hashed=bytes_hashed, files_hashed=files_hashed, files_cached=files_cached)
+    return Manifest(tuple(entries)), stats
+
+
+def _hash_with_cache(path: Path, cache: StatCache | None) -> tuple[str, int, bool]:
+    """(sha256 hex, size, whether the file was read)."""
+    try:
+        before = os.stat(path)
+        if cache is not None and (sha := cache.lookup(path, before)) is not None:
+            return sha, before.st_size, False
+        for _ in range(_HASH_ATTEMPTS):
+            started = time.time_ns()
+            sha, size = hash_file(path)
+            after = os.stat(path)
+            if _same_file_state(before, after) and size == after.st_size:
+                if cache is not None:
+                    cache.record(path, after, sha, read_started_ns=started)
+                return sha, size, True
+            before = after
+    except OSError as exc:
+        raise ProviderError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    raise ProviderError(
+        f"{path} kept changing while it was being hashed; run again when it is still"
+    )
+
+
+def _same_file_state(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns, a.st_ino, a.st_dev) == (
+        b.st_size,
+        b.st_mtime_ns,
+        b.st_ctime_ns,
+        b.st_ino,
+        b.st_dev,
+    )
+
+
+def snapshot_tree(
+    root: Path, store: ArtifactStore, cache: StatCache | None = None
+) -> SnapshotResult:
+    """hash_tree, copy the blobs the store lacks, then store the manifest."""
+    files = _files_of(Path(root))
+    manifest, stats = _hash_files(files, cache)
+    paths = dict(files)
+    bytes_copied = 0
+    for entry in manifest.entries:
+        if not store.has_blob(entry.sha256):
+            bytes_copied += store.put_file(paths[entry.path], entry.sha256)
+    digest = store.put_manifest(manifest)
+    return SnapshotResult(
+        digest=digest, manifest=manifest, bytes_copied=bytes_copied, bytes_hashed=stats.bytes_hashed
+    )

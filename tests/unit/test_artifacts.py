@@ -1,0 +1,305 @@
+"""Manifests, the file artifact store, the stat cache and snapshots of small trees."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from substratus_cli.artifacts import (
+    FileArtifactStore,
+    Manifest,
+    ManifestEntry,
+    StatCache,
+    hash_tree,
+    open_store,
+    snapshot_tree,
+)
+from substratus_cli.exitcodes import ProviderError, UsageError
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def age(path: Path, seconds: float = 10.0) -> None:
+    """Make a file look written a while ago, so the stat cache does not treat it as racy."""
+    past = time.time_ns() - int(seconds * 1e9)
+    os.utime(path, ns=(past, past))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FileArtifactStore:
+    return FileArtifactStore(tmp_path / "store")
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "a.txt").write_bytes(b"alpha\n")
+    (root / "sub" / "b.bin").write_bytes(bytes(range(256)) * 10)
+    (root / "sub" / "deeper" / "c.txt").write_bytes(b"")
+    (root / ".hidden").write_bytes(b"hidden files are data too")
+    return root
+
+
+# -- manifest ---------------------------------------------------------------------------------
+
+ENTRIES = [
+    ManifestEntry("b/two.txt", 3, sha(b"two")),
+    ManifestEntry("a.txt", 3, sha(b"one")),
+    ManifestEntry(".hidden", 0, sha(b"")),
+]
+
+
+def test_manifest_digest_is_pinned_so_snapshot_ids_never_drift() -> None:
+    manifest = Manifest(tuple(ENTRIES))
+    assert manifest.canonical_json() == (
+        b'{"entries":['
+        b'{"path":".hidden","sha256":"' + sha(b"").encode() + b'","size":0},'
+        b'{"path":"a.txt","sha256":"' + sha(b"one").encode() + b'","size":3},'
+        b'{"path":"b/two.txt","sha256":"' + sha(b"two").encode() + b'","size":3}'
+        b'],"version":1}'
+    )
+    assert manifest.digest == "sha256:" + sha(manifest.canonical_json())
+    assert manifest.digest == (
+        "sha256:16149749528f1edb3e6d7b128c953bb7a4762527dc915bfc02a1f9119b780afc"
+    )
+
+
+@given(st.permutations(ENTRIES))
+def test_manifest_digest_does_not_depend_on_entry_order(entries: list[ManifestEntry]) -> None:
+    assert Manifest(tuple(entries)).digest == Manifest(tuple(ENTRIES)).digest
+    assert Manifest(tuple(entries)) == Manifest(tuple(ENTRIES))
+
+
+def test_manifest_round_trips_through_dict() -> None:
+    manifest = Manifest(tuple(ENTRIES))
+    assert Manifest.from_dict(manifest.to_dict()) == manifest
+    assert manifest.total_size == 6
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../up", "a/../b", "a//b", "./a", "a\\b", ""])
+def test_manifest_refuses_paths_that_escape_or_are_not_normalized(path: str) -> None:
+    with pytest.raises(ValueError, match="manifest path"):
+        ManifestEntry(path, 1, sha(b"x"))
+
+
+def test_manifest_refuses_duplicate_paths() -> None:
+    with pytest.raises(ValueError, match="duplicate"):
+        Manifest((ENTRIES[0], ENTRIES[0]))
+
+
+# -- store ------------------------------------------------------------------------------------
+
+
+def test_put_file_dedups_a_blob_already_stored(store: FileArtifactStore, tmp_path: Path) -> None:
+    source = tmp_path / "f.bin"
+    source.write_bytes(b"x" * 5000)
+    assert store.put_file(source, sha(b"x" * 5000)) == 5000
+    assert store.put_file(source, sha(b"x" * 5000)) == 0
+    blob = store.blob_path(sha(b"x" * 5000))
+    assert blob == store.root / "blobs" / "sha256" / blob.name[:2] / blob.name
+    assert blob.read_bytes() == b"x" * 5000
+    assert not blob.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+
+
+def test_put_file_refuses_a_file_that_does_not_hash_as_claimed(
+    store: FileArtifactStore, tmp_path: Path
+) -> None:
+    source = tmp_path / "f.bin"
+    source.write_bytes(b"changed")
+    with pytest.raises(ProviderError, match="changed while it was being snapshotted"):
+        store.put_file(source, sha(b"original"))
+    assert not store.has_blob(sha(b"changed")) and not store.has_blob(sha(b"original"))
+
+
+def test_put_stream_stores_and_reports_size(store: FileArtifactStore) -> None:
+    data = [b"abc", b"def"]
+    assert store.put_stream(iter(data), sha(b"abcdef")) == (sha(b"abcdef"), 6, 6)
+    assert store.put_stream(iter(data), None) == (sha(b"abcdef"), 6, 0)
+
+
+def test_put_stream_checksum_mismatch_stores_nothing(store: FileArtifactStore) -> None:
+    wrong = sha(b"something else")
+    with pytest.raises(ProviderError) as info:
+        store.put_stream(iter([b"abc"]), "sha256:" + wrong)
+    assert wrong in info.value.message and sha(b"abc") in info.value.message
+    assert not store.has_blob(sha(b"abc"))
+    assert list((store.root / "tmp").iterdir()) == []
+    assert not (store.root / "blobs").exists()
+
+
+def test_put_stream_failing_midway_leaves_no_temp_file(store: FileArtifactStore) -> None:
+    def chunks():
+        yield b"partial"
+        raise ConnectionResetError("peer went away")
+
+    with pytest.raises(ConnectionResetError):
+        store.put_stream(chunks(), None)
+    assert list((store.root / "tmp").iterdir()) == []
+
+
+def test_manifest_put_is_idempotent_and_verified_on_read(store: FileArtifactStore) -> None:
+    manifest = Manifest(tuple(ENTRIES))
+    assert store.put_manifest(manifest) == store.put_manifest(manifest) == manifest.digest
+    assert store.get_manifest(manifest.digest) == manifest
+    assert store.get_manifest("sha256:" + "0" * 64) is None
+
+
+def test_has_snapshot_is_false_when_a_blob_is_missing(store: FileArtifactStore, tree: Path) -> None:
+    result = snapshot_tree(tree, store, None)
+    assert store.has_snapshot(result.digest)
+    victim = store.blob_path(sha(b"alpha\n"))
+    victim.unlink()
+    assert not store.has_snapshot(result.digest)
+    assert not store.has_snapshot("sha256:" + "1" * 64)
+
+
+def test_materialize_reproduces_the_files_as_hard_links(
+    store: FileArtifactStore, tree: Path, tmp_path: Path
+) -> None:
+    result = snapshot_tree(tree, store, None)
+    dest = tmp_path / "out"
+    store.materialize(result.digest, dest)
+    for entry in result.manifest.entries:
+        copy = dest / entry.path
+        assert copy.read_bytes() == (tree / entry.path).read_bytes()
+        assert copy.stat().st_ino == store.blob_path(entry.sha256).stat().st_ino
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == [
+        ".hidden",
+        "a.txt",
+        "sub/b.bin",
+        "sub/deeper/c.txt",
+    ]
+    store.materialize(result.digest, dest)  # again over itself: still fine
+
+
+def test_materialize_copies_when_a_hard_link_cannot_cross_filesystems(
+    store: FileArtifactStore, tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = snapshot_tree(tree, store, None)
+
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    store.materialize(result.digest, tmp_path / "out")
+    copy = tmp_path / "out" / "sub" / "b.bin"
+    assert copy.read_bytes() == (tree / "sub" / "b.bin").read_bytes()
+    assert copy.stat().st_ino != store.blob_path(sha(copy.read_bytes())).stat().st_ino
+
+
+def test_materialize_of_an_incomplete_snapshot_names_the_missing_blob(
+    store: FileArtifactStore, tree: Path, tmp_path: Path
+) -> None:
+    result = snapshot_tree(tree, store, None)
+    store.blob_path(sha(b"alpha\n")).unlink()
+    with pytest.raises(ProviderError, match="a.txt is missing"):
+        store.materialize(result.digest, tmp_path / "out")
+
+
+def test_open_store_resolves_relative_file_urls_against_base(tmp_path: Path) -> None:
+    store = open_store("file://.substratus/artifacts", tmp_path)
+    assert isinstance(store, FileArtifactStore)
+    assert store.root == tmp_path / ".substratus" / "artifacts"
+    assert store.url == "file://.substratus/artifacts"
+    absolute = open_store(f"file://{tmp_path}/abs", Path("/elsewhere"))
+    assert isinstance(absolute, FileArtifactStore) and absolute.root == tmp_path / "abs"
+
+
+def test_open_store_says_gs_is_not_built_yet(tmp_path: Path) -> None:
+    with pytest.raises(ProviderError, match=r"gs:// artifact stores are not built yet.*file://"):
+        open_store("gs://bucket/prefix", tmp_path)
+    with pytest.raises(UsageError, match="unsupported artifact store URL"):
+        open_store("ftp://host/x", tmp_path)
+
+
+# -- hash_tree and snapshot_tree ----------------------------------------------------------------
+
+
+def test_hash_tree_of_a_file_is_one_entry_named_by_its_basename(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"a,b\n1,2\n")
+    manifest, stats = hash_tree(path, None)
+    assert manifest.entries == (ManifestEntry("train.csv", 8, sha(b"a,b\n1,2\n")),)
+    assert (stats.files_hashed, stats.bytes_hashed, stats.files_cached) == (1, 8, 0)
+
+
+def test_hash_tree_follows_symlinks_inside_root_and_refuses_those_outside(
+    tree: Path, tmp_path: Path
+) -> None:
+    (tree / "link.txt").symlink_to("a.txt")
+    (tree / "sublink").symlink_to("sub")
+    paths = [e.path for e in hash_tree(tree, None)[0].entries]
+    assert "link.txt" in paths and "sublink/b.bin" in paths
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not part of the dataset")
+    (tree / "escape.txt").symlink_to(outside)
+    with pytest.raises(ProviderError, match="outside"):
+        hash_tree(tree, None)
+
+
+def test_hash_tree_refuses_a_symlink_loop(tree: Path) -> None:
+    (tree / "sub" / "loop").symlink_to("..")
+    with pytest.raises(ProviderError, match="loop"):
+        hash_tree(tree, None)
+
+
+def test_snapshot_of_an_unchanged_tree_copies_and_reads_nothing(
+    store: FileArtifactStore, tree: Path, tmp_path: Path
+) -> None:
+    for path in tree.rglob("*"):
+        age(path)
+    cache = StatCache(tmp_path / "statcache.json")
+    first = snapshot_tree(tree, store, cache)
+    assert first.bytes_copied == first.bytes_hashed == first.manifest.total_size > 0
+    again = snapshot_tree(tree, store, StatCache(tmp_path / "statcache.json"))
+    assert (again.digest, again.bytes_copied, again.bytes_hashed) == (first.digest, 0, 0)
+
+
+def test_stat_cache_does_not_trust_a_file_written_just_now(tree: Path, tmp_path: Path) -> None:
+    cache = StatCache(tmp_path / "statcache.json")
+    hash_tree(tree, cache)  # files written microseconds ago: racily clean, not recorded
+    _, stats = hash_tree(tree, cache)
+    assert stats.files_cached == 0 and stats.files_hashed == 4
+
+
+def test_stat_cache_misses_when_content_changes_at_the_same_size(
+    tree: Path, tmp_path: Path
+) -> None:
+    age(tree / "a.txt", 20)
+    cache = StatCache(tmp_path / "statcache.json")
+    before = hash_tree(tree / "a.txt", cache)[0]
+    (tree / "a.txt").write_bytes(b"ALPHA\n")
+    age(tree / "a.txt", 5)
+    after, stats = hash_tree(tree / "a.txt", cache)
+    assert stats.files_hashed == 1 and after.digest != before.digest
+
+
+def test_stat_cache_survives_a_corrupt_file_and_merges_concurrent_savers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "statcache.json"
+    path.write_text("{not json")
+    assert len(StatCache(path)) == 0
+    one, two = tmp_path / "one", tmp_path / "two"
+    for f in (one, two):
+        f.write_text(f.name)
+        age(f)
+    first, second = StatCache(path), StatCache(path)
+    assert first.record(one, one.stat(), sha(b"one"))
+    assert second.record(two, two.stat(), sha(b"two"))
+    first.save()
+    second.save()
+    merged = StatCache(path)
+    assert merged.lookup(one, one.stat()) == sha(b"one")
+    assert merged.lookup(two, two.stat()) == sha(b"two")
