@@ -11,7 +11,7 @@ from substratus_cli.artifacts import ArtifactStore, StatCache
 from substratus_cli.diff import field_changes, matches_prefix
 from substratus_cli.exitcodes import ProviderError
 from substratus_cli.provider import MANAGED_BY_LABEL, PART_OF_LABEL, PlanItem, PlannedChange
-from substratus_cli.secrets import substitute
+from substratus_cli.secrets import SECRET_REF, substitute
 from substratus_providers.local.sources import fetch_snapshot, plan_digest
 
 # A snapshot is immutable: anything that changes what is fetched makes a new one.
@@ -19,10 +19,20 @@ REPLACE_FIELDS = ("spec.source", "spec.image", "spec.build", "spec.command", "sp
 
 
 class DatasetPlanner:
-    def __init__(self, workdir: Path, store: ArtifactStore, cache: StatCache) -> None:
+    def __init__(self, workdir: Path, store: ArtifactStore, cache: StatCache,
+                 resolve_secret: Callable[[str, str], str] | None = None) -> None:
         self.workdir = workdir
         self.store = store
         self.cache = cache
+        self.resolve_secret = resolve_secret
+
+    def _check_secrets(self, spec: Mapping[str, Any]) -> None:
+        """Fail the plan, not the apply, when a referenced secret is not set (values discarded)."""
+        if self.resolve_secret is None:
+            return
+        for text in _strings(spec):
+            for m in SECRET_REF.finditer(text):
+                self.resolve_secret(m.group(1), m.group(2))
 
     def plan(self, item: PlanItem) -> PlannedChange:
         a, desired, live = item.address, item.desired, item.live
@@ -30,6 +40,7 @@ class DatasetPlanner:
             return PlannedChange(a, Action.DELETE, "not in the resource files")
         digest = plan_digest(desired.spec.get("source", {}), self.workdir, self.cache)
         planned = {"digest": digest}
+        self._check_secrets(desired.spec)
         if live is None:
             return PlannedChange(a, Action.CREATE, "not in live state", planned_status=planned)
         changes = list(field_changes(
@@ -57,13 +68,12 @@ class DatasetPlanner:
                                  {"digest": live_digest})
         return PlannedChange(a, Action.NOOP, "digest unchanged", (), {"digest": live_digest})
 
-    def snapshot(self, spec: Mapping[str, Any], planned_digest: Any,
-                 resolve_secret: Callable[[str, str], str] | None) -> dict[str, Any]:
+    def snapshot(self, spec: Mapping[str, Any], planned_digest: Any) -> dict[str, Any]:
         """Fetch the source into the store; returns the status to record."""
         def resolve(text: str) -> str:
-            if resolve_secret is None:
+            if self.resolve_secret is None:
                 return text
-            return substitute(text, resolve_secret)
+            return substitute(text, self.resolve_secret)
 
         env = {k: resolve(v) for k, v in (spec.get("env") or {}).items()}
         result = fetch_snapshot(spec.get("source", {}), self.workdir, self.store, self.cache,
@@ -78,3 +88,13 @@ class DatasetPlanner:
 
 def user_labels(labels: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in labels.items() if k not in (MANAGED_BY_LABEL, PART_OF_LABEL)}
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []

@@ -44,7 +44,8 @@ class LocalProvider:
         if self._datasets is None:
             store = open_store(self.context.artifacts_url, self.context.workdir)
             cache = StatCache(self.context.data_dir / "cache" / "stat.json")
-            self._datasets = DatasetPlanner(self.context.workdir, store, cache)
+            self._datasets = DatasetPlanner(self.context.workdir, store, cache,
+                                            self.context.resolve_secret)
         return self._datasets
 
     def check(self, resources: Sequence[Resource]) -> Sequence[Diagnostic]:
@@ -71,9 +72,7 @@ class LocalProvider:
         return ReadResponse(objects, requests=1)
 
     def plan(self, items: Sequence[PlanItem]) -> Sequence[PlannedChange]:
-        out = [self.datasets.plan(item) for item in items if item.address.kind == "Dataset"]
-        self.datasets.cache.save()
-        return out
+        return [self.datasets.plan(item) for item in items if item.address.kind == "Dataset"]
 
     def apply(self, request: ApplyRequest) -> ApplyResponse:
         a = request.address
@@ -88,11 +87,10 @@ class LocalProvider:
             if request.action is Action.UPDATE and request.live is not None:
                 status = dict(request.live.status)
             else:
-                status = self.datasets.snapshot(desired.spec, request.planned_status.get("digest"),
-                                                self.context.resolve_secret)
-                self.datasets.cache.save()
+                status = self.datasets.snapshot(desired.spec, request.planned_status.get("digest"))
         except SubstratusError as e:
-            return ApplyResponse(request.live, error=e.message)
+            hint = f" ({e.hint})" if e.hint else ""
+            return ApplyResponse(request.live, error=e.message + hint)
         live = self.records.put(a, spec=desired.spec, status=status, labels=labels,
                                 new_object=request.action is not Action.UPDATE)
         return ApplyResponse(live)

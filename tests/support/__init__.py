@@ -1,0 +1,1 @@
+"""Test support: a tiny provider, a state backend conformance suite, real local servers."""

@@ -1,0 +1,26 @@
+"""The install layout and the README's commands stay true to the repository."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_every_package_is_listed_in_pyproject():
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"])
+    found = set()
+    for root, name in (("substratus_cli", "substratus_cli"), ("providers", "substratus_providers")):
+        for init in (REPO / root).rglob("__init__.py"):
+            rel = init.parent.relative_to(REPO / root)
+            found.add(".".join([name, *rel.parts]))
+    assert found == listed
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    ci_command = (REPO / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert "python -m pytest" in ci_command
+    assert f"```bash\n{ci_command}\n```" in readme
