@@ -1,0 +1,337 @@
+"""Loading a directory of resource files into validated Resources, gathering every mistake in it
+as a Diagnostic with file, line and field (nothing the user wrote makes this raise)."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel
+
+from substratus_cli.address import DEFAULT_NAMESPACE, KINDS, Address
+from substratus_cli.config.schema import CROSS_FIELD, DOCUMENT_MODELS, fields_at
+from substratus_cli.config.yamlpos import YamlDocument, parse_documents
+from substratus_cli.diagnostics import Diagnostics
+from substratus_cli.resource import API_VERSION, Resource
+
+MAX_FILE_BYTES = 10 * 1024 * 1024
+SUFFIXES = (".yaml", ".yml")
+_KIND_LIST = ", ".join(KINDS)
+
+# Where each kind references others by name: (field path in the document, referenced kind).
+REFERENCE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "Environment": (("spec.kubernetes.cluster.name", "Cluster"),),
+    "NodePool": (("spec.cluster.name", "Cluster"),),
+    "Model": (("spec.training.baseModel.name", "Model"), ("spec.training.dataset.name", "Dataset")),
+    "ModelServer": (("spec.model.name", "Model"),),
+    "Notebook": (("spec.model.name", "Model"), ("spec.dataset.name", "Dataset")),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadResult:
+    resources: list[Resource]
+    environment: Resource | None
+    diagnostics: Diagnostics
+
+
+@dataclasses.dataclass(frozen=True)
+class _Declared:
+    """A document whose kind and name are known, whether or not the rest of it is valid."""
+
+    kind: str
+    name: str
+    namespace: str | None
+    file: str
+    document: YamlDocument
+    validated: BaseModel | None
+
+
+def load_directory(path: Path) -> LoadResult:
+    """Read and validate every resource file under `path`; all problems end up in `diagnostics`."""
+    diagnostics = Diagnostics()
+    files = _resource_files(path, diagnostics)
+    declared: list[_Declared] = []
+    for file, relative in files:
+        text = _read_text(file, relative, diagnostics)
+        for document in parse_documents(text, relative, diagnostics) if text is not None else []:
+            entry = _check_document(document, relative, diagnostics)
+            if entry is not None:
+                declared.append(entry)
+
+    environment = _environment(declared, diagnostics)
+    namespace = DEFAULT_NAMESPACE
+    if environment is not None and environment.validated is not None:
+        kubernetes = environment.validated.spec.kubernetes  # type: ignore[attr-defined]
+        namespace = kubernetes.namespace if kubernetes is not None else DEFAULT_NAMESPACE
+    addressed = _addresses([d for d in declared if d.kind != "Environment"], namespace,
+                           diagnostics)
+    if environment is not None:
+        env_address = Address("Environment", environment.namespace or namespace, environment.name)
+        addressed_env = {env_address: environment}
+    else:
+        addressed_env = {}
+    for address, entry in [*addressed.items(), *addressed_env.items()]:
+        _check_references(entry, address.namespace, set(addressed), diagnostics)
+
+    resources = [_resource(e, a) for a, e in addressed.items() if e.validated is not None]
+    env_resource = next((_resource(e, a) for a, e in addressed_env.items()
+                         if e.validated is not None), None)
+    # Reported in the order of the files and lines they are about, as a compiler would.
+    order = {relative: index for index, (_, relative) in enumerate(files)}
+    in_order = sorted(diagnostics, key=lambda d: (order.get(d.subject.file or "", -1),
+                                                  d.subject.line or 0))
+    return LoadResult(resources, env_resource, Diagnostics(in_order))
+
+
+def _addresses(declared: list[_Declared], namespace: str,
+               diagnostics: Diagnostics) -> dict[Address, _Declared]:
+    """The first document declaring each address; later ones are reported as duplicates."""
+    first_at: dict[Address, _Declared] = {}
+    for entry in declared:
+        address = Address(entry.kind, entry.namespace or namespace, entry.name)
+        if address in first_at:
+            first = first_at[address]
+            diagnostics.error(
+                f"duplicate {address} (first defined at {first.file}:{first.document.line})",
+                file=entry.file, line=_line_of(entry.document, "metadata.name"),
+                field="metadata.name")
+        else:
+            first_at[address] = entry
+    return first_at
+
+
+def _resource_files(root: Path, diagnostics: Diagnostics) -> list[tuple[Path, str]]:
+    """(path, path relative to `root` in POSIX style) of every resource file, sorted."""
+    if not root.exists():
+        diagnostics.error(f"directory not found: {root}", file=str(root))
+        return []
+    if not root.is_dir():
+        diagnostics.error(f"not a directory: {root}", file=str(root))
+        return []
+
+    def unreadable(error: OSError) -> None:
+        where = Path(error.filename).relative_to(root).as_posix() if error.filename else str(root)
+        diagnostics.error(f"cannot read directory: {error.strerror}", file=where)
+
+    found: list[tuple[Path, str]] = []
+    for folder, subfolders, names in os.walk(root, onerror=unreadable):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        for name in names:
+            if not name.startswith(".") and name.lower().endswith(SUFFIXES):
+                file = Path(folder, name)
+                found.append((file, file.relative_to(root).as_posix()))
+    if not found and not diagnostics.has_errors:
+        diagnostics.error(f"no resource files (*.yaml, *.yml) in {root}", file=str(root))
+    return sorted(found, key=lambda item: item[1])
+
+
+def _read_text(file: Path, relative: str, diagnostics: Diagnostics) -> str | None:
+    try:
+        size = file.stat().st_size
+        if size > MAX_FILE_BYTES:
+            diagnostics.error(f"file too large ({size} bytes); resource files are limited to "
+                              f"{MAX_FILE_BYTES // (1024 * 1024)} MiB", file=relative, line=1)
+            return None
+        data = file.read_bytes()
+    except OSError as error:
+        diagnostics.error(f"cannot read file: {error.strerror or error}", file=relative, line=1)
+        return None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        diagnostics.error(f"not UTF-8 text (byte 0x{data[error.start]:02x} cannot be decoded)",
+                          file=relative, line=line)
+        return None
+
+
+def _check_document(document: YamlDocument, file: str,
+                    diagnostics: Diagnostics) -> _Declared | None:
+    """Validate one document; a _Declared if its kind and name are known (even if invalid)."""
+    data = document.data
+    if not isinstance(data, dict):
+        diagnostics.error("expected a mapping with apiVersion, kind, metadata and spec, "
+                          f"got {_describe(data)}", file=file, line=document.line)
+        return None
+
+    def report(summary: str, field: str) -> None:
+        diagnostics.error(summary, file=file, line=_line_of(document, field), field=field)
+
+    if "apiVersion" not in data:
+        report(f'required field is missing; expected "{API_VERSION}"', "apiVersion")
+    elif data["apiVersion"] != API_VERSION:
+        report(f'unsupported apiVersion {_quote(data["apiVersion"])}; expected "{API_VERSION}"',
+               "apiVersion")
+    kind = data.get("kind")
+    if "kind" not in data:
+        report(f"required field is missing; expected one of: {_KIND_LIST}", "kind")
+        return None
+    if not isinstance(kind, str) or kind not in KINDS:
+        report(f"unknown kind {_quote(kind)}; expected one of: {_KIND_LIST}", "kind")
+        return None
+
+    model = DOCUMENT_MODELS[kind]
+    validated: BaseModel | None = None
+    try:
+        validated = model.model_validate(data)
+    except pydantic.ValidationError as error:
+        found: list[tuple[str, str]] = []
+        for detail in error.errors(include_url=False):
+            loc = tuple(p if isinstance(p, int) else str(p) for p in detail["loc"])
+            field = ".".join(str(p) for p in loc if p != "[key]")
+            # apiVersion and kind are reported above in the user's words, unreadable values
+            # where they were read.
+            if loc[:1] in (("apiVersion",), ("kind",)) or _unreadable(field, detail["type"],
+                                                                       document.broken):
+                continue
+            found.append((field, _summary(detail, model, loc)))
+        for field, summary in sorted(found, key=lambda f: _line_of(document, f[0])):
+            report(summary, field)
+
+    metadata = data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if not isinstance(name, str):
+        return None
+    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+    return _Declared(kind, name, namespace if isinstance(namespace, str) else None, file,
+                     document, validated)
+
+
+def _environment(declared: list[_Declared], diagnostics: Diagnostics) -> _Declared | None:
+    environments = [d for d in declared if d.kind == "Environment"]
+    for extra in environments[1:]:
+        first = environments[0]
+        diagnostics.error(
+            f'more than one Environment: "{extra.name}" here and "{first.name}" at '
+            f"{first.file}:{first.document.line}; a directory holds at most one",
+            file=extra.file, line=extra.document.line)
+    return environments[0] if environments else None
+
+
+def _resource(entry: _Declared, address: Address) -> Resource:
+    assert entry.validated is not None
+    validated: Any = entry.validated
+    spec = _spec(entry)
+    refs = tuple(Address(kind, address.namespace, name)
+                 for _, kind, name in _references(entry.kind, spec))
+    return Resource(
+        address=address,
+        spec=spec,
+        labels=dict(validated.metadata.labels or {}),
+        file=entry.file,
+        line=entry.document.line,
+        field_lines=dict(entry.document.field_lines),
+        refs=tuple(dict.fromkeys(refs)),
+    )
+
+
+def _spec(entry: _Declared) -> dict[str, Any]:
+    """The validated spec, normalized: aliases as in files, defaults and nulls left out."""
+    validated: Any = entry.validated
+    spec: dict[str, Any] = validated.spec.model_dump(
+        mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+    return spec
+
+
+def _references(kind: str, spec: Any) -> Iterator[tuple[str, str, str]]:
+    """(field path, referenced kind, name) for each reference the spec makes."""
+    for field, target in REFERENCE_FIELDS.get(kind, ()):
+        value: Any = {"spec": spec}
+        for step in field.split("."):
+            value = value.get(step) if isinstance(value, dict) else None
+        if isinstance(value, str):
+            yield field, target, value
+
+
+def _check_references(entry: _Declared, namespace: str, known: set[Address],
+                      diagnostics: Diagnostics) -> None:
+    # An invalid document's references are checked too, as written, so that every error of
+    # the run shows at once.
+    spec = _spec(entry) if entry.validated is not None else entry.document.data.get("spec")
+    for field, kind, name in _references(entry.kind, spec):
+        if Address(kind, namespace, name) in known:
+            continue
+        defined = sorted(a.name for a in known if a.kind == kind and a.namespace == namespace)
+        names = ", ".join(defined[:10]) + (", ..." if len(defined) > 10 else "")
+        where = f"defined: {names}" if defined else f"no {kind} is defined"
+        if namespace != DEFAULT_NAMESPACE:
+            where += f' in namespace "{namespace}"'
+        diagnostics.error(f'{kind} "{name}" not found ({where})', file=entry.file,
+                          line=_line_of(entry.document, field), field=field)
+
+
+def _unreadable(field: str, error_type: str, broken: frozenset[str]) -> bool:
+    """Whether an error is only a consequence of a value that could not be read."""
+    if any(field == p or field.startswith(p + ".") for p in broken):
+        return True
+    # A check across fields (a model validator) saw the unreadable value as missing.
+    return error_type == CROSS_FIELD and any(p.startswith(field + ".") for p in broken)
+
+
+def _line_of(document: YamlDocument, field: str) -> int:
+    """The line of `field`, or of its closest parent present in the file."""
+    path = field
+    while path:
+        if path in document.field_lines:
+            return document.field_lines[path]
+        path = path.rpartition(".")[0]
+    return document.line
+
+
+def _summary(detail: Any, model: type[BaseModel], loc: tuple[str | int, ...]) -> str:
+    """pydantic's message for one error, in the words of the file (no class names, no URLs)."""
+    kind, message, value = detail["type"], detail["msg"], detail.get("input")
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return _unknown_field(str(loc[-1]), fields_at(model, loc[:-1]) or [])
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a mapping, got {_describe(value)}"
+    if kind == "list_type":
+        return f"expected a list, got {_describe(value)}"
+    if kind == CROSS_FIELD:
+        return message
+    if kind in ("value_error", "assertion_error"):
+        return message.split(", ", 1)[1] if message.startswith(("Value error", "Assertion")) \
+            else message
+    if kind.endswith("_parsing") or kind.endswith("_from_float"):
+        message = message.split(", ", 1)[0]
+    return f"{message}, got {_describe(value)}"
+
+
+def _unknown_field(name: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+    if close:
+        return f'unknown field "{name}" (did you mean "{close[0]}"?)'
+    return f'unknown field "{name}"; allowed: {", ".join(allowed)}' if allowed \
+        else f'unknown field "{name}"'
+
+
+def _describe(value: Any) -> str:
+    """A short, YAML-flavoured rendering of a value the user wrote."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:37] + "...")
+    if isinstance(value, int) and value.bit_length() > 128:
+        return "a very large number"
+    if isinstance(value, int | float):
+        text = repr(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _quote(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else _describe(value)
