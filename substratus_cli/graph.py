@@ -79,11 +79,12 @@ def find_cycles(resources: Sequence[Resource]) -> Diagnostics:
             cycle: list[Address] = list(reversed(e.args[1]))
             path = " -> ".join(str(a) for a in cycle)
             first = by_address.get(cycle[0])
+            field = _ref_field(first, cycle[1]) if first else None
             diags.add(Diagnostic(
                 "dependency cycle: " + path,
                 "each resource in the cycle waits for the next; remove one of the references",
-                Subject(first.file if first else None, first.line if first else None,
-                        _ref_field(first, cycle[1]) if first else None),
+                Subject(first.file if first else None,
+                        (first.line_of(field) if field else first.line) if first else None, field),
             ))
             for a in set(cycle):  # drop the cycle and look for others
                 remaining.pop(a, None)

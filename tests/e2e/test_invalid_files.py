@@ -1,0 +1,77 @@
+"""Malformed resource files through the real CLI: one clear error each, file:line and field, exit 3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from substratus_cli.exitcodes import ExitCode
+
+CASES = {
+    "bad yaml": (
+        "apiVersion: substratus.ai/v1\nkind: Dataset\nmetadata: {name: a\nspec: {}\n",
+        "Error: a.yaml:4: invalid YAML: while parsing a flow mapping; expected ',' or '}', "
+        "but got ':'"),
+    "unknown kind": (
+        "apiVersion: substratus.ai/v1\nkind: Datasett\nmetadata: {name: a}\nspec: {}\n",
+        'Error: a.yaml:2: kind: unknown kind "Datasett"; expected one of: Environment, Cluster, '
+        "NodePool, Bucket, Dataset, Model, ModelServer, Notebook"),
+    "wrong field type": (
+        "apiVersion: substratus.ai/v1\nkind: Dataset\nmetadata: {name: a}\nspec:\n"
+        "  source: {path: x}\n  params: [1, 2]\n",
+        "Error: a.yaml:6: spec.params: expected a mapping, got a list"),
+    "missing reference": (
+        "apiVersion: substratus.ai/v1\nkind: Model\nmetadata: {name: m}\nspec:\n  training:\n"
+        "    baseModel: {name: m}\n    dataset: {name: colorz}\n",
+        'Error: a.yaml:7: spec.training.dataset.name: Dataset "colorz" not found '
+        "(no Dataset is defined)"),
+    "cycle": (
+        "apiVersion: substratus.ai/v1\nkind: Dataset\nmetadata: {name: d}\n"
+        "spec: {source: {path: x}}\n---\n"
+        "apiVersion: substratus.ai/v1\nkind: Model\nmetadata: {name: a}\nspec:\n  training:\n"
+        "    baseModel: {name: b}\n    dataset: {name: d}\n---\n"
+        "apiVersion: substratus.ai/v1\nkind: Model\nmetadata: {name: b}\nspec:\n  training:\n"
+        "    baseModel: {name: a}\n    dataset: {name: d}\n",
+        "Error: a.yaml:11: spec.training.baseModel.name: dependency cycle: "
+        "Model/default/a -> Model/default/b -> Model/default/a"),
+}
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "apply"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_malformed_file_is_one_clear_error_exit_3(cli, tmp_path: Path, case: str, command: str):
+    text, expected = CASES[case]
+    (tmp_path / "a.yaml").write_text(text)
+    args = [command, tmp_path] + (["--auto-approve"] if command == "apply" else [])
+    result = cli(*args)
+    assert result.code == ExitCode.INVALID_INPUT
+    errors = [line for line in result.err.splitlines() if line.startswith("Error: ")]
+    assert errors == [expected], result.err
+    assert "Traceback" not in result.output
+    assert not (tmp_path / ".substratus").exists(), "nothing is written for invalid files"
+
+
+def test_all_errors_of_a_run_are_reported_together(cli, tmp_path: Path):
+    for name in ("unknown kind", "wrong field type"):
+        (tmp_path / f"{name.replace(' ', '-')}.yaml").write_text(CASES[name][0])
+    result = cli("validate", tmp_path)
+    assert result.code == ExitCode.INVALID_INPUT
+    assert result.err.count("Error: ") == 2
+    assert "2 errors in the resource files." in result.err
+
+
+def test_kinds_the_local_runtime_cannot_run_yet_are_refused_at_plan(cli, tmp_path: Path):
+    (tmp_path / "m.yaml").write_text(
+        "apiVersion: substratus.ai/v1\nkind: Model\nmetadata: {name: m}\n"
+        "spec: {source: {path: weights}}\n")
+    result = cli("plan", tmp_path)
+    assert result.code == ExitCode.INVALID_INPUT
+    assert ("Error: m.yaml:1: kind: Model 'm': the local runtime cannot run Model resources yet"
+            in result.err)
+
+
+def test_validate_accepts_the_quickstart(cli, quickstart):
+    result = cli("validate", quickstart)
+    assert result.code == 0
+    assert "Success! The resource files are valid (3 resources)." in result.out
