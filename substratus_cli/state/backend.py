@@ -46,7 +46,7 @@ class LockHeldError(LockError):
     def __init__(self, holder: LockInfo | None, location: str) -> None:
         who = holder.describe() if holder else "holder details unavailable"
         super().__init__(
-            f"Error acquiring the state lock for {location}: it is held: {who}",
+            f"Cannot acquire the state lock for {location}: it is held: {who}",
             hint="wait for that operation to finish, or pass --lock-timeout=60s to wait for it; "
                  "if its process is gone, run `substratus force-unlock ID`",
         )

@@ -40,11 +40,20 @@ def test_concurrent_applies_one_wins_the_other_exits_4(tmp_path):
     codes = sorted(code for _, _, code in results)
     assert codes == [ExitCode.OK, ExitCode.LOCKED], results
     out, err, _ = next(r for r in results if r[2] == ExitCode.LOCKED)
-    assert "Error acquiring the state lock" in err
+    assert "Error: Cannot acquire the state lock for file://" in err
     assert "operation apply, held by" in err and "(pid " in err
     assert "Traceback" not in out + err
     winner_out = next(r for r in results if r[2] == ExitCode.OK)[0]
     assert "Apply complete! Resources: 1 added" in winner_out
+
+
+def wait_until_locked(workdir: Path) -> None:
+    lock = workdir / ".substratus" / "state" / "lock.json"
+    for _ in range(200):
+        if lock.exists() and lock.read_text().strip():
+            return
+        time.sleep(0.05)
+    raise AssertionError("the first apply never took the lock")
 
 
 def test_lock_timeout_waits_for_the_holder(tmp_path):
@@ -52,11 +61,13 @@ def test_lock_timeout_waits_for_the_holder(tmp_path):
     with serve({"/slow.csv": Route(b"a,b\n" * 1000, seconds=2.0)}) as server:
         slow_dataset(workdir, server.url)
         first = substratus("apply", workdir, "--auto-approve")
+        wait_until_locked(workdir)
         second = substratus("apply", workdir, "--auto-approve", "--lock-timeout", "60s")
         results = [p.communicate(timeout=90) + (p.returncode,) for p in (first, second)]
     assert [code for _, _, code in results] == [0, 0], results
-    # Whichever ran second found the dataset already there.
-    assert any("No changes." in out for out, _, _ in results), results
+    # The second waited for the first, then found the dataset already there.
+    assert "Apply complete! Resources: 1 added" in results[0][0]
+    assert "No changes." in results[1][0], results
 
 
 def test_plan_does_not_take_the_lock(cli, tmp_path):
@@ -65,11 +76,7 @@ def test_plan_does_not_take_the_lock(cli, tmp_path):
         slow_dataset(workdir, server.url)
         holder = substratus("apply", workdir, "--auto-approve")
         try:
-            lock = workdir / ".substratus" / "state" / "lock.json"
-            for _ in range(100):
-                if lock.exists() and lock.read_text().strip():
-                    break
-                time.sleep(0.05)
+            wait_until_locked(workdir)
             assert cli("plan", workdir).code == 0
         finally:
             holder.communicate(timeout=60)
