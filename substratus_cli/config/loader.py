@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pydantic
 from pydantic import BaseModel
 
 from substratus_cli.address import DEFAULT_NAMESPACE, KINDS, Address
-from substratus_cli.config.schema import CROSS_FIELD, DOCUMENT_MODELS, fields_at
+from substratus_cli.config.schema import CROSS_FIELD, DOCUMENT_MODELS
 from substratus_cli.config.yamlpos import YamlDocument, parse_documents
 from substratus_cli.diagnostics import Diagnostics
 from substratus_cli.resource import API_VERSION, Resource
@@ -65,10 +66,7 @@ def load_directory(path: Path) -> LoadResult:
                 declared.append(entry)
 
     environment = _environment(declared, diagnostics)
-    namespace = DEFAULT_NAMESPACE
-    if environment is not None and environment.validated is not None:
-        kubernetes = environment.validated.spec.kubernetes  # type: ignore[attr-defined]
-        namespace = kubernetes.namespace if kubernetes is not None else DEFAULT_NAMESPACE
+    namespace = _default_namespace(environment)
     addressed = _addresses([d for d in declared if d.kind != "Environment"], namespace,
                            diagnostics)
     if environment is not None:
@@ -87,6 +85,15 @@ def load_directory(path: Path) -> LoadResult:
     in_order = sorted(diagnostics, key=lambda d: (order.get(d.subject.file or "", -1),
                                                   d.subject.line or 0))
     return LoadResult(resources, env_resource, Diagnostics(in_order))
+
+
+def _default_namespace(environment: _Declared | None) -> str:
+    """The Environment's Kubernetes namespace: where documents that name none belong."""
+    validated: Any = environment.validated if environment is not None else None
+    if validated is None or validated.spec.kubernetes is None:
+        return DEFAULT_NAMESPACE
+    namespace: str = validated.spec.kubernetes.namespace
+    return namespace
 
 
 def _addresses(declared: list[_Declared], namespace: str,
@@ -133,7 +140,11 @@ def _resource_files(root: Path, diagnostics: Diagnostics) -> list[tuple[Path, st
 
 def _read_text(file: Path, relative: str, diagnostics: Diagnostics) -> str | None:
     try:
-        size = file.stat().st_size
+        info = file.stat()
+        size = info.st_size
+        if not stat.S_ISREG(info.st_mode):
+            diagnostics.error("not a regular file", file=relative, line=1)
+            return None
         if size > MAX_FILE_BYTES:
             diagnostics.error(f"file too large ({size} bytes); resource files are limited to "
                               f"{MAX_FILE_BYTES // (1024 * 1024)} MiB", file=relative, line=1)
@@ -290,7 +301,7 @@ def _summary(detail: Any, model: type[BaseModel], loc: tuple[str | int, ...]) ->
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
-        return _unknown_field(str(loc[-1]), fields_at(model, loc[:-1]) or [])
+        return _unknown_field(str(loc[-1]), _fields_at(model, loc[:-1]) or [])
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"expected a mapping, got {_describe(value)}"
     if kind == "list_type":
@@ -335,3 +346,39 @@ def _describe(value: Any) -> str:
 
 def _quote(value: Any) -> str:
     return f'"{value}"' if isinstance(value, str) else _describe(value)
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str] | None:
+    """The field names (as written in files) of the model found at `loc` under `model`, if any."""
+    current: Any = model
+    for step in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            fields = {f.alias or n: f for n, f in current.model_fields.items()}
+            fields.update(current.model_fields)
+            if step not in fields:
+                return None
+            current = fields[str(step)].annotation
+        elif getattr(current, "__origin__", None) in (list, dict):
+            current = current.__args__[-1]
+        else:
+            return None
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """`X | None` and `Annotated[X, ...]` -> X."""
+    while True:
+        metadata = getattr(annotation, "__metadata__", None)
+        if metadata is not None:
+            annotation = annotation.__origin__
+            continue
+        args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+        if getattr(annotation, "__origin__", None) not in (list, dict) and len(args) == 1 and \
+                type(None) in getattr(annotation, "__args__", ()):
+            annotation = args[0]
+            continue
+        return annotation

@@ -24,12 +24,13 @@ from pydantic_core import PydanticCustomError
 
 from substratus_cli.address import KINDS
 from substratus_cli.resource import API_VERSION
+from substratus_cli.secrets import SECRET_REF
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-# `${{ secrets.NAME.KEY }}`: NAME is a Kubernetes Secret name, KEY one of its keys.
-SECRET_REF = re.compile(r"\$\{\{\s*secrets\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([-._A-Za-z0-9]+)\s*\}\}")
 _STORAGE_SCHEMES = ("file://", "gs://")
+# The pydantic error type of a rule across fields (see `_Model._cross_field`).
+CROSS_FIELD = "cross_field"
 
 
 def _dns_label(value: str) -> str:
@@ -53,7 +54,8 @@ def _storage_url(value: str) -> str:
     return value
 
 
-def _env_value(value: str) -> str:
+def _secret_refs(value: str) -> str:
+    # Whatever looks like a secret reference must be one, or it would reach the workload as text.
     rest = SECRET_REF.sub("", value)
     if "${{" in rest:
         raise ValueError(
@@ -72,11 +74,13 @@ Name = Annotated[
     str, AfterValidator(_dns_label),
     Field(json_schema_extra={"pattern": f"^{_DNS_LABEL.pattern}$", "maxLength": 63}),
 ]
-Sha256 = Annotated[str, AfterValidator(_sha256), Field(json_schema_extra={"pattern": "^[0-9a-f]{64}$"})]
+Sha256 = Annotated[
+    str, AfterValidator(_sha256), Field(json_schema_extra={"pattern": "^[0-9a-f]{64}$"})
+]
 StorageURL = Annotated[
     str, AfterValidator(_storage_url), Field(json_schema_extra={"pattern": "^(file|gs)://"})
 ]
-EnvValue = Annotated[str, AfterValidator(_env_value)]
+MaybeSecret = Annotated[str, AfterValidator(_secret_refs)]
 Quantity = Annotated[str | int | float, BeforeValidator(_quantity)]
 
 
@@ -113,9 +117,6 @@ def _reraisable(error: Any) -> dict[str, Any]:
     if error["type"] == CROSS_FIELD:
         return _cross_field_error(error["msg"], error["loc"], error["input"])
     return {k: error[k] for k in ("type", "loc", "input", "ctx") if k in error}
-
-
-CROSS_FIELD = "cross_field"
 
 
 def _given(data: dict[Any, Any], *keys: str) -> list[str]:
@@ -246,7 +247,7 @@ class WorkloadSpec(_Model):
     image: str | None = None
     build: Build | None = None
     command: list[str] | None = None
-    env: dict[str, EnvValue] | None = None
+    env: dict[str, MaybeSecret] | None = None
     params: dict[str, Any] | None = None
     resources: Resources | None = None
 
@@ -263,7 +264,7 @@ class HuggingFace(_Model):
 class DatasetSource(_Model):
     url: str | None = None
     sha256: Sha256 | None = None
-    headers: dict[str, str] | None = None
+    headers: dict[str, MaybeSecret] | None = None
     path: str | None = None
     huggingface: HuggingFace | None = None
 
@@ -405,39 +406,3 @@ def json_schema() -> dict[str, Any]:
         "description": f"A substratus resource document (apiVersion {API_VERSION}).",
         **schema,
     }
-
-
-def fields_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str] | None:
-    """The field names (as written in files) of the model found at `loc` under `model`, if any."""
-    current: Any = model
-    for step in loc:
-        current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            fields = {f.alias or n: f for n, f in current.model_fields.items()}
-            fields.update(current.model_fields)
-            if step not in fields:
-                return None
-            current = fields[str(step)].annotation
-        elif getattr(current, "__origin__", None) in (list, dict):
-            current = current.__args__[-1]
-        else:
-            return None
-    current = _unwrap(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return [f.alias or n for n, f in current.model_fields.items()]
-    return None
-
-
-def _unwrap(annotation: Any) -> Any:
-    """`X | None` and `Annotated[X, ...]` -> X."""
-    while True:
-        metadata = getattr(annotation, "__metadata__", None)
-        if metadata is not None:
-            annotation = annotation.__origin__
-            continue
-        args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
-        if getattr(annotation, "__origin__", None) not in (list, dict) and len(args) == 1 and \
-                type(None) in getattr(annotation, "__args__", ()):
-            annotation = args[0]
-            continue
-        return annotation

@@ -350,6 +350,11 @@ def test_directory_that_does_not_exist(tmp_path: Path) -> None:
     assert result.resources == [] and result.environment is None
 
 
+def test_path_that_is_a_file_not_a_directory(tmp_path: Path) -> None:
+    file = write(tmp_path, "r.yaml", HEAD)
+    assert messages(load_directory(file)) == [f"{file}: not a directory: {file}"]
+
+
 def test_bytes_that_are_not_utf8(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_bytes(b"apiVersion: x\nkind: \xff\n")
     assert messages(load_directory(tmp_path)) == [
@@ -436,3 +441,18 @@ def test_empty_documents_and_files_are_skipped(tmp_path: Path) -> None:
     result = load_directory(tmp_path)
     assert messages(result) == []
     assert [(r.file, r.line) for r in result.resources] == [("b.yaml", 2)]
+
+
+def test_secret_references_must_be_well_formed(tmp_path: Path) -> None:
+    result = load_one(tmp_path, HEAD + """
+        kind: Dataset
+        metadata: {name: d}
+        spec:
+          source:
+            url: https://example.com/d.csv
+            headers: {Authorization: "Bearer ${{ secrets.hub.token }}", X-Key: "${{ secrets.hub }}"}
+        """)
+    assert messages(result) == [
+        "r.yaml:7: spec.source.headers.X-Key: invalid secret reference in '${{ secrets.hub }}': "
+        "expected ${{ secrets.NAME.KEY }}"
+    ]
