@@ -119,10 +119,13 @@ class Executor:
         results: dict[Address, StepResult] = {}
         running: dict[futures.Future[StepResult], Address] = {}
         reported = False
+        queue: list[Address] = []  # ready, waiting for a free worker (--parallelism)
         with futures.ThreadPoolExecutor(self.parallelism, "apply") as pool:
             while sorter.is_active() and not (self._stop.is_set() and not running):
                 if not self._stop.is_set():
-                    for a in sorted(sorter.get_ready()):
+                    queue.extend(sorted(sorter.get_ready()))
+                    while queue and len(running) < self.parallelism:
+                        a = queue.pop(0)
                         blocked = [d for d in changes[a].depends_on
                                    if d in results and results[d].state is not StepState.DONE]
                         if blocked:

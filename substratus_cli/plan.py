@@ -53,7 +53,12 @@ class Drift:
 
     address: Address
     reason: str
-    field_changes: tuple[FieldChange, ...] = ()
+    field_changes: tuple[FieldChange, ...] = ()  # live -> files, as the plan will change them
+
+    def live_changes(self) -> tuple[FieldChange, ...]:
+        """The same fields read the other way: from the last apply to what is live now."""
+        return tuple(dataclasses.replace(f, before=f.after, after=f.before)
+                     for f in self.field_changes)
 
 
 @dataclasses.dataclass(frozen=True)

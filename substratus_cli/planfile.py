@@ -56,9 +56,12 @@ def load(path: Path) -> Plan:
     changes = []
     for public, private in zip(doc["resource_changes"], internal["changes"], strict=True):
         changes.append(_change_from_json(public, private, documents))
-    drift = [Drift(Address.parse(d["address"]), d["reason"],
-                   tuple(_field_change_from_json(f) for f in d["field_changes"]))
-             for d in doc["resource_drift"]]
+    # The JSON reads drift from the last apply to live; a Drift holds it the plan's way round.
+    drift = []
+    for d in doc["resource_drift"]:
+        as_read = Drift(Address.parse(d["address"]), d["reason"],
+                        tuple(map(_field_change_from_json, d["field_changes"])))
+        drift.append(dataclasses.replace(as_read, field_changes=as_read.live_changes()))
     env = internal.get("environment")
     return Plan(target=Target(**internal["target"]), changes=tuple(changes), drift=tuple(drift),
                 destroy=bool(doc.get("destroy")), refresh=tuple(map(Address.parse, internal["refresh"])),

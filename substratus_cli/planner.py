@@ -14,7 +14,7 @@ from substratus_cli.graph import Graph
 from substratus_cli.plan import Change, Drift, Plan, Target, before_of
 from substratus_cli.provider import LiveObject, PlanItem, ReadRequest
 from substratus_cli.resource import Resource
-from substratus_cli.state import Inventory
+from substratus_cli.state import Inventory, InventoryEntry
 from substratus_cli.wiring import Registry
 
 
@@ -116,13 +116,14 @@ def _refuse_unmanaged(live: Mapping[Address, LiveObject], lineage: str,
 
 
 def _dependencies(declared: Mapping[Address, Resource],
-                  entries: Mapping[str, object]) -> dict[Address, set[Address]]:
-    """What each address depends on: its references in the files, else those recorded when applied."""
+                  entries: Mapping[str, InventoryEntry]) -> dict[Address, set[Address]]:
+    """What each address depends on: its references in the files plus those recorded when it was
+    last applied (so deleting what a resource stops using waits for that resource's update)."""
     deps: dict[Address, set[Address]] = {}
     for key, entry in entries.items():
-        deps[Address.parse(key)] = {Address.parse(d) for d in getattr(entry, "deps", ())}
+        deps[Address.parse(key)] = {Address.parse(d) for d in entry.deps}
     for a, r in declared.items():
-        deps[a] = set(r.refs)
+        deps[a] = deps.get(a, set()) | set(r.refs)
     return deps
 
 
@@ -133,8 +134,9 @@ def _with_order(changes: dict[Address, Change],
     for a, c in changes.items():
         if c.action is Action.DELETE:
             after = {d for d, ds in deps.items() if a in ds and d in changes}
-        else:
-            after = {d for d in deps.get(a, ()) if d in changes}
+        else:  # never wait for a delete: the delete waits for this one instead
+            after = {d for d in deps.get(a, ())
+                     if d in changes and changes[d].action is not Action.DELETE}
         out[a] = dataclasses.replace(c, depends_on=tuple(sorted(after)))
     return out
 
@@ -152,28 +154,28 @@ def _apply_order(changes: Mapping[Address, Change]) -> list[Address]:
 
 
 def _drift(changes: Mapping[Address, Change], live: Mapping[Address, LiveObject],
-           entries: Mapping[str, object], desired: Mapping[Address, Resource]) -> list[Drift]:
+           entries: Mapping[str, InventoryEntry],
+           desired: Mapping[Address, Resource]) -> list[Drift]:
     out = []
     for a, c in changes.items():
         entry = entries.get(str(a))
-        if entry is None or getattr(entry, "pending", None) is not None:
+        if entry is None or entry.pending is not None:
             continue
         obj = live.get(a)
         if obj is None:
             out.append(Drift(a, "deleted outside substratus since the last apply"))
             continue
-        if obj.fingerprint == getattr(entry, "fingerprint", None):
+        if obj.fingerprint == entry.fingerprint:
             continue
         r = desired.get(a)
-        unchanged_files = r is not None and spec_hash(r.spec, r.labels) == getattr(
-            entry, "spec_hash", None)
+        unchanged_files = r is not None and spec_hash(r.spec, r.labels) == entry.spec_hash
         out.append(Drift(a, "changed outside substratus since the last apply",
                          c.field_changes if unchanged_files else ()))
     return out
 
 
 def _refresh(changes: Mapping[Address, Change], live: Mapping[Address, LiveObject],
-             entries: Mapping[str, object], planned: set[Address]) -> list[Address]:
+             entries: Mapping[str, InventoryEntry], planned: set[Address]) -> list[Address]:
     """No-op resources whose inventory entry is missing, pending or out of date; vanished entries."""
     out = []
     for a, c in changes.items():
@@ -184,9 +186,8 @@ def _refresh(changes: Mapping[Address, Change], live: Mapping[Address, LiveObjec
         r = c.desired
         if obj is None or r is None:
             continue
-        if (entry is None or getattr(entry, "pending", None) is not None
-                or getattr(entry, "fingerprint", None) != obj.fingerprint
-                or getattr(entry, "spec_hash", None) != spec_hash(r.spec, r.labels)):
+        if (entry is None or entry.pending is not None or entry.fingerprint != obj.fingerprint
+                or entry.spec_hash != spec_hash(r.spec, r.labels)):
             out.append(a)
     for key in entries:
         a = Address.parse(key)

@@ -95,5 +95,5 @@ def _render_drift(drift: tuple[Drift, ...], console: Console) -> None:
     for d in drift:
         console.print()
         console.print(Text(f"  # {d.address} {d.reason}", style="bold"))
-        for f in d.field_changes:
-            console.print(_field_change_line(FieldChange(f.path, f.after, f.before)))
+        for f in d.live_changes():
+            console.print(_field_change_line(f))

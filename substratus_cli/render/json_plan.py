@@ -60,9 +60,10 @@ def change_to_json(c: Change) -> dict[str, Any]:
 
 
 def drift_to_json(d: Drift) -> dict[str, Any]:
+    """A drift's field changes read from the last apply (before) to what is live now (after)."""
     return {"address": str(d.address), "kind": d.address.kind, "name": d.address.name,
             "reason": d.reason,
-            "field_changes": [field_change_to_json(f) for f in d.field_changes]}
+            "field_changes": [field_change_to_json(f) for f in d.live_changes()]}
 
 
 def field_change_to_json(f: FieldChange) -> dict[str, Any]:

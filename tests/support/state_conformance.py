@@ -1,0 +1,84 @@
+"""The contract every state backend passes (after Terraform's statemgr TestFull): local, GCS, …
+
+`make_backend()` returns a new client of one store that starts empty; each call is another client
+of that same store, the way two substratus processes would see it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from substratus_cli.exitcodes import ExitCode, SubstratusError
+from substratus_cli.state import (
+    ConflictError,
+    Inventory,
+    InventoryEntry,
+    LockHeldError,
+    Pending,
+    StateBackend,
+)
+
+
+def check_backend_conformance(make_backend: Callable[[], StateBackend]) -> None:
+    check_inventory_compare_and_swap(make_backend)
+    check_lock_is_exclusive(make_backend)
+    check_force_unlock_needs_the_lock_id(make_backend)
+
+
+def sample_inventory(serial: int) -> Inventory:
+    entry = InventoryEntry("Dataset/default/a", "local", "sha256:" + "0" * 64, "uid/1",
+                           {"digest": "sha256:" + "1" * 64}, Pending("create", 1.5, 42, "h"),
+                           ("Bucket/default/b",))
+    return Inventory("lineage-1", serial, {entry.address: entry})
+
+
+def check_inventory_compare_and_swap(make_backend: Callable[[], StateBackend]) -> None:
+    first, second = make_backend(), make_backend()
+    assert first.read() is None
+    one = sample_inventory(1)
+    first.write(one, None)
+    assert second.read() == one
+    with pytest.raises(ConflictError):
+        second.write(sample_inventory(2), None)  # "nothing stored" is stale now
+    two = sample_inventory(2).without("Dataset/default/a")
+    second.write(two, 1)
+    assert first.read() == two
+    with pytest.raises(ConflictError):
+        first.write(sample_inventory(3), 1)  # a stale serial
+    assert second.read() == two  # the refused write changed nothing
+    first.write(sample_inventory(3), 2)
+    assert second.read() == sample_inventory(3)
+
+
+def check_lock_is_exclusive(make_backend: Callable[[], StateBackend]) -> None:
+    holder, other = make_backend(), make_backend()
+    info = holder.lock("apply", 0)
+    assert info.operation == "apply" and info.id
+    assert other.current_lock() == info
+    with pytest.raises(LockHeldError) as err:
+        other.lock("destroy", 0)
+    message = err.value.message
+    for part in (f"ID {info.id}", "operation apply", f"{info.who}@{info.host}", f"(pid {info.pid})",
+                 holder.location):
+        assert part in message, f"{part!r} missing from {message!r}"
+    assert err.value.exit_code == ExitCode.LOCKED
+    assert err.value.holder == info
+    holder.unlock(info)
+    assert other.current_lock() is None
+    again = other.lock("destroy", 0)
+    assert again.id != info.id and again.operation == "destroy"
+    other.unlock(again)
+
+
+def check_force_unlock_needs_the_lock_id(make_backend: Callable[[], StateBackend]) -> None:
+    holder, other = make_backend(), make_backend()
+    info = holder.lock("apply", 0)
+    with pytest.raises(SubstratusError) as err:
+        other.force_unlock("not-" + info.id)
+    assert f"no lock with ID not-{info.id}" in err.value.message
+    assert info.id in err.value.message  # it says which lock is there
+    with pytest.raises(LockHeldError):
+        other.lock("apply", 0)  # still held
+    holder.unlock(info)
