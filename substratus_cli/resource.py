@@ -35,12 +35,7 @@ class Resource:
 
     def line_of(self, field: str) -> int:
         """The line of `field` or of its closest declared parent, else the document's line."""
-        path = field
-        while path:
-            if path in self.field_lines:
-                return self.field_lines[path]
-            path = path.rpartition(".")[0]
-        return self.line
+        return closest_line(self.field_lines, field, self.line)
 
     def to_document(self) -> dict[str, Any]:
         metadata: dict[str, Any] = {"name": self.address.name, "namespace": self.address.namespace}
@@ -48,3 +43,13 @@ class Resource:
             metadata["labels"] = dict(self.labels)
         return {"apiVersion": API_VERSION, "kind": self.kind, "metadata": metadata,
                 "spec": dict(self.spec)}
+
+
+def closest_line(field_lines: Mapping[str, int], field: str, default: int) -> int:
+    """The line of dotted `field`, or of its closest parent present in the file, else `default`."""
+    path = field
+    while path:
+        if path in field_lines:
+            return field_lines[path]
+        path = path.rpartition(".")[0]
+    return default

@@ -18,7 +18,7 @@ from substratus_cli.address import DEFAULT_NAMESPACE, KINDS, Address
 from substratus_cli.config.schema import CROSS_FIELD, DOCUMENT_MODELS
 from substratus_cli.config.yamlpos import YamlDocument, parse_documents
 from substratus_cli.diagnostics import Diagnostics
-from substratus_cli.resource import API_VERSION, Resource
+from substratus_cli.resource import API_VERSION, Resource, closest_line
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 SUFFIXES = (".yaml", ".yml")
@@ -286,13 +286,7 @@ def _unreadable(field: str, error_type: str, broken: frozenset[str]) -> bool:
 
 
 def _line_of(document: YamlDocument, field: str) -> int:
-    """The line of `field`, or of its closest parent present in the file."""
-    path = field
-    while path:
-        if path in document.field_lines:
-            return document.field_lines[path]
-        path = path.rpartition(".")[0]
-    return document.line
+    return closest_line(document.field_lines, field, document.line)
 
 
 def _summary(detail: Any, model: type[BaseModel], loc: tuple[str | int, ...]) -> str:

@@ -306,3 +306,28 @@ def test_plan_changes_are_frozen_values(provider: SimpleProvider) -> None:
     p = plan(provider, [res("Dataset/a")], None)
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.changes[0].action = Action.DELETE  # type: ignore[misc]
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: planner._dependencies merges recorded deps into the "
+                   "graph --target walks, so targeting a resource deletes what it used to use")
+def test_target_does_not_delete_what_the_target_used_to_depend_on(
+        provider: SimpleProvider) -> None:
+    inv = applied(provider, res("Model/old", {}),
+                  res("Model/server", {"uses": "old"}, refs=["Model/old"]))
+    p = plan(provider, [res("Model/new", {}),
+                        res("Model/server", {"uses": "new"}, refs=["Model/new"])],
+             inv, targets=["Model/server"])
+    assert actions(p) == {"Model/default/new": Action.CREATE,
+                          "Model/default/server": Action.UPDATE}
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: planner._dependencies merges recorded deps with the "
+                   "files' refs, so reversing a reference makes a cycle and build_plan raises "
+                   "graphlib.CycleError")
+def test_reversing_a_reference_between_applied_resources_plans_in_the_new_order(
+        provider: SimpleProvider) -> None:
+    inv = applied(provider, res("Model/a", {"base": "b"}, refs=["Model/b"]), res("Model/b", {}))
+    p = plan(provider, [res("Model/a", {}), res("Model/b", {"base": "a"}, refs=["Model/a"])], inv)
+    assert actions(p) == {"Model/default/a": Action.UPDATE, "Model/default/b": Action.UPDATE}
+    assert [str(c.address) for c in p.changes] == ["Model/default/a", "Model/default/b"]
+    assert p.change_for(addr("Model/b")).depends_on == (addr("Model/a"),)  # type: ignore[union-attr]
