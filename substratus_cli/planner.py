@@ -68,7 +68,7 @@ def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: 
         for pc in provider.plan(items_by_provider.get(provider.name, [])):
             planned[pc.address] = pc
 
-    deps = _dependencies(declared if not options.destroy else {}, entries)
+    deps, recorded = _dependencies(declared if not options.destroy else {}, entries)
     changes: dict[Address, Change] = {}
     for a in addresses:
         pc = planned[a]
@@ -81,7 +81,7 @@ def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: 
             before_fingerprint=live[a].fingerprint if a in live else None,
             planned_status=pc.planned_status,
         )
-    changes = _with_order(changes, deps)
+    changes = _with_order(changes, deps, recorded)
     if options.targets:
         changes = _targeted(changes, deps, options)
     order = _apply_order(changes)
@@ -115,25 +115,26 @@ def _refuse_unmanaged(live: Mapping[Address, LiveObject], lineage: str,
                  "adopts or deletes objects without its ownership labels")
 
 
-def _dependencies(declared: Mapping[Address, Resource],
-                  entries: Mapping[str, InventoryEntry]) -> dict[Address, set[Address]]:
-    """What each address depends on: its references in the files plus those recorded when it was
-    last applied (so deleting what a resource stops using waits for that resource's update)."""
-    deps: dict[Address, set[Address]] = {}
-    for key, entry in entries.items():
-        deps[Address.parse(key)] = {Address.parse(d) for d in entry.deps}
+def _dependencies(declared: Mapping[Address, Resource], entries: Mapping[str, InventoryEntry],
+                  ) -> tuple[dict[Address, set[Address]], dict[Address, set[Address]]]:
+    """(current, recorded): references in the files (else as recorded for what left them), and
+    the references recorded at the last apply, which only order deletes."""
+    recorded = {Address.parse(k): {Address.parse(d) for d in e.deps} for k, e in entries.items()}
+    current = dict(recorded)
     for a, r in declared.items():
-        deps[a] = deps.get(a, set()) | set(r.refs)
-    return deps
+        current[a] = set(r.refs)
+    return current, recorded
 
 
-def _with_order(changes: dict[Address, Change],
-                deps: Mapping[Address, set[Address]]) -> dict[Address, Change]:
-    """Creates and updates wait for their dependencies; a delete waits for its dependents."""
+def _with_order(changes: dict[Address, Change], deps: Mapping[Address, set[Address]],
+                recorded: Mapping[Address, set[Address]]) -> dict[Address, Change]:
+    """Creates and updates wait for their dependencies; a delete waits for everything that uses
+    it now or used it at the last apply (a server stops using a model before the model goes)."""
     out = {}
     for a, c in changes.items():
         if c.action is Action.DELETE:
-            after = {d for d, ds in deps.items() if a in ds and d in changes}
+            after = {d for d in changes if d != a
+                     and (a in deps.get(d, ()) or a in recorded.get(d, ()))}
         else:  # never wait for a delete: the delete waits for this one instead
             after = {d for d in deps.get(a, ())
                      if d in changes and changes[d].action is not Action.DELETE}

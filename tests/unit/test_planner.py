@@ -308,8 +308,6 @@ def test_plan_changes_are_frozen_values(provider: SimpleProvider) -> None:
         p.changes[0].action = Action.DELETE  # type: ignore[misc]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: planner._dependencies merges recorded deps into the "
-                   "graph --target walks, so targeting a resource deletes what it used to use")
 def test_target_does_not_delete_what_the_target_used_to_depend_on(
         provider: SimpleProvider) -> None:
     inv = applied(provider, res("Model/old", {}),
@@ -321,9 +319,6 @@ def test_target_does_not_delete_what_the_target_used_to_depend_on(
                           "Model/default/server": Action.UPDATE}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: planner._dependencies merges recorded deps with the "
-                   "files' refs, so reversing a reference makes a cycle and build_plan raises "
-                   "graphlib.CycleError")
 def test_reversing_a_reference_between_applied_resources_plans_in_the_new_order(
         provider: SimpleProvider) -> None:
     inv = applied(provider, res("Model/a", {"base": "b"}, refs=["Model/b"]), res("Model/b", {}))
