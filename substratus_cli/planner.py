@@ -52,10 +52,8 @@ def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: 
     entries = inventory.entries if inventory else {}
     declared = {r.address: r for r in resources}
     desired = {} if options.destroy else declared
-    kinds = {k for p in registry.providers for k in p.kinds}
     inventoried = {Address.parse(a) for a in entries}
     live = read_live(registry, (declared.keys() | inventoried), lineage)
-    live = {a: o for a, o in live.items() if a.kind in kinds}
     _refuse_unmanaged(live, lineage, declared)
 
     addresses = sorted(desired.keys() | live.keys())

@@ -36,7 +36,6 @@ class LocalProvider:
     def __init__(self, context: ProviderContext) -> None:
         self.context = context
         self.records = RecordStore(context.data_dir / "runtime" / "objects")
-        self._store = None
         self._datasets: DatasetPlanner | None = None
 
     @property
