@@ -73,6 +73,8 @@ def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: 
         action, reason = pc.action, pc.reason
         if a in options.replace and action in (Action.NOOP, Action.UPDATE):
             action, reason = Action.REPLACE, "replacement requested with --replace"
+        if options.destroy and action is Action.DELETE:
+            reason = "destroy requested"
         changes[a] = Change(
             address=a, provider=_provider_name(registry, a), action=action, reason=reason,
             field_changes=pc.field_changes, desired=desired.get(a), before=before_of(live.get(a)),

@@ -39,6 +39,17 @@ def redact(value: Any) -> Any:
     return value
 
 
+def references(value: Any) -> list[tuple[str, str]]:
+    """Every (NAME, KEY) referenced anywhere in `value`."""
+    if isinstance(value, str):
+        return [(m.group(1), m.group(2)) for m in SECRET_REF.finditer(value)]
+    if isinstance(value, Mapping):
+        return [r for v in value.values() for r in references(v)]
+    if isinstance(value, list | tuple):
+        return [r for v in value for r in references(v)]
+    return []
+
+
 def sensitive_paths(value: Any, prefix: str = "") -> list[str]:
     """Dotted paths of the fields that reference secrets."""
     if isinstance(value, str):

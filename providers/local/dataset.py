@@ -11,7 +11,7 @@ from substratus_cli.artifacts import ArtifactStore, StatCache
 from substratus_cli.diff import field_changes, matches_prefix
 from substratus_cli.exitcodes import ProviderError
 from substratus_cli.provider import MANAGED_BY_LABEL, PART_OF_LABEL, PlanItem, PlannedChange
-from substratus_cli.secrets import SECRET_REF, substitute
+from substratus_cli.secrets import references, substitute
 from substratus_providers.local.sources import fetch_snapshot, plan_digest
 
 # A snapshot is immutable: anything that changes what is fetched makes a new one.
@@ -30,9 +30,8 @@ class DatasetPlanner:
         """Fail the plan, not the apply, when a referenced secret is not set (values discarded)."""
         if self.resolve_secret is None:
             return
-        for text in _strings(spec):
-            for m in SECRET_REF.finditer(text):
-                self.resolve_secret(m.group(1), m.group(2))
+        for name, key in references(spec):
+            self.resolve_secret(name, key)
 
     def plan(self, item: PlanItem) -> PlannedChange:
         a, desired, live = item.address, item.desired, item.live
@@ -89,12 +88,3 @@ class DatasetPlanner:
 def user_labels(labels: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in labels.items() if k not in (MANAGED_BY_LABEL, PART_OF_LABEL)}
 
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, Mapping):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []

@@ -154,6 +154,7 @@ def test_removed_resource_is_destroyed_and_destroy_twice_is_a_noop(cli, quicksta
 
     destroyed = cli("destroy", quickstart, "--auto-approve")
     assert destroyed.code == 0, destroyed.output
+    assert "# Dataset/default/favorite-colors will be destroyed (destroy requested)" in destroyed.out
     assert "Destroy complete! Resources: 2 destroyed." in destroyed.out
     assert records(quickstart) == {}
     assert cli("state", "list", quickstart).out == ""
