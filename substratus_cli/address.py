@@ -20,6 +20,12 @@ class Address:
     def __str__(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}"
 
+    def short(self) -> str:
+        """As users type it: `Kind/name` in the default namespace."""
+        if self.namespace == DEFAULT_NAMESPACE:
+            return f"{self.kind}/{self.name}"
+        return str(self)
+
     @classmethod
     def parse(cls, text: str, default_namespace: str = DEFAULT_NAMESPACE) -> Address:
         """Parse `Kind/name` or `Kind/namespace/name` (kind case-insensitive)."""

@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import traceback
+import webbrowser
 from pathlib import Path
 
 import click
@@ -159,16 +160,50 @@ def state() -> None:
 @state.command("list")
 @DIRECTORY
 def state_list(directory: Path) -> None:
-    """List the addresses substratus manages, with their digests and pending marks."""
+    """List the addresses substratus manages, with their digests, endpoints and pending marks."""
     ws = open_workspace(directory)
     inventory = ws.backend.read()
     for key, entry in sorted((inventory.entries if inventory else {}).items()):
         fields = [key]
-        if entry.status.get("digest"):
-            fields.append(f"digest={entry.status['digest']}")
+        fields += [f"{k}={entry.status[k]}" for k in ("digest", "endpoint")
+                   if entry.status.get(k)]
         if entry.pending:
             fields.append(f"pending={entry.pending.operation}")
         click.echo("\t".join(fields))
+
+
+@cli.command()
+@click.argument("address", metavar="ADDR")
+@DIRECTORY
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the workload exits.")
+def logs(address: str, directory: Path, follow: bool) -> None:
+    """Print the logs of a resource's most recent run (training loss, server requests).
+
+    ADDR is Kind/name, e.g. Model/colors-finetuned."""
+    for line in operations.logs(directory, Address.parse(address), follow):
+        click.echo(line)
+
+
+@cli.group()
+def notebook() -> None:
+    """Work with Notebooks."""
+
+
+@notebook.command("open")
+@click.argument("name")
+@DIRECTORY
+@click.option("--no-browser", is_flag=True, help="Only print the URL.")
+def notebook_open(name: str, directory: Path, no_browser: bool) -> None:
+    """Print a Notebook's URL (with its access token) and open it in a browser when there is one."""
+    url = operations.open_url(directory, Address.parse(name if "/" in name else f"Notebook/{name}"))
+    click.echo(url)
+    if not no_browser and _has_display():
+        webbrowser.open(url)
+
+
+def _has_display() -> bool:
+    return sys.platform == "darwin" or bool(os.environ.get("DISPLAY") or
+                                             os.environ.get("WAYLAND_DISPLAY"))
 
 
 @cli.command("force-unlock")

@@ -7,11 +7,14 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from substratus_cli.address import Address
 from substratus_cli.apply import Executor, Outcome, Reporter
+from substratus_cli.exitcodes import ProviderError, UsageError
 from substratus_cli.plan import Plan, Target, before_of
 from substratus_cli.planfile import check_fresh
 from substratus_cli.planfile import load as load_planfile
 from substratus_cli.planner import PlanOptions, build_plan, read_live
+from substratus_cli.provider import LogSource, Opener, Provider
 from substratus_cli.state import Inventory, StateSession
 from substratus_cli.workspace import Workspace, from_resources, open_workspace
 
@@ -96,3 +99,27 @@ def _execute(ws: Workspace, plan: Plan, settings: ApplySettings) -> Outcome:
     executor = Executor(plan, registry, session, parallelism=settings.parallelism,
                         reporter=settings.reporter)
     return executor.run()
+
+
+def _provider_of(ws: Workspace, address: Address) -> Provider:
+    inventory = ws.backend.read()
+    provider = ws.registry(part_of=inventory.lineage if inventory else "").for_kind(address.kind)
+    if provider is None:
+        raise UsageError(f"no provider runs {address.kind} objects on the {ws.runtime} runtime")
+    return provider
+
+
+def logs(directory: Path, address: Address, follow: bool) -> Iterator[str]:
+    """The output of an object's most recent workload run."""
+    provider = _provider_of(open_workspace(directory), address)
+    if not isinstance(provider, LogSource):
+        raise ProviderError(f"the {provider.name} provider cannot show logs")
+    return provider.logs(address, follow=follow)
+
+
+def open_url(directory: Path, address: Address) -> str:
+    """A URL to open an object (a notebook) in a browser, access token included."""
+    provider = _provider_of(open_workspace(directory), address)
+    if not isinstance(provider, Opener):
+        raise ProviderError(f"the {provider.name} provider cannot open {address.kind} objects")
+    return provider.open_url(address)

@@ -39,6 +39,7 @@ class Change:
     before: Mapping[str, Any] | None = None  # live spec and status, None if absent
     before_fingerprint: str | None = None
     planned_status: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # the provider's lines under the change (sizing arithmetic)
     # Addresses that must be done first (creates/updates) or after (deletes run in reverse).
     depends_on: tuple[Address, ...] = ()
 

@@ -116,7 +116,8 @@ def _change_internal(c: Change) -> dict[str, Any]:
     return {"before_fingerprint": c.before_fingerprint,
             "before": redact(dict(c.before)) if c.before is not None else None,
             "planned_status": {k: (_UNKNOWN if v is UNKNOWN else v)
-                               for k, v in c.planned_status.items()}}
+                               for k, v in c.planned_status.items()},
+            "notes": list(c.notes)}
 
 
 def _change_from_json(public: Mapping[str, Any], private: Mapping[str, Any],
@@ -132,6 +133,7 @@ def _change_from_json(public: Mapping[str, Any], private: Mapping[str, Any],
         before=private["before"], before_fingerprint=private["before_fingerprint"],
         planned_status={k: (UNKNOWN if v == _UNKNOWN else v)
                         for k, v in private["planned_status"].items()},
+        notes=tuple(private.get("notes", ())),
         depends_on=tuple(map(Address.parse, public["depends_on"])),
     )
 

@@ -79,7 +79,7 @@ def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: 
             address=a, provider=_provider_name(registry, a), action=action, reason=reason,
             field_changes=pc.field_changes, desired=desired.get(a), before=before_of(live.get(a)),
             before_fingerprint=live[a].fingerprint if a in live else None,
-            planned_status=pc.planned_status,
+            planned_status=pc.planned_status, notes=pc.notes,
         )
     changes = _with_order(changes, deps, recorded)
     if options.targets:

@@ -8,7 +8,7 @@ ProviderError; it never answers "absent".
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -84,6 +84,8 @@ class PlannedChange:
     field_changes: tuple[FieldChange, ...] = ()
     # Outputs the provider can compute ahead of apply (a path snapshot's digest) or UNKNOWN.
     planned_status: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # Lines printed under the change, e.g. the GPU sizing arithmetic.
+    notes: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,3 +128,21 @@ class Provider(Protocol):
     def apply(self, request: ApplyRequest) -> ApplyResponse: ...
 
     def ready(self, live: LiveObject) -> Readiness: ...
+
+
+# Optional capabilities: a provider has them when it implements the method (checked with isinstance).
+
+
+@runtime_checkable
+class LogSource(Protocol):
+    def logs(self, address: Address, *, follow: bool) -> Iterator[str]:
+        """The output of the object's most recent workload run, line by line. With `follow`,
+        keep yielding lines until the workload exits. Raises ProviderError when there are none."""
+        ...
+
+
+@runtime_checkable
+class Opener(Protocol):
+    def open_url(self, address: Address) -> str:
+        """A URL a person can open in a browser, access token included (never stored in state)."""
+        ...

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
+import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from substratus_cli.cli import run
+from substratus_providers.local import processes
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -53,9 +58,31 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.fixture
-def quickstart(tmp_path: Path) -> Path:
-    """A private copy of examples/quickstart (no state from earlier runs)."""
+def quickstart(tmp_path: Path) -> Iterator[Path]:
+    """A private copy of examples/quickstart (no state from earlier runs). Whatever the test
+    left running (servers, notebooks) is destroyed afterwards."""
     dest = tmp_path / "quickstart"
     shutil.copytree(EXAMPLES / "quickstart", dest,
                     ignore=shutil.ignore_patterns(".substratus"))
+    yield dest
+    tear_down(dest)
+
+
+@pytest.fixture
+def quickstart_datasets(tmp_path: Path) -> Path:
+    """The quickstart's datasets alone: the engine's semantics without training a model."""
+    dest = tmp_path / "quickstart"
+    dest.mkdir()
+    for name in ("environment.yaml", "datasets.yaml"):
+        shutil.copy(EXAMPLES / "quickstart" / name, dest / name)
+    shutil.copytree(EXAMPLES / "quickstart" / "data", dest / "data")
     return dest
+
+
+def tear_down(workdir: Path) -> None:
+    """Destroy what a test applied, then stop any process still in the books (a failed test's)."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        run(["destroy", "--auto-approve", str(workdir)])
+    for book in (workdir / ".substratus" / "runtime" / "processes").glob("*/*/*.json"):
+        for entry in json.loads(book.read_text()):
+            processes.stop(processes.ProcessRef.from_dict(entry["process"]), grace=5)

@@ -42,22 +42,23 @@ SENSITIVE = "(sensitive value)"
 _SOURCE_KINDS = ("path", "url", "huggingface")
 
 
-def source_kind(source: Mapping[str, Any]) -> str:
+def source_kind(source: Mapping[str, Any], what: str = "dataset") -> str:
     """Which of path / url / huggingface the source is; exactly one must be set."""
     present = [kind for kind in _SOURCE_KINDS if source.get(kind) is not None]
     if len(present) != 1:
         raise UsageError(
-            "a dataset source needs exactly one of `path`, `url` or `huggingface`"
+            f"a {what} source needs exactly one of `path`, `url` or `huggingface`"
             + (f" (found {', '.join(present)})" if present else "")
         )
     return present[0]
 
 
-def plan_digest(source: Mapping[str, Any], workdir: Path, cache: StatCache) -> str | _Unknown:
+def plan_digest(source: Mapping[str, Any], workdir: Path, cache: StatCache,
+                what: str = "dataset") -> str | _Unknown:
     """The snapshot digest a plan shows: hashed now for `path`, UNKNOWN for fetched sources."""
-    if source_kind(source) != "path":
+    if source_kind(source, what) != "path":
         return UNKNOWN
-    manifest, _ = hash_tree(_local_path(source, workdir), cache)
+    manifest, _ = hash_tree(_local_path(source, workdir, what), cache)
     return manifest.digest
 
 
@@ -70,21 +71,22 @@ def fetch_snapshot(
     hf_token: str | None = None,
     *,
     scratch_dir: Path | None = None,
+    what: str = "dataset",
 ) -> SnapshotResult:
     """Snapshot the source into the store. `resolve` substitutes secret references in header
     values; `scratch_dir` holds a Hub download while it is snapshotted (default: system temp)."""
-    kind = source_kind(source)
+    kind = source_kind(source, what)
     if kind == "path":
-        return snapshot_tree(_local_path(source, workdir), store, cache)
+        return snapshot_tree(_local_path(source, workdir, what), store, cache)
     if kind == "url":
         return _fetch_url(source, store, resolve)
-    return _fetch_huggingface(source["huggingface"], store, hf_token, scratch_dir)
+    return _fetch_huggingface(source["huggingface"], store, hf_token, scratch_dir, what)
 
 
-def _local_path(source: Mapping[str, Any], workdir: Path) -> Path:
+def _local_path(source: Mapping[str, Any], workdir: Path, what: str = "dataset") -> Path:
     path = Path(workdir) / str(source["path"])
     if not path.exists():
-        raise ProviderError(f"dataset source path {source['path']!r} does not exist ({path})")
+        raise ProviderError(f"{what} source path {source['path']!r} does not exist ({path})")
     return path
 
 
@@ -235,6 +237,7 @@ def _fetch_huggingface(
     store: ArtifactStore,
     token: str | None,
     scratch_dir: Path | None,
+    what: str = "dataset",
 ) -> SnapshotResult:
     try:
         import huggingface_hub
@@ -248,20 +251,20 @@ def _fetch_huggingface(
         )
     except ImportError:
         raise ProviderError(
-            "Hugging Face dataset sources need the huggingface_hub package: "
+            f"Hugging Face {what} sources need the huggingface_hub package: "
             "pip install 'substratus[huggingface]'"
         ) from None
     name = str(spec["name"])
     revision = spec.get("revision")
     if scratch_dir is not None:
         Path(scratch_dir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="hf-dataset-", dir=scratch_dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"hf-{what}-", dir=scratch_dir) as tmp:
         local_dir = Path(tmp) / "snapshot"
         try:
             huggingface_hub.snapshot_download(
                 repo_id=name,
                 revision=revision,
-                repo_type="dataset",
+                repo_type=what,
                 local_dir=local_dir,
                 token=token,
                 # Read now: huggingface_hub reads HF_ENDPOINT once, when it is imported.
@@ -269,28 +272,28 @@ def _fetch_huggingface(
             )
         except GatedRepoError:
             raise ProviderError(
-                f"dataset {name} on the Hugging Face Hub is gated: accept its terms on the Hub "
+                f"{what} {name} on the Hugging Face Hub is gated: accept its terms on the Hub "
                 "and give a token (HF_TOKEN)"
             ) from None
         except RepositoryNotFoundError:
             raise ProviderError(
-                f"dataset {name} was not found on the Hugging Face Hub "
+                f"{what} {name} was not found on the Hugging Face Hub "
                 "(if it is private, give a token: HF_TOKEN)"
             ) from None
         except RevisionNotFoundError:
             raise ProviderError(
-                f"revision {revision!r} of dataset {name} was not found on the Hugging Face Hub"
+                f"revision {revision!r} of {what} {name} was not found on the Hugging Face Hub"
             ) from None
         except (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError) as exc:
-            raise _unreachable(name, exc) from None
+            raise _unreachable(name, exc, what) from None
         except HfHubHTTPError as exc:
             status = getattr(getattr(exc, "response", None), "status_code", None)
             raise ProviderError(
-                f"the Hugging Face Hub refused dataset {name}"
+                f"the Hugging Face Hub refused {what} {name}"
                 + (f": HTTP {status}" if status else f": {_short_cause(exc)}")
             ) from None
         except OSError as exc:  # the HTTP client's own connection and timeout errors
-            raise _unreachable(name, exc) from None
+            raise _unreachable(name, exc, what) from None
         # Download bookkeeping, not data.
         shutil.rmtree(local_dir / ".cache" / "huggingface", ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -299,9 +302,9 @@ def _fetch_huggingface(
         return snapshot_tree(local_dir, store, None)
 
 
-def _unreachable(name: str, exc: BaseException) -> ProviderError:
+def _unreachable(name: str, exc: BaseException, what: str) -> ProviderError:
     return ProviderError(
-        f"cannot reach the Hugging Face Hub to fetch dataset {name}: {_short_cause(exc)}; "
+        f"cannot reach the Hugging Face Hub to fetch {what} {name}: {_short_cause(exc)}; "
         "this source needs network access (set HF_ENDPOINT for a mirror)"
     )
 

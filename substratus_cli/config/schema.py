@@ -288,7 +288,7 @@ class DatasetSpec(WorkloadSpec):
 
 
 class Scratch(_Model):
-    config: dict[str, Any]
+    config: dict[str, Any] = Field(default_factory=dict)
 
 
 class ModelSource(_Model):

@@ -55,6 +55,8 @@ def _render_change(change: Change, console: Console) -> None:
     console.print(Text(f"{change.action.symbol:>3} ", style=style) + Text(str(change.address)))
     for line in _field_lines(change):
         console.print(line)
+    for note in change.notes:
+        console.print(Text(f"      # {note}", style="dim"))
 
 
 def _field_lines(change: Change) -> list[Text]:

@@ -55,6 +55,7 @@ def change_to_json(c: Change) -> dict[str, Any]:
             "field_changes": [field_change_to_json(f) for f in c.field_changes],
         },
         "action_reason": c.reason,
+        "notes": list(c.notes),
         "depends_on": [str(d) for d in c.depends_on],
     }
 

@@ -30,7 +30,9 @@ class ConsoleReporter(Reporter):
     def finished(self, result: StepResult) -> None:
         with self._mutex:
             if result.state is StepState.DONE:
-                extra = f" [digest={result.status['digest']}]" if result.status.get("digest") else ""
+                shown = [f"{k}={result.status[k]}" for k in ("digest", "endpoint")
+                         if result.status.get(k)]
+                extra = f" [{', '.join(shown)}]" if shown else ""
                 self.console.print(Text(
                     f"{result.address}: {DONE[result.action]} after {result.seconds:.1f}s{extra}"))
             elif result.state is StepState.FAILED:

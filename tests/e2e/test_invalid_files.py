@@ -61,17 +61,26 @@ def test_all_errors_of_a_run_are_reported_together(cli, tmp_path: Path):
     assert "2 errors in the resource files." in result.err
 
 
-def test_kinds_the_local_runtime_cannot_run_yet_are_refused_at_plan(cli, tmp_path: Path):
+def test_container_images_are_refused_on_the_local_runtime_with_file_and_line(cli, tmp_path: Path):
+    (tmp_path / "m.yaml").write_text(
+        "apiVersion: substratus.ai/v1\nkind: Model\nmetadata: {name: m}\nspec:\n"
+        "  image: substratusai/model-loader-huggingface\n  source: {path: weights}\n")
+    result = cli("plan", tmp_path)
+    assert result.code == ExitCode.INVALID_INPUT
+    assert ("Error: m.yaml:5: spec.image: Model 'm': the local runtime runs workloads as "
+            "processes, not container images (spec.image)" in result.err)
+
+
+def test_a_missing_model_path_fails_the_plan_naming_it(cli, tmp_path: Path):
     (tmp_path / "m.yaml").write_text(
         "apiVersion: substratus.ai/v1\nkind: Model\nmetadata: {name: m}\n"
         "spec: {source: {path: weights}}\n")
     result = cli("plan", tmp_path)
-    assert result.code == ExitCode.INVALID_INPUT
-    assert ("Error: m.yaml:1: kind: Model 'm': the local runtime cannot run Model resources yet"
-            in result.err)
+    assert result.code == ExitCode.ERROR
+    assert "Error: model source path 'weights' does not exist" in result.err
 
 
 def test_validate_accepts_the_quickstart(cli, quickstart):
     result = cli("validate", quickstart)
     assert result.code == 0
-    assert "Success! The resource files are valid (3 resources)." in result.out
+    assert "Success! The resource files are valid (7 resources)." in result.out

@@ -1,11 +1,20 @@
-"""The quickstart, end to end through the CLI: apply, empty re-plan, replace, drift, destroy."""
+"""The quickstart's datasets end to end through the CLI: apply, empty re-plan, replace, drift,
+destroy. The models, server and notebook are in test_local_ml.py."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
+
 from substratus_cli.exitcodes import ExitCode
+
+
+@pytest.fixture
+def quickstart(quickstart_datasets: Path) -> Path:
+    """These tests are about the engine's semantics: the datasets show them without training."""
+    return quickstart_datasets
 
 
 def records(workdir: Path) -> dict[str, dict]:

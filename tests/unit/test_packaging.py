@@ -12,7 +12,8 @@ def test_every_package_is_listed_in_pyproject():
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
         "packages"])
     found = set()
-    for root, name in (("substratus_cli", "substratus_cli"), ("providers", "substratus_providers")):
+    for root, name in (("substratus_cli", "substratus_cli"), ("providers", "substratus_providers"),
+                       ("workloads", "substratus_workloads")):
         for init in (REPO / root).rglob("__init__.py"):
             rel = init.parent.relative_to(REPO / root)
             found.add(".".join([name, *rel.parts]))

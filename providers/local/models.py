@@ -1,0 +1,192 @@
+"""Model on the local runtime: imported (path, url, huggingface), built from scratch, or trained
+from a base model and a dataset. The output is an immutable, content-addressed model artifact."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from substratus_cli.action import UNKNOWN, Action, FieldChange
+from substratus_cli.address import Address
+from substratus_cli.artifacts import ArtifactStore, SnapshotResult, StatCache
+from substratus_cli.diff import field_changes, matches_prefix
+from substratus_cli.exitcodes import ProviderError
+from substratus_cli.provider import PlanItem, PlannedChange
+from substratus_cli.resource import Resource
+from substratus_cli.secrets import references, substitute
+from substratus_cli.sizing import ModelSize, training
+from substratus_providers.local.dataset import user_labels
+from substratus_providers.local.fit import Host, check_fits, scratch_size, weights_size
+from substratus_providers.local.records import RecordStore
+from substratus_providers.local.runs import Runtime, Workload
+from substratus_providers.local.sources import fetch_snapshot, plan_digest
+
+# What goes into the artifact: changing any of it makes a new one. size and resources do not.
+REPLACE_FIELDS = ("spec.source", "spec.training", "spec.image", "spec.build", "spec.command",
+                  "spec.params", "spec.env")
+INPUTS = {"baseModel": ("baseModelDigest", "Model"), "dataset": ("datasetDigest", "Dataset")}
+
+Outputs = Mapping[Address, Mapping[str, Any]]  # planned status of what this plan already covered
+
+
+class ModelPlanner:
+    def __init__(self, workdir: Path, store: ArtifactStore, cache: StatCache, runtime: Runtime,
+                 records: RecordStore, host: Callable[[], Host],
+                 resolve_secret: Callable[[str, str], str] | None = None) -> None:
+        self.workdir = workdir
+        self.store = store
+        self.cache = cache
+        self.runtime = runtime
+        self.records = records
+        self.host = host
+        self.resolve_secret = resolve_secret
+
+    # -- plan ---------------------------------------------------------------------------------
+
+    def plan(self, item: PlanItem, outputs: Outputs) -> PlannedChange:
+        a, desired, live = item.address, item.desired, item.live
+        if desired is None:
+            return PlannedChange(a, Action.DELETE, "not in the resource files")
+        for name, key in references(desired.spec):
+            if self.resolve_secret is not None:
+                self.resolve_secret(name, key)
+        inputs = self._planned_inputs(desired, outputs)
+        size = self._planned_size(desired, outputs)
+        notes = self._sizing_notes(desired, size)
+        source = desired.spec.get("source") or {}
+        content = (plan_digest(source, self.workdir, self.cache, "model")
+                   if source.get("path") is not None else UNKNOWN)
+        planned: dict[str, Any] = {"digest": content, **inputs}
+        if size is not None:
+            planned.update(parameterCount=size.parameter_count, parameterBits=size.parameter_bits)
+        if live is None:
+            return PlannedChange(a, Action.CREATE, "not in live state", planned_status=planned,
+                                 notes=notes)
+        changes = list(field_changes(live.spec, desired.spec,
+                                     forces_replacement=lambda p: matches_prefix(p, REPLACE_FIELDS)))
+        changes += field_changes(user_labels(live.labels), desired.labels, prefix="metadata.labels")
+        reasons = [f"{', '.join(c.path for c in changes if c.forces_replacement)} changed: "
+                   "a model artifact is immutable, so it is built again"] if any(
+            c.forces_replacement for c in changes) else []
+        for field, (key, kind) in INPUTS.items():
+            if key not in inputs or inputs[key] == live.status.get(key):
+                continue
+            changes.append(FieldChange(f"status.{key}", live.status.get(key), inputs[key], True))
+            dep = Address(kind, a.namespace, desired.spec["training"][field]["name"]).short()
+            reasons.append(f"{dep} will be replaced, so the model is trained again"
+                           if inputs[key] is UNKNOWN else
+                           f"{dep} changed, so the model is trained again")
+        live_digest = live.status.get("digest")
+        if content is not UNKNOWN and content != live_digest:
+            changes.append(FieldChange("status.digest", live_digest, content, True))
+            reasons.append("source content changed")
+        if not reasons and live_digest and not self.store.has_snapshot(str(live_digest)):
+            changes.append(FieldChange("status.digest", live_digest, UNKNOWN, True))
+            reasons.append(f"artifact {live_digest} is missing from the artifact store")
+        if reasons:
+            return PlannedChange(a, Action.REPLACE, "; ".join(reasons), tuple(changes), planned,
+                                 notes)
+        kept = {k: v for k, v in live.status.items() if k in ("digest", "parameterCount",
+                                                                "parameterBits")}
+        if changes:
+            return PlannedChange(a, Action.UPDATE, "spec changed", tuple(changes), kept, notes)
+        return PlannedChange(a, Action.NOOP, "digest unchanged", (), kept)
+
+    def _planned_inputs(self, desired: Resource, outputs: Outputs) -> dict[str, Any]:
+        training_spec = desired.spec.get("training")
+        if not training_spec:
+            return {}
+        out = {}
+        for field, (key, kind) in INPUTS.items():
+            dep = Address(kind, desired.address.namespace, training_spec[field]["name"])
+            out[key] = outputs.get(dep, {}).get("digest", UNKNOWN)
+        return out
+
+    def _planned_size(self, desired: Resource, outputs: Outputs) -> ModelSize | None:
+        spec = desired.spec
+        if spec.get("size"):
+            return ModelSize(spec["size"]["parameterCount"], spec["size"]["parameterBits"],
+                             "spec.size")
+        source = spec.get("source") or {}
+        if source.get("scratch") is not None:
+            return scratch_size(source["scratch"].get("config") or {})
+        if source.get("path") is not None:
+            return weights_size(self.workdir / str(source["path"]))
+        if spec.get("training"):
+            base = Address("Model", desired.address.namespace,
+                           spec["training"]["baseModel"]["name"])
+            return _size_of(outputs.get(base, {}))
+        return None
+
+    def _sizing_notes(self, desired: Resource, size: ModelSize | None) -> tuple[str, ...]:
+        if not desired.spec.get("training"):
+            return ()
+        if size is None:
+            return ("sizing: the base model's size is known only after it is fetched; set "
+                    "spec.size to check it at plan time",)
+        gpu = (desired.spec.get("resources") or {}).get("gpu")
+        return (check_fits(training(size), self.host(), f"Model {desired.name!r} training", gpu),)
+
+    # -- apply --------------------------------------------------------------------------------
+
+    def build(self, desired: Resource, planned_digest: Any) -> dict[str, Any]:
+        """Make the model artifact; returns the status to record."""
+        spec = desired.spec
+        env = {k: self._resolve(v) for k, v in (spec.get("env") or {}).items()}
+        status: dict[str, Any] = {}
+        if spec.get("training"):
+            status.update(self._inputs_now(desired))
+            result = self.runtime.run_to_completion(Workload(
+                desired.address, "run", "trainer", tuple(spec.get("command") or ()),
+                {**(spec["training"].get("params") or {}), **(spec.get("params") or {})}, env,
+                {"model": status["baseModelDigest"], "data": status["datasetDigest"]},
+            ), "training")
+        elif (spec.get("source") or {}).get("scratch") is not None:
+            result = self.runtime.run_to_completion(Workload(
+                desired.address, "run", "scratch", tuple(spec.get("command") or ()),
+                spec["source"]["scratch"].get("config") or {}, env), "the scratch model build")
+        else:
+            result = fetch_snapshot(spec["source"], self.workdir, self.store, self.cache,
+                                    self._resolve, hf_token=env.get("HF_TOKEN"), what="model")
+            if isinstance(planned_digest, str) and planned_digest != result.digest:
+                raise ProviderError(
+                    f"the source changed after the plan was made: planned {planned_digest}, "
+                    f"found {result.digest}", hint="run plan again")
+        return {**status, **self._artifact_status(result)}
+
+    def _inputs_now(self, desired: Resource) -> dict[str, str]:
+        out = {}
+        for field, (key, kind) in INPUTS.items():
+            dep = Address(kind, desired.address.namespace, desired.spec["training"][field]["name"])
+            record = self.records.get(dep)
+            digest = record.status.get("digest") if record else None
+            if not digest:
+                raise ProviderError(f"{dep.short()} has no artifact yet: apply it first")
+            out[key] = str(digest)
+        return out
+
+    def _artifact_status(self, result: SnapshotResult) -> dict[str, Any]:
+        status: dict[str, Any] = {"digest": result.digest, "files": len(result.manifest.entries),
+                                  "bytes": result.manifest.total_size}
+        # Count the parameters from the weights' headers, read from the store's copy.
+        scratch = self.runtime.root / "tmp" / result.digest.replace(":", "-")
+        try:
+            self.store.materialize(result.digest, scratch)
+            size = weights_size(scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if size is not None:
+            status.update(parameterCount=size.parameter_count, parameterBits=size.parameter_bits)
+        return status
+
+    def _resolve(self, text: str) -> str:
+        return text if self.resolve_secret is None else substitute(text, self.resolve_secret)
+
+
+def _size_of(status: Mapping[str, Any]) -> ModelSize | None:
+    count, bits = status.get("parameterCount"), status.get("parameterBits")
+    if isinstance(count, int) and isinstance(bits, int):
+        return ModelSize(count, bits, "the base model's weights")
+    return None

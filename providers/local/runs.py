@@ -1,0 +1,157 @@
+"""Workloads on the local runtime: the contract's /content laid out in a run directory, the
+process started with its log under `.substratus/runtime/logs/`, its artifacts snapshotted."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from substratus_cli.address import Address
+from substratus_cli.artifacts import ArtifactStore, SnapshotResult, snapshot_tree
+from substratus_cli.exitcodes import ProviderError
+from substratus_providers.local import processes
+from substratus_providers.local.book import Entry, ProcessBook
+
+WORKLOADS = "substratus_workloads"
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    address: Address
+    role: str  # "run", "server", "notebook"
+    program: str  # the workload module's name, when no command is given: "trainer", "server"
+    command: tuple[str, ...] = ()  # the user's spec.command, run instead of the program
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)  # secrets already resolved
+    inputs: Mapping[str, str] = dataclasses.field(default_factory=dict)  # "data"/"model" -> digest
+
+    def argv(self) -> list[str]:
+        return list(self.command) if self.command else [sys.executable, "-m",
+                                                         f"{WORKLOADS}.{self.program}"]
+
+
+class Runtime:
+    """Lays out content directories, starts workloads and keeps their logs."""
+
+    def __init__(self, root: Path, workdir: Path, store: ArtifactStore, book: ProcessBook) -> None:
+        self.root = root  # .substratus/runtime
+        self.workdir = workdir
+        self.store = store
+        self.book = book
+
+    def prepare(self, w: Workload, run_id: str) -> Path:
+        """The content directory of one run: params.json, data/ and model/ from the store."""
+        content = self._dir("content", w.address) / run_id
+        content.mkdir(parents=True, exist_ok=True)
+        (content / "params.json").write_text(json.dumps(dict(w.params), indent=2, sort_keys=True))
+        for name, digest in w.inputs.items():
+            self.store.materialize(digest, content / name)
+        (content / "artifacts").mkdir(exist_ok=True)
+        return content
+
+    def start(self, w: Workload, content: Path, log: Path, *, port: int | None = None,
+              extra_env: Mapping[str, str] | None = None, version: str = "") -> Entry:
+        # The contract's PARAM_ variables come from the spec alone, not from the user's shell.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("PARAM_")}
+        # Several torch processes share this machine (a training beside the server it will
+        # replace): OpenMP threads that spin while idle starve the others, 10x slower training.
+        inherited.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        env = {**inherited, **self._contract_env(w, content), **w.env, **(extra_env or {})}
+        if port is not None:
+            env.update(PORT=str(port), HOST="127.0.0.1")
+        try:
+            ref = processes.spawn(w.argv(), env=env, cwd=self.workdir, log_path=log)
+        except OSError as e:
+            raise ProviderError(f"cannot start {' '.join(w.argv())}: {e}") from None
+        entry = Entry(w.role, ref, str(log), port, version)
+        self.book.add(w.address, entry)
+        return entry
+
+    def run_to_completion(self, w: Workload, what: str) -> SnapshotResult:
+        """Run a build or training workload, then snapshot what it wrote to artifacts/."""
+        run_id = new_run_id()
+        content = self.prepare(w, run_id)
+        try:
+            entry = self.start(w, content, self.log_path(w.address, run_id, w.program))
+            code = _wait(entry.ref)
+            self.book.forget(w.address, [entry])
+            if code != 0:
+                tail = processes.log_tail(Path(entry.log))
+                raise ProviderError(f"{what} exited with code {code}: {tail}",
+                                    hint=f"see `substratus logs {w.address.short()}`")
+            artifacts = content / "artifacts"
+            if not any(artifacts.iterdir()):
+                raise ProviderError(f"{what} succeeded but wrote nothing to its artifacts directory")
+            return snapshot_tree(artifacts, self.store, None)
+        finally:
+            shutil.rmtree(content, ignore_errors=True)
+
+    def log_path(self, address: Address, run_id: str, role: str) -> Path:
+        return self._dir("logs", address) / f"{run_id}-{role}.log"
+
+    def latest_logs(self, address: Address) -> list[Path]:
+        """The newest run's logs (a server version has one log a replica)."""
+        logs = sorted(self._dir("logs", address).glob("*.log")) if self._dir(
+            "logs", address).is_dir() else []
+        if not logs:
+            return []
+        newest = logs[-1].name.split("-")[0]
+        return [p for p in logs if p.name.startswith(newest)]
+
+    def follow(self, paths: list[Path], alive: Any) -> Iterator[str]:
+        """Yield the lines of these logs, then new ones while alive() says the writer runs."""
+        handles = [open(p, errors="replace") for p in paths]  # noqa: SIM115 - closed below
+        try:
+            while True:
+                got = False
+                for h in handles:
+                    for line in h:
+                        got = True
+                        yield line.rstrip("\n")
+                if not got:
+                    if not alive():
+                        return
+                    time.sleep(0.2)
+        finally:
+            for h in handles:
+                h.close()
+
+    def clear(self, address: Address) -> None:
+        """Forget an object's run directories and logs (on delete)."""
+        for area in ("content", "logs"):
+            shutil.rmtree(self._dir(area, address), ignore_errors=True)
+
+    def _dir(self, area: str, address: Address) -> Path:
+        return self.root / area / address.kind / address.namespace / address.name
+
+    @staticmethod
+    def _contract_env(w: Workload, content: Path) -> dict[str, str]:
+        env = {"SUBSTRATUS_CONTENT": str(content), "PYTHONUNBUFFERED": "1",
+               "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        for key, value in w.params.items():
+            # JSON, so the string "3" stays a string when the workload decodes it.
+            env[f"PARAM_{key.upper()}"] = json.dumps(value)
+        return env
+
+
+def _wait(ref: processes.ProcessRef) -> int | None:
+    while processes.alive(ref):
+        time.sleep(0.1)
+    # An exiting process leaves /proc a moment before its parent can collect the code.
+    deadline = time.monotonic() + 5.0
+    while (code := processes.exit_code(ref)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return code
+
+
+def new_run_id() -> str:
+    # Sortable by time, so the newest run's logs come last.
+    return time.strftime("%Y%m%dT%H%M%S") + f"{time.time_ns() % 10**9:09d}" + secrets.token_hex(2)

@@ -1,0 +1,241 @@
+"""ModelServer on the local runtime: a router on a stable port in front of one server process per
+replica of the current version. A rollout starts the new version, waits for /health, switches the
+router, drains and stops the old one; a version that never gets ready leaves the old one serving."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from substratus_cli.action import UNKNOWN, Action, FieldChange
+from substratus_cli.address import Address
+from substratus_cli.diff import field_changes
+from substratus_cli.exitcodes import ProviderError
+from substratus_cli.provider import LiveObject, PlanItem, PlannedChange, Readiness
+from substratus_cli.resource import Resource
+from substratus_cli.secrets import references, substitute
+from substratus_cli.sizing import ModelSize, serving
+from substratus_providers.local import processes
+from substratus_providers.local.book import Entry, ProcessBook
+from substratus_providers.local.dataset import user_labels
+from substratus_providers.local.fit import Host, check_fits
+from substratus_providers.local.records import RecordStore
+from substratus_providers.local.router import RouterClient, RouterError, router_command
+from substratus_providers.local.runs import Runtime, Workload, new_run_id
+
+DRAIN_SECONDS = 30.0
+# Fields that change how requests are answered; the rest (rollout policy) change no process.
+_NOT_SERVING = ("rollout",)
+
+Outputs = Mapping[Address, Mapping[str, Any]]
+
+
+def version_of(spec: Mapping[str, Any], model_digest: str) -> str:
+    serving_spec = {k: v for k, v in spec.items() if k not in _NOT_SERVING}
+    blob = json.dumps({"model": model_digest, "spec": serving_spec}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+class ServerPlanner:
+    def __init__(self, runtime: Runtime, records: RecordStore, book: ProcessBook,
+                 host: Callable[[], Host],
+                 resolve_secret: Callable[[str, str], str] | None = None) -> None:
+        self.runtime = runtime
+        self.records = records
+        self.book = book
+        self.host = host
+        self.resolve_secret = resolve_secret
+
+    # -- read ---------------------------------------------------------------------------------
+
+    def problem(self, live: LiveObject) -> str | None:
+        """What is wrong with the processes behind a server right now, or None."""
+        entries = self.book.entries(live.address)
+        routers = [e for e in entries if e.role == "router" and e.alive()]
+        if not routers:
+            return "its router is not running"
+        version = live.status.get("version")
+        current = [e for e in entries if e.role == "server" and e.version == version]
+        replicas = int(live.spec.get("replicas", 1))
+        if sum(e.alive() for e in current) < replicas or len(current) < replicas:
+            return "its server process is not running" if version else "no version is serving"
+        if any(e.role == "server" and e.version != version for e in entries):
+            return "processes of an interrupted rollout are still running"
+        return None
+
+    # -- plan ---------------------------------------------------------------------------------
+
+    def plan(self, item: PlanItem, outputs: Outputs) -> PlannedChange:
+        a, desired, live = item.address, item.desired, item.live
+        if desired is None:
+            return PlannedChange(a, Action.DELETE, "not in the resource files")
+        for name, key in references(desired.spec):
+            if self.resolve_secret is not None:
+                self.resolve_secret(name, key)
+        model = Address("Model", a.namespace, desired.spec["model"]["name"])
+        model_out = outputs.get(model, {})
+        digest = model_out.get("digest", UNKNOWN)
+        notes = self._sizing(desired, model_out)
+        if live is None:
+            return PlannedChange(a, Action.CREATE, "not in live state", planned_status={
+                "endpoint": UNKNOWN, "modelDigest": digest}, notes=notes)
+        changes = list(field_changes(live.spec, desired.spec))
+        changes += field_changes(user_labels(live.labels), desired.labels, prefix="metadata.labels")
+        reasons = []
+        if digest != live.status.get("modelDigest"):
+            changes.append(FieldChange("status.modelDigest", live.status.get("modelDigest"), digest))
+            reasons.append(f"roll out: {model.short()} will be replaced" if digest is UNKNOWN
+                           else f"roll out: {model.short()} changed")
+        serving_changes = [c.path for c in changes if c.path.startswith("spec.")
+                           and not c.path.startswith(tuple(f"spec.{f}" for f in _NOT_SERVING))]
+        if serving_changes:
+            reasons.append(f"roll out: {', '.join(serving_changes)} changed")
+        problem = live.status.get("problem")
+        if problem:
+            reasons.append(f"restart: {problem}")
+        planned = {"endpoint": live.status.get("endpoint"), "modelDigest": digest}
+        if reasons or changes:
+            return PlannedChange(a, Action.UPDATE, "; ".join(reasons) or "spec changed",
+                                 tuple(changes), planned, notes)
+        return PlannedChange(a, Action.NOOP, "serving the current model", (), planned)
+
+    def _sizing(self, desired: Resource, model_out: Mapping[str, Any]) -> tuple[str, ...]:
+        count, bits = model_out.get("parameterCount"), model_out.get("parameterBits")
+        if not isinstance(count, int) or not isinstance(bits, int):
+            return ("sizing: the model's size is known only after it is built or fetched",)
+        quant = (desired.spec.get("quantization") or {}).get("bits")
+        estimate = serving(ModelSize(count, bits, "the model"), quant)
+        gpu = (desired.spec.get("resources") or {}).get("gpu")
+        replicas = int(desired.spec.get("replicas", 1))
+        note = check_fits(estimate, self.host(), f"ModelServer {desired.name!r}", gpu)
+        return (note + (f" (each of {replicas} replicas)" if replicas > 1 else ""),)
+
+    # -- apply --------------------------------------------------------------------------------
+
+    def apply(self, address: Address, desired: Resource, labels: Mapping[str, str],
+              before: LiveObject | None) -> tuple[LiveObject | None, str | None]:
+        """Create or roll out; returns (the record as it stands, error or None)."""
+        current = self.records.get(address)
+        model = Address("Model", address.namespace, desired.spec["model"]["name"])
+        model_record = self.records.get(model)
+        digest = model_record.status.get("digest") if model_record else None
+        if not digest:
+            return current, f"{model.short()} has no artifact yet: apply it first"
+        version = version_of(desired.spec, str(digest))
+        try:
+            client, port = self._router(address, current)
+        except ProviderError as e:
+            return current, e.message
+        status = {"endpoint": f"http://127.0.0.1:{port}", "port": port,
+                  "version": current.status.get("version") if current else None,
+                  "modelDigest": current.status.get("modelDigest") if current else None}
+        if current is None:  # written before any server starts: a crash leaks nothing untracked
+            current = self.records.put(address, spec=desired.spec, status=status, labels=labels,
+                                       new_object=True)
+        entries = self.book.entries(address)
+        old = [e for e in entries if e.role == "server"]
+        serving_now = [e for e in old if e.version == version and e.alive()]
+        replicas = int(desired.spec.get("replicas", 1))
+        if len(serving_now) != replicas or len(old) != replicas:
+            started, error = self._start_version(address, desired, str(digest), version, replicas)
+            if error is not None:
+                was = status["version"]
+                where = (f"; version {was} is still serving at {status['endpoint']}" if was
+                         and self.problem(current) is None else "")
+                return current, error + where
+            try:
+                client.set_backends([e.port for e in started if e.port is not None], version)
+                for e in old:
+                    if e.port is not None:
+                        client.drain(e.port, DRAIN_SECONDS)
+            except RouterError as e:
+                self.book.stop(address, started)
+                return current, f"could not switch the router to version {version}: {e}"
+            self.book.stop(address, old)
+            for stale in {e.version for e in old} - {version}:
+                shutil.rmtree(self.runtime.root / "content" / address.kind / address.namespace
+                              / address.name / stale, ignore_errors=True)
+        status.update(version=version, modelDigest=str(digest))
+        return self.records.put(address, spec=desired.spec, status=status, labels=labels,
+                                new_object=False), None
+
+    def _router(self, address: Address, current: LiveObject | None) -> tuple[RouterClient, int]:
+        entries = self.book.entries(address)
+        state_file = self._dir(address) / "router.json"
+        for e in entries:
+            if e.role == "router" and e.alive() and e.port is not None:
+                return RouterClient(state_file), e.port
+        self.book.stop(address, [e for e in entries if e.role == "router"])
+        port = int(current.status["port"]) if current and current.status.get("port") else \
+            processes.free_port()
+        state_file.unlink(missing_ok=True)
+        log = self.runtime.log_path(address, "router", "router")
+        ref = processes.spawn(router_command(port, state_file), env=None,
+                              cwd=self.runtime.workdir, log_path=log)
+        self.book.add(address, Entry("router", ref, str(log), port))
+        client = RouterClient(state_file)
+        try:
+            client.wait_ready(15.0, process=ref)
+        except RouterError as e:
+            raise ProviderError(f"the router for port {port} did not start: "
+                                f"{processes.log_tail(log)} ({e})") from None
+        return client, port
+
+    def _start_version(self, address: Address, desired: Resource, digest: str, version: str,
+                       replicas: int) -> tuple[list[Entry], str | None]:
+        spec = desired.spec
+        # Leftovers of an interrupted rollout of this same version start over.
+        self.book.stop(address, [e for e in self.book.entries(address)
+                                 if e.role == "server" and e.version == version])
+        env = {k: self._resolve(v) for k, v in (spec.get("env") or {}).items()}
+        env["SUBSTRATUS_MODEL_NAME"] = spec["model"]["name"]
+        quant = (spec.get("quantization") or {}).get("bits")
+        if quant:
+            env["SUBSTRATUS_QUANTIZATION_BITS"] = str(quant)
+        w = Workload(address, "server", "server", tuple(spec.get("command") or ()),
+                     spec.get("params") or {}, env, {"model": digest})
+        content = self.runtime.prepare(w, version)
+        run_id = new_run_id()
+        timeout = float((spec.get("rollout") or {}).get("readinessTimeoutSeconds", 300))
+        started = []
+        for i in range(replicas):
+            port = processes.free_port()
+            log = self.runtime.log_path(address, run_id, f"replica{i}")
+            started.append(self.runtime.start(w, content, log, port=port, version=version))
+        for e in started:
+            reason = processes.wait_healthy(f"http://127.0.0.1:{e.port}/health", e.ref,
+                                            e.log, timeout)
+            if reason is not None:
+                self.book.stop(address, started)
+                return [], f"new version {version} did not become ready: {reason}"
+        return started, None
+
+    def delete(self, address: Address) -> None:
+        self.book.stop_all(address)
+        shutil.rmtree(self._dir(address), ignore_errors=True)
+        self.runtime.clear(address)
+        self.records.delete(address)
+
+    def ready(self, live: LiveObject) -> Readiness:
+        problem = self.problem(live)
+        if problem is not None:
+            return Readiness(False, failed=True, message=problem)
+        url = f"{live.status['endpoint']}/health"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - our own localhost
+                if r.status == 200:
+                    return Readiness(True, message=f"serving at {live.status['endpoint']}")
+        except OSError as e:
+            return Readiness(False, message=f"{url}: {e}")
+        return Readiness(False, message=f"{url} is not answering 200 yet")
+
+    def _dir(self, address: Address) -> Path:
+        return self.runtime.root / "servers" / address.namespace / address.name
+
+    def _resolve(self, text: str) -> str:
+        return text if self.resolve_secret is None else substitute(text, self.resolve_secret)
