@@ -4,13 +4,16 @@ from a base model and a dataset. The output is an immutable, content-addressed m
 from __future__ import annotations
 
 import shutil
+import tarfile
+import tempfile
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from substratus_cli.action import UNKNOWN, Action, FieldChange
 from substratus_cli.address import Address
-from substratus_cli.artifacts import ArtifactStore, SnapshotResult, StatCache
+from substratus_cli.artifacts import ArtifactStore, SnapshotResult, StatCache, snapshot_tree
 from substratus_cli.diff import field_changes, matches_prefix
 from substratus_cli.exitcodes import ProviderError
 from substratus_cli.provider import PlanItem, PlannedChange
@@ -26,6 +29,7 @@ from substratus_providers.local.sources import fetch_snapshot, plan_digest
 # What goes into the artifact: changing any of it makes a new one. size and resources do not.
 REPLACE_FIELDS = ("spec.source", "spec.training", "spec.image", "spec.build", "spec.command",
                   "spec.params", "spec.env")
+ARCHIVES = (".tar.gz", ".tgz", ".tar", ".zip")
 INPUTS = {"baseModel": ("baseModelDigest", "Model"), "dataset": ("datasetDigest", "Dataset")}
 
 Outputs = Mapping[Address, Mapping[str, Any]]  # planned status of what this plan already covered
@@ -70,8 +74,9 @@ class ModelPlanner:
         reasons = [f"{', '.join(c.path for c in changes if c.forces_replacement)} changed: "
                    "a model artifact is immutable, so it is built again"] if any(
             c.forces_replacement for c in changes) else []
+        building = live.status.get("phase") == "Building"
         for field, (key, kind) in INPUTS.items():
-            if key not in inputs or inputs[key] == live.status.get(key):
+            if building or key not in inputs or inputs[key] == live.status.get(key):
                 continue
             changes.append(FieldChange(f"status.{key}", live.status.get(key), inputs[key], True))
             dep = Address(kind, a.namespace, desired.spec["training"][field]["name"]).short()
@@ -79,7 +84,10 @@ class ModelPlanner:
                            if inputs[key] is UNKNOWN else
                            f"{dep} changed, so the model is trained again")
         live_digest = live.status.get("digest")
-        if content is not UNKNOWN and content != live_digest:
+        if building:
+            changes.append(FieldChange("status.digest", None, content, True))
+            reasons.append("its last build or training did not finish")
+        elif content is not UNKNOWN and content != live_digest:
             changes.append(FieldChange("status.digest", live_digest, content, True))
             reasons.append("source content changed")
         if not reasons and live_digest and not self.store.has_snapshot(str(live_digest)):
@@ -150,6 +158,8 @@ class ModelPlanner:
         else:
             result = fetch_snapshot(spec["source"], self.workdir, self.store, self.cache,
                                     self._resolve, hf_token=env.get("HF_TOKEN"), what="model")
+            if spec["source"].get("url") is not None:
+                result = self._unpacked(result)
             if isinstance(planned_digest, str) and planned_digest != result.digest:
                 raise ProviderError(
                     f"the source changed after the plan was made: planned {planned_digest}, "
@@ -166,6 +176,33 @@ class ModelPlanner:
                 raise ProviderError(f"{dep.short()} has no artifact yet: apply it first")
             out[key] = str(digest)
         return out
+
+    def _unpacked(self, result: SnapshotResult) -> SnapshotResult:
+        """A url source that is an archive (.tar.gz, .tgz, .tar, .zip) is the model's directory:
+        the artifact is its content (inside a single top folder, if it has one)."""
+        (entry,) = result.manifest.entries
+        if not entry.path.endswith(ARCHIVES):
+            return result
+        scratch = self.runtime.root / "tmp"
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+            self.store.materialize(result.digest, Path(tmp) / "archive")
+            out = Path(tmp) / "model"
+            archive = Path(tmp) / "archive" / entry.path
+            try:
+                if entry.path.endswith(".zip"):
+                    with zipfile.ZipFile(archive) as z:
+                        z.extractall(out)  # zipfile drops absolute paths and `..` itself
+                else:
+                    with tarfile.open(archive) as t:
+                        t.extractall(out, filter="data")  # no links out, no devices
+            except (OSError, tarfile.TarError, zipfile.BadZipFile) as e:
+                raise ProviderError(f"cannot unpack the model archive {entry.path}: {e}") from None
+            inside = list(out.iterdir()) if out.is_dir() else []
+            if not inside:
+                raise ProviderError(f"the model archive {entry.path} is empty")
+            root = inside[0] if len(inside) == 1 and inside[0].is_dir() else out
+            return snapshot_tree(root, self.store, None)
 
     def _artifact_status(self, result: SnapshotResult) -> dict[str, Any]:
         status: dict[str, Any] = {"digest": result.digest, "files": len(result.manifest.entries),

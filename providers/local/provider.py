@@ -158,12 +158,17 @@ class LocalProvider:
                 status = self.datasets.snapshot(desired.spec, request.planned_status.get("digest"))
             else:
                 self.book.stop_all(a)  # a build or training left running by a crashed apply
+                # Recorded before the run: a crash or failure leaves an object the next plan
+                # sees (and rebuilds), and destroy finds the processes behind it.
+                request = dataclasses.replace(request, live=self.records.put(
+                    a, spec=desired.spec, status={"phase": "Building"}, labels=labels,
+                    new_object=True))
                 status = self._part("models").build(desired, request.planned_status.get("digest"))
         except SubstratusError as e:
             hint = f" ({e.hint})" if e.hint else ""
             return ApplyResponse(request.live, error=e.message + hint)
         live = self.records.put(a, spec=desired.spec, status=status, labels=labels,
-                                new_object=request.action is not Action.UPDATE)
+                                new_object=request.action is not Action.UPDATE and kind != "Model")
         return ApplyResponse(live)
 
     def _delete(self, a: Address) -> None:

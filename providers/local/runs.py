@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from substratus_cli import failpoints
 from substratus_cli.address import Address
 from substratus_cli.artifacts import ArtifactStore, SnapshotResult, snapshot_tree
 from substratus_cli.exitcodes import ProviderError
@@ -81,6 +82,7 @@ class Runtime:
         content = self.prepare(w, run_id)
         try:
             entry = self.start(w, content, self.log_path(w.address, run_id, w.program))
+            failpoints.hit("local.run.started")
             code = _wait(entry.ref)
             self.book.forget(w.address, [entry])
             if code != 0:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from substratus_cli import failpoints
 from substratus_cli.action import UNKNOWN, Action, FieldChange
 from substratus_cli.address import Address
 from substratus_cli.diff import field_changes
@@ -174,7 +175,7 @@ class ServerPlanner:
         port = int(current.status["port"]) if current and current.status.get("port") else \
             processes.free_port()
         state_file.unlink(missing_ok=True)
-        log = self.runtime.log_path(address, "router", "router")
+        log = self.runtime.log_path(address, new_run_id(), "router")
         ref = processes.spawn(router_command(port, state_file), env=None,
                               cwd=self.runtime.workdir, log_path=log)
         self.book.add(address, Entry("router", ref, str(log), port))
@@ -213,6 +214,7 @@ class ServerPlanner:
             if reason is not None:
                 self.book.stop(address, started)
                 return [], f"new version {version} did not become ready: {reason}"
+        failpoints.hit("local.server.new-version-ready")
         return started, None
 
     def delete(self, address: Address) -> None:
