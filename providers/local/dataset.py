@@ -11,7 +11,7 @@ from substratus_cli.artifacts import ArtifactStore, StatCache
 from substratus_cli.diff import field_changes, matches_prefix
 from substratus_cli.exitcodes import ProviderError
 from substratus_cli.provider import MANAGED_BY_LABEL, PART_OF_LABEL, PlanItem, PlannedChange
-from substratus_cli.secrets import references, substitute
+from substratus_providers.local import secret_env
 from substratus_providers.local.sources import fetch_snapshot, plan_digest
 
 # A snapshot is immutable: anything that changes what is fetched makes a new one.
@@ -26,20 +26,13 @@ class DatasetPlanner:
         self.cache = cache
         self.resolve_secret = resolve_secret
 
-    def _check_secrets(self, spec: Mapping[str, Any]) -> None:
-        """Fail the plan, not the apply, when a referenced secret is not set (values discarded)."""
-        if self.resolve_secret is None:
-            return
-        for name, key in references(spec):
-            self.resolve_secret(name, key)
-
     def plan(self, item: PlanItem) -> PlannedChange:
         a, desired, live = item.address, item.desired, item.live
         if desired is None:
             return PlannedChange(a, Action.DELETE, "not in the resource files")
         digest = plan_digest(desired.spec.get("source", {}), self.workdir, self.cache)
         planned = {"digest": digest}
-        self._check_secrets(desired.spec)
+        secret_env.check(desired.spec, self.resolve_secret)
         if live is None:
             return PlannedChange(a, Action.CREATE, "not in live state", planned_status=planned)
         changes = list(field_changes(
@@ -70,11 +63,9 @@ class DatasetPlanner:
     def snapshot(self, spec: Mapping[str, Any], planned_digest: Any) -> dict[str, Any]:
         """Fetch the source into the store; returns the status to record."""
         def resolve(text: str) -> str:
-            if self.resolve_secret is None:
-                return text
-            return substitute(text, self.resolve_secret)
+            return secret_env.resolved(text, self.resolve_secret)
 
-        env = {k: resolve(v) for k, v in (spec.get("env") or {}).items()}
+        env = secret_env.env_of(spec, self.resolve_secret)
         result = fetch_snapshot(spec.get("source", {}), self.workdir, self.store, self.cache,
                                 resolve, hf_token=env.get("HF_TOKEN"))
         if isinstance(planned_digest, str) and planned_digest != result.digest:

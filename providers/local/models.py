@@ -18,8 +18,8 @@ from substratus_cli.diff import field_changes, matches_prefix
 from substratus_cli.exitcodes import ProviderError
 from substratus_cli.provider import PlanItem, PlannedChange
 from substratus_cli.resource import Resource
-from substratus_cli.secrets import references, substitute
 from substratus_cli.sizing import ModelSize, training
+from substratus_providers.local import secret_env
 from substratus_providers.local.dataset import user_labels
 from substratus_providers.local.fit import Host, check_fits, scratch_size, weights_size
 from substratus_providers.local.records import RecordStore
@@ -53,9 +53,7 @@ class ModelPlanner:
         a, desired, live = item.address, item.desired, item.live
         if desired is None:
             return PlannedChange(a, Action.DELETE, "not in the resource files")
-        for name, key in references(desired.spec):
-            if self.resolve_secret is not None:
-                self.resolve_secret(name, key)
+        secret_env.check(desired.spec, self.resolve_secret)
         inputs = self._planned_inputs(desired, outputs)
         size = self._planned_size(desired, outputs)
         notes = self._sizing_notes(desired, size)
@@ -142,7 +140,7 @@ class ModelPlanner:
     def build(self, desired: Resource, planned_digest: Any) -> dict[str, Any]:
         """Make the model artifact; returns the status to record."""
         spec = desired.spec
-        env = {k: self._resolve(v) for k, v in (spec.get("env") or {}).items()}
+        env = secret_env.env_of(spec, self.resolve_secret)
         status: dict[str, Any] = {}
         if spec.get("training"):
             status.update(self._inputs_now(desired))
@@ -156,8 +154,10 @@ class ModelPlanner:
                 desired.address, "run", "scratch", tuple(spec.get("command") or ()),
                 spec["source"]["scratch"].get("config") or {}, env), "the scratch model build")
         else:
-            result = fetch_snapshot(spec["source"], self.workdir, self.store, self.cache,
-                                    self._resolve, hf_token=env.get("HF_TOKEN"), what="model")
+            result = fetch_snapshot(
+                spec["source"], self.workdir, self.store, self.cache,
+                lambda text: secret_env.resolved(text, self.resolve_secret),
+                hf_token=env.get("HF_TOKEN"), what="model")
             if spec["source"].get("url") is not None:
                 result = self._unpacked(result)
             if isinstance(planned_digest, str) and planned_digest != result.digest:
@@ -218,8 +218,6 @@ class ModelPlanner:
             status.update(parameterCount=size.parameter_count, parameterBits=size.parameter_bits)
         return status
 
-    def _resolve(self, text: str) -> str:
-        return text if self.resolve_secret is None else substitute(text, self.resolve_secret)
 
 
 def _size_of(status: Mapping[str, Any]) -> ModelSize | None:

@@ -16,8 +16,7 @@ from substratus_cli.diff import field_changes
 from substratus_cli.exitcodes import ProviderError
 from substratus_cli.provider import LiveObject, PlanItem, PlannedChange, Readiness
 from substratus_cli.resource import Resource
-from substratus_cli.secrets import references, substitute
-from substratus_providers.local import processes
+from substratus_providers.local import processes, secret_env
 from substratus_providers.local.book import ProcessBook
 from substratus_providers.local.dataset import user_labels
 from substratus_providers.local.records import RecordStore
@@ -48,9 +47,7 @@ class NotebookPlanner:
         a, desired, live = item.address, item.desired, item.live
         if desired is None:
             return PlannedChange(a, Action.DELETE, "not in the resource files")
-        for name, key in references(desired.spec):
-            if self.resolve_secret is not None:
-                self.resolve_secret(name, key)
+        secret_env.check(desired.spec, self.resolve_secret)
         inputs = {key: outputs.get(Address(kind, a.namespace, desired.spec[field]["name"]), {})
                   .get("digest", UNKNOWN)
                   for field, (key, kind) in INPUTS.items() if desired.spec.get(field)}
@@ -113,7 +110,7 @@ class NotebookPlanner:
     def _start(self, address: Address, desired: Resource, inputs: Mapping[str, str],
                port: int) -> str | None:
         spec = desired.spec
-        env = {k: self._resolve(v) for k, v in (spec.get("env") or {}).items()}
+        env = secret_env.env_of(spec, self.resolve_secret)
         w = Workload(address, "notebook", "notebook", tuple(spec.get("command") or ()),
                      spec.get("params") or {}, env,
                      {"model" if k == "modelDigest" else "data": v for k, v in inputs.items()})
@@ -176,6 +173,3 @@ class NotebookPlanner:
 
     def _token_path(self, address: Address) -> Path:
         return self.runtime.root / "tokens" / address.namespace / f"{address.name}.token"
-
-    def _resolve(self, text: str) -> str:
-        return text if self.resolve_secret is None else substitute(text, self.resolve_secret)

@@ -19,9 +19,8 @@ from substratus_cli.diff import field_changes
 from substratus_cli.exitcodes import ProviderError
 from substratus_cli.provider import LiveObject, PlanItem, PlannedChange, Readiness
 from substratus_cli.resource import Resource
-from substratus_cli.secrets import references, substitute
 from substratus_cli.sizing import ModelSize, serving
-from substratus_providers.local import processes
+from substratus_providers.local import processes, secret_env
 from substratus_providers.local.book import Entry, ProcessBook
 from substratus_providers.local.dataset import user_labels
 from substratus_providers.local.fit import Host, check_fits
@@ -75,9 +74,7 @@ class ServerPlanner:
         a, desired, live = item.address, item.desired, item.live
         if desired is None:
             return PlannedChange(a, Action.DELETE, "not in the resource files")
-        for name, key in references(desired.spec):
-            if self.resolve_secret is not None:
-                self.resolve_secret(name, key)
+        secret_env.check(desired.spec, self.resolve_secret)
         model = Address("Model", a.namespace, desired.spec["model"]["name"])
         model_out = outputs.get(model, {})
         digest = model_out.get("digest", UNKNOWN)
@@ -193,7 +190,7 @@ class ServerPlanner:
         # Leftovers of an interrupted rollout of this same version start over.
         self.book.stop(address, [e for e in self.book.entries(address)
                                  if e.role == "server" and e.version == version])
-        env = {k: self._resolve(v) for k, v in (spec.get("env") or {}).items()}
+        env = secret_env.env_of(spec, self.resolve_secret)
         env["SUBSTRATUS_MODEL_NAME"] = spec["model"]["name"]
         quant = (spec.get("quantization") or {}).get("bits")
         if quant:
@@ -227,6 +224,8 @@ class ServerPlanner:
         problem = self.problem(live)
         if problem is not None:
             return Readiness(False, failed=True, message=problem)
+        if int(live.spec.get("replicas", 1)) == 0:
+            return Readiness(True, message="scaled to zero: the router answers 503")
         url = f"{live.status['endpoint']}/health"
         try:
             with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - our own localhost
@@ -238,6 +237,3 @@ class ServerPlanner:
 
     def _dir(self, address: Address) -> Path:
         return self.runtime.root / "servers" / address.namespace / address.name
-
-    def _resolve(self, text: str) -> str:
-        return text if self.resolve_secret is None else substitute(text, self.resolve_secret)

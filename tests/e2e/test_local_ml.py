@@ -20,6 +20,7 @@ import pytest
 from substratus_cli.cli import run
 from substratus_cli.exitcodes import ExitCode
 from substratus_providers.local import processes
+from substratus_providers.local.fit import scratch_size
 from tests.conftest import EXAMPLES, tear_down
 
 pytestmark = pytest.mark.slow
@@ -84,6 +85,11 @@ def test_training_loss_decreases_and_the_artifact_digest_is_in_state(cli, applie
                         .read_text())
     digest = record["status"]["digest"]
     assert f"Model/default/colors\tdigest={digest}" in cli("state", "list", workdir).out
+    # The plan's sizing counted the scratch model's parameters from its config; the real weights
+    # agree.
+    base = json.loads((workdir / ".substratus/runtime/objects/Model/default/base.json").read_text())
+    config = base["spec"]["source"]["scratch"]["config"]
+    assert base["status"]["parameterCount"] == scratch_size(config).parameter_count == 124_736
 
 
 def test_notebook_open_prints_a_url_that_answers_with_its_token(cli, applied):

@@ -1,0 +1,422 @@
+"""A real Kubernetes control plane for tests, without Docker, run the way controller-runtime's
+envtest runs one: etcd, kube-apiserver, kube-controller-manager and kube-scheduler as local
+processes on free 127.0.0.1 ports, plus kwok to play the nodes (GKE-like GPU node pools)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tests.cluster.nodepools import POOL_LABEL, NodePool, is_ready
+
+HERE = Path(__file__).resolve().parent
+BUILD_SCRIPT = HERE / "build.sh"
+KWOK_STAGES = HERE / "kwok" / "stages.yaml"
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
+CONTEXT = "substratus-test"
+SERVICE_CIDR = "10.96.0.0/12"
+POD_CIDR = "10.244.0.0/16"
+DEFAULT_POOL = NodePool("default-pool", count=1)
+# The order they start in; they stop in reverse.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+Log = Callable[[str], None]
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be built or started; the message says why and what to do."""
+
+
+class ApiError(RuntimeError):
+    def __init__(self, status: int, body: str, method: str, path: str) -> None:
+        super().__init__(f"{method} {path}: HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+def _stderr(message: str) -> None:
+    print(f"controlplane: {message}", file=sys.stderr, flush=True)
+
+
+# -- binaries ----------------------------------------------------------------------------------
+
+def versions() -> dict[str, str]:
+    """The pinned versions, read from the wrapper modules' go.mod files (as build.sh does)."""
+    return {
+        "kubernetes": _required_version(HERE / "kubernetes" / "go.mod", "k8s.io/kubernetes"),
+        "etcd": _required_version(HERE / "etcd" / "go.mod", "go.etcd.io/etcd/server/v3"),
+        "kwok": _required_version(HERE / "kwok" / "go.mod", "sigs.k8s.io/kwok"),
+    }
+
+
+def _required_version(gomod: Path, module: str) -> str:
+    pattern = rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)"
+    found = re.search(pattern, gomod.read_text(), re.MULTILINE)
+    if not found:
+        raise ControlPlaneError(f"{gomod} does not require {module}")
+    return found.group(1)
+
+
+def bin_dir() -> Path:
+    """Where build.sh puts the binaries of the pinned versions."""
+    v = versions()
+    root = Path(os.environ.get("SUBSTRATUS_CACHE") or Path.home() / ".cache" / "substratus")
+    key = f"kubernetes-{v['kubernetes']}_etcd-{v['etcd']}_kwok-{v['kwok']}"
+    return root / "controlplane" / key / "bin"
+
+
+def ensure_binaries(log: Log = _stderr) -> Path:
+    """The bin directory, built first with build.sh if a binary is missing (unless
+    SUBSTRATUS_NO_BUILD is set, where a missing binary is an error saying how to build)."""
+    directory = bin_dir()
+    missing = [b for b in BINARIES if not os.access(directory / b, os.X_OK)]
+    if not missing:
+        return directory
+    how = (f"Build them once with `{BUILD_SCRIPT.relative_to(HERE.parent.parent)}` (needs Go 1.26 "
+           "or newer and the Go module proxy; about 15 minutes on 2 cores).")
+    if os.environ.get("SUBSTRATUS_NO_BUILD"):
+        raise ControlPlaneError(f"the test control plane is not built: {', '.join(missing)} "
+                                f"missing in {directory}, and SUBSTRATUS_NO_BUILD is set. {how}")
+    build_log = directory.parent / "build.log"
+    build_log.parent.mkdir(parents=True, exist_ok=True)
+    log(f"building the test control plane ({', '.join(missing)} missing in {directory}); "
+        f"this happens once per version and takes about 15 minutes on 2 cores; log: {build_log}")
+    started = time.monotonic()
+    with build_log.open("w") as out:
+        done = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise ControlPlaneError(f"building the test control plane failed (exit {done.returncode})"
+                                f"; the end of {build_log}:\n{_tail(build_log)}")
+    log(f"built the test control plane in {time.monotonic() - started:.0f} s")
+    return directory
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # A test run killed with SIGKILL cannot run its cleanup; the kernel then stops the children.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM to the process group, SIGKILL after `grace` seconds."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _service_account_key() -> str:
+    """A fresh ECDSA P-256 private key (SEC 1 PEM) that signs service account tokens. The public
+    half is left out (it is optional in SEC 1): Go derives it from the scalar."""
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    scalar = (secrets.randbelow(order - 1) + 1).to_bytes(32, "big")
+    curve = bytes.fromhex("06082a8648ce3d030107")  # OID 1.2.840.10045.3.1.7, prime256v1
+    body = bytes.fromhex("020101") + b"\x04\x20" + scalar + b"\xa0" + bytes([len(curve)]) + curve
+    der = b"\x30" + bytes([len(body)]) + body
+    b64 = base64.b64encode(der).decode()
+    return f"-----BEGIN EC PRIVATE KEY-----\n{b64}\n-----END EC PRIVATE KEY-----\n"
+
+
+# -- the control plane -------------------------------------------------------------------------
+
+class ControlPlane:
+    """Starts on `start()` or `with`, stops every process on `stop()` or leaving the block, also
+    when starting failed. After start: `server`, `token`, `ca_file`, `kubeconfig` (context
+    `substratus-test`, admin in system:masters), `workdir` (logs under `logs/`)."""
+
+    def __init__(self, *, workdir: Path | None = None, default_pool: bool = True,
+                 log: Log = _stderr) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="substratus-controlplane-"))
+        self._default_pool = default_pool
+        self._log = log
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._ssl: ssl.SSLContext | None = None
+        self.bin_dir = bin_dir()
+        self.token = secrets.token_hex(16)
+        self.server = ""
+        self.ca_file = self.workdir / "pki" / "apiserver.crt"
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.startup_seconds = 0.0
+
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- lifecycle
+
+    def start(self) -> ControlPlane:
+        self.bin_dir = ensure_binaries(self._log)
+        started = time.monotonic()
+        try:
+            self._start_etcd()
+            self._start_apiserver()
+            self._write_kubeconfig()
+            self._start_controllers_and_kwok()
+            if self._default_pool:
+                self.add_node_pool(DEFAULT_POOL.name, DEFAULT_POOL.count)
+        except BaseException:
+            self.stop(keep_workdir=True)
+            raise
+        self.startup_seconds = time.monotonic() - started
+        self._log(f"control plane up in {self.startup_seconds:.1f} s at {self.server}; "
+                  f"KUBECONFIG={self.kubeconfig}")
+        return self
+
+    def stop(self, keep_workdir: bool = False) -> None:
+        """Stops the processes, newest first. The temporary workdir goes too, unless asked."""
+        for name in reversed(list(self._procs)):
+            _stop_group(self._procs.pop(name), grace=5 if name == "etcd" else 10)
+        if self._own_workdir and not keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def log_file(self, component: str) -> Path:
+        return self.workdir / "logs" / f"{component}.log"
+
+    def _spawn(self, component: str, args: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+        self.log_file(component).parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file(component).open("wb") as out:
+            self._procs[component] = subprocess.Popen(
+                [str(self.bin_dir / component), *args], stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir,
+                env={**os.environ, **(env or {})}, start_new_session=True,
+                preexec_fn=_die_with_parent)
+
+    def _wait(self, what: str, ready: Callable[[], bool], timeout: float,
+              components: Sequence[str]) -> None:
+        """Polls `ready` until true; fails at once, with the log's end, if a component exits."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for component in components:
+                code = self._procs[component].poll()
+                if code is not None:
+                    raise ControlPlaneError(
+                        f"{component} exited with {code} while waiting for {what}; the end of "
+                        f"{self.log_file(component)}:\n{_tail(self.log_file(component))}")
+            with contextlib.suppress(OSError, ApiError, ValueError):
+                if ready():
+                    return
+            if time.monotonic() > deadline:
+                logs = ", ".join(str(self.log_file(c)) for c in components)
+                raise ControlPlaneError(f"timed out after {timeout:.0f} s waiting for {what}; "
+                                        f"logs: {logs}")
+            time.sleep(0.1)
+
+    # -- components
+
+    def _start_etcd(self) -> None:
+        client, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+        self._etcd_url = client
+        self._spawn("etcd", [
+            "--name=default", f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=default={peer}",
+            # A throwaway database: no fsync makes every write several times faster.
+            "--unsafe-no-fsync", "--log-level=warn",
+        ])
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(f"{client}/health", timeout=1) as r:
+                return json.load(r).get("health") == "true"
+
+        self._wait("etcd /health", healthy, 30, ["etcd"])
+
+    def _start_apiserver(self) -> None:
+        port = free_port()
+        self.server = f"https://127.0.0.1:{port}"
+        sa_key = self.workdir / "service-account.key"
+        sa_key.write_text(_service_account_key())
+        tokens = self.workdir / "tokens.csv"
+        tokens.write_text(f'{self.token},admin,admin,"system:masters"\n')
+        self._spawn("kube-apiserver", [
+            f"--etcd-servers={self._etcd_url}",
+            f"--cert-dir={self.ca_file.parent}",  # it writes a self-signed apiserver.crt there
+            f"--secure-port={port}", "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={sa_key}",
+            f"--service-account-signing-key-file={sa_key}",
+            "--authorization-mode=RBAC",
+            f"--token-auth-file={tokens}",
+            # As on GKE: pods requesting nvidia.com/gpu get the toleration for the GPU taint.
+            "--enable-admission-plugins=ExtendedResourceToleration",
+            "--allow-privileged=true",
+            # No `kubernetes` Service endpoints to keep up to date: nothing runs in the cluster.
+            "--endpoint-reconciler-type=none",
+            "--profiling=false",
+        ])
+        self._wait("kube-apiserver /readyz", lambda: self._get_text("/readyz") == "ok", 90,
+                   ["etcd", "kube-apiserver"])
+
+    def _write_kubeconfig(self) -> None:
+        ca = base64.b64encode(self.ca_file.read_bytes()).decode()
+        self.kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters:\n- name: {CONTEXT}\n  cluster:\n    server: {self.server}\n"
+            f"    certificate-authority-data: {ca}\n"
+            f"users:\n- name: {CONTEXT}-admin\n  user:\n    token: {self.token}\n"
+            f"contexts:\n- name: {CONTEXT}\n  context:\n    cluster: {CONTEXT}\n"
+            f"    user: {CONTEXT}-admin\n    namespace: default\n"
+            f"current-context: {CONTEXT}\n")
+        self.kubeconfig.chmod(0o600)
+
+    def _start_controllers_and_kwok(self) -> None:
+        kubeconfig = f"--kubeconfig={self.kubeconfig}"
+        delegated = [f"--authentication-kubeconfig={self.kubeconfig}",
+                     f"--authorization-kubeconfig={self.kubeconfig}"]
+        kcm_port, scheduler_port = free_port(), free_port()
+        self._spawn("kube-controller-manager", [
+            kubeconfig, *delegated, "--leader-elect=false",
+            f"--secure-port={kcm_port}", "--bind-address=127.0.0.1",
+            f"--service-account-private-key-file={self.workdir / 'service-account.key'}",
+            f"--root-ca-file={self.ca_file}",
+            "--kube-api-qps=200", "--kube-api-burst=400",
+        ])
+        self._spawn("kube-scheduler", [
+            kubeconfig, *delegated, "--leader-elect=false",
+            f"--secure-port={scheduler_port}", "--bind-address=127.0.0.1",
+        ])
+        self._spawn("kwok", [
+            kubeconfig, f"--config={KWOK_STAGES}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            f"--cidr={POD_CIDR}", "--node-lease-duration-seconds=40",
+        ], env={"HOME": str(self.workdir)})  # or it also reads the user's ~/.kwok/kwok.yaml
+        insecure = ssl._create_unverified_context()  # their self-signed serving certs
+
+        def healthy(port: int) -> Callable[[], bool]:
+            def check() -> bool:
+                url = f"https://127.0.0.1:{port}/healthz"
+                with urllib.request.urlopen(url, timeout=1, context=insecure) as r:
+                    return r.read() == b"ok"
+            return check
+
+        components = list(COMPONENTS)
+        self._wait("kube-controller-manager /healthz", healthy(kcm_port), 60, components)
+        self._wait("kube-scheduler /healthz", healthy(scheduler_port), 60, components)
+        # Pods can be created in a namespace once its `default` ServiceAccount exists.
+        self._wait("the default ServiceAccount", lambda: bool(
+            self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")), 60,
+            components)
+
+    # -- API access
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context(cafile=str(self.ca_file))
+        return self._ssl
+
+    def _open(self, method: str, path: str, data: bytes | None, content_type: str) -> Any:
+        req = urllib.request.Request(self.server + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {self.token}", "Content-Type": content_type,
+            "Accept": "application/json"})
+        try:
+            return urllib.request.urlopen(req, timeout=30, context=self._context())
+        except urllib.error.HTTPError as e:
+            raise ApiError(e.code, e.read().decode(errors="replace"), method, path) from None
+
+    def _get_text(self, path: str) -> str:
+        if not self.ca_file.exists():
+            return ""
+        with self._open("GET", path, None, "application/json") as r:
+            return r.read().decode()
+
+    def request(self, method: str, path: str, body: Any = None, *,
+                query: Mapping[str, str] | None = None,
+                content_type: str = "application/json") -> dict[str, Any]:
+        """One API call as the admin; the decoded JSON answer. Raises ApiError on HTTP errors."""
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        data = None if body is None else (
+            body.encode() if isinstance(body, str) else json.dumps(body).encode())
+        with self._open(method, path, data, content_type) as r:
+            return json.loads(r.read() or b"{}")
+
+    def kubectl(self, *args: str, input: str | None = None,
+                check: bool = True) -> subprocess.CompletedProcess[str]:
+        """The built kubectl against this cluster; text output."""
+        return subprocess.run([str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}",
+                               *args], input=input, capture_output=True, text=True, check=check,
+                              timeout=60)
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point a client at this cluster."""
+        return {"KUBECONFIG": str(self.kubeconfig)}
+
+    # -- nodes and namespaces
+
+    def add_node_pool(self, name: str, count: int = 1, *, accelerator: str | None = None,
+                      gpus: int = 0, cpu: str = "8", memory: str = "32Gi",
+                      labels: Mapping[str, str] | None = None, taints: Sequence[str] = (),
+                      wait: bool = True, timeout: float = 30) -> list[str]:
+        """Creates `count` kwok nodes labelled as GKE pool `name` (GPU pools: accelerator label,
+        `nvidia.com/gpu: gpus` per node, the GPU taint); waits until they take pods. The names."""
+        pool = NodePool(name, count, accelerator, gpus, cpu, memory, labels=dict(labels or {}),
+                        taints=tuple(taints))
+        for node in pool.nodes(kubelet_version=versions()["kubernetes"]):
+            self.request("POST", "/api/v1/nodes", node)
+        if wait:
+            self.wait_for_node_pool(name, count, timeout)
+        return pool.node_names
+
+    def wait_for_node_pool(self, name: str, count: int, timeout: float = 30) -> None:
+        def ready() -> bool:
+            nodes = self.request("GET", "/api/v1/nodes",
+                                 query={"labelSelector": f"{POOL_LABEL}={name}"})["items"]
+            return len(nodes) == count and all(is_ready(n) for n in nodes)
+
+        self._wait(f"the {count} node(s) of pool {name} to be Ready", ready, timeout,
+                   list(self._procs))
+
+    def create_namespace(self, name: str, timeout: float = 30) -> None:
+        """Creates a namespace and waits for its `default` ServiceAccount, before which the
+        apiserver refuses pods there (as on any cluster)."""
+        self.request("POST", "/api/v1/namespaces",
+                     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        self._wait(f"the default ServiceAccount of namespace {name}", lambda: bool(self.request(
+            "GET", f"/api/v1/namespaces/{name}/serviceaccounts/default")), timeout,
+            list(self._procs))
+
