@@ -3,7 +3,6 @@ from a base model and a dataset. The output is an immutable, content-addressed m
 
 from __future__ import annotations
 
-import shutil
 import tarfile
 import tempfile
 import zipfile
@@ -207,13 +206,12 @@ class ModelPlanner:
     def _artifact_status(self, result: SnapshotResult) -> dict[str, Any]:
         status: dict[str, Any] = {"digest": result.digest, "files": len(result.manifest.entries),
                                   "bytes": result.manifest.total_size}
-        # Count the parameters from the weights' headers, read from the store's copy.
-        scratch = self.runtime.root / "tmp" / result.digest.replace(":", "-")
-        try:
-            self.store.materialize(result.digest, scratch)
-            size = weights_size(scratch)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        # Count the parameters from the weights' headers, read from the store's copy (hard
+        # links), in a directory of this step's own: parallel steps may make the same artifact.
+        (self.runtime.root / "tmp").mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.runtime.root / "tmp") as scratch:
+            self.store.materialize(result.digest, Path(scratch))
+            size = weights_size(Path(scratch))
         if size is not None:
             status.update(parameterCount=size.parameter_count, parameterBits=size.parameter_bits)
         return status

@@ -4,7 +4,6 @@ nodes, 2 GPUs each), until Ctrl-C."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
 import threading
 from pathlib import Path
@@ -21,15 +20,16 @@ def main() -> None:
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with ControlPlane(workdir=args.workdir) as cluster:
         cluster.add_node_pool("l4-pool", 2, accelerator="nvidia-l4", gpus=2)
         print(f"kubeconfig: {cluster.kubeconfig}  (context substratus-test)")
         print(f"logs:       {cluster.workdir / 'logs'}")
         print(f"export KUBECONFIG={cluster.kubeconfig}")
         print("Ctrl-C stops the cluster.", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
+        # Also when started in the background, where a shell makes SIGINT ignored.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        stop.wait()
     print("stopped")
 
 

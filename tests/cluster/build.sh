@@ -45,8 +45,8 @@ if ! command -v go >/dev/null 2>&1; then
   cat >&2 <<EOF
 build.sh: Go is not installed, and it is needed once to build the test control plane
 (missing: ${missing[*]} in $bin_dir).
-Install Go 1.26 or newer (https://go.dev/doc/install, or Debian's golang-1.26-go package with its
-bin directory on PATH), then run: tests/cluster/build.sh
+Install Go 1.26 or newer (https://go.dev/doc/install; an older Go with GOTOOLCHAIN=auto fetches
+1.26 through the module proxy), then run: tests/cluster/build.sh
 EOF
   exit 1
 fi
@@ -75,7 +75,8 @@ build_date="$(cd "$here/kubernetes" && go list -m -f '{{.Time.UTC.Format "2006-0
 ldflags="-s -w"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
-  ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
+  # The module proxy does not say which commit a release is: an empty gitCommit, not "$Format:%H$".
+  ldflags+=" -X $pkg.gitCommit= -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
 done
 
 echo "build.sh: [1/3] etcd"

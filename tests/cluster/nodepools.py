@@ -43,10 +43,12 @@ class NodePool:
     def node_names(self) -> list[str]:
         return [f"{self.name}-{i}" for i in range(self.count)]
 
-    def nodes(self, kubelet_version: str) -> list[dict[str, Any]]:
-        return [self._node(name, kubelet_version) for name in self.node_names]
+    def nodes(self, kubelet_version: str, ips: Sequence[str]) -> list[dict[str, Any]]:
+        """The Node objects, the i-th with InternalIP `ips[i]`."""
+        return [self._node(name, kubelet_version, ip) for name, ip in zip(self.node_names, ips,
+                                                                          strict=True)]
 
-    def _node(self, name: str, kubelet_version: str) -> dict[str, Any]:
+    def _node(self, name: str, kubelet_version: str, ip: str) -> dict[str, Any]:
         labels = {
             "kubernetes.io/arch": "amd64",
             "kubernetes.io/os": "linux",
@@ -75,6 +77,8 @@ class NodePool:
             "status": {
                 "capacity": resources,
                 "allocatable": resources,
+                "addresses": [{"type": "InternalIP", "address": ip},
+                              {"type": "Hostname", "address": name}],
                 "nodeInfo": {"kubeletVersion": kubelet_version, "architecture": "amd64",
                              "operatingSystem": "linux"},
             },
