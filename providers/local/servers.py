@@ -135,29 +135,29 @@ class ServerPlanner:
         if current is None:  # written before any server starts: a crash leaks nothing untracked
             current = self.records.put(address, spec=desired.spec, status=status, labels=labels,
                                        new_object=True)
-        entries = self.book.entries(address)
-        old = [e for e in entries if e.role == "server"]
-        serving_now = [e for e in old if e.version == version and e.alive()]
+        old = [e for e in self.book.entries(address) if e.role == "server"]
+        serving = [e for e in old if e.version == version and e.alive()]
         replicas = int(desired.spec.get("replicas", 1))
-        if len(serving_now) != replicas or len(old) != replicas:
-            started, error = self._start_version(address, desired, str(digest), version, replicas)
+        if len(serving) != replicas:  # else only strays of an interrupted rollout go, below
+            serving, error = self._start_version(address, desired, str(digest), version, replicas)
             if error is not None:
                 was = status["version"]
                 where = (f"; version {was} is still serving at {status['endpoint']}" if was
                          and self.problem(current) is None else "")
                 return current, error + where
-            try:
-                client.set_backends([e.port for e in started if e.port is not None], version)
-                for e in old:
-                    if e.port is not None:
-                        client.drain(e.port, DRAIN_SECONDS)
-            except RouterError as e:
-                self.book.stop(address, started)
-                return current, f"could not switch the router to version {version}: {e}"
-            self.book.stop(address, old)
-            for stale in {e.version for e in old} - {version}:
-                shutil.rmtree(self.runtime.root / "content" / address.kind / address.namespace
-                              / address.name / stale, ignore_errors=True)
+        retired = [e for e in old if e not in serving]
+        try:
+            client.set_backends([e.port for e in serving if e.port is not None], version)
+            for e in retired:
+                if e.port is not None:
+                    client.drain(e.port, DRAIN_SECONDS)
+        except RouterError as e:
+            self.book.stop(address, [e for e in serving if e not in old])
+            return current, f"could not switch the router to version {version}: {e}"
+        self.book.stop(address, retired)
+        for stale in {e.version for e in retired} - {version}:
+            shutil.rmtree(self.runtime.root / "content" / address.kind / address.namespace
+                          / address.name / stale, ignore_errors=True)
         status.update(version=version, modelDigest=str(digest))
         return self.records.put(address, spec=desired.spec, status=status, labels=labels,
                                 new_object=False), None
@@ -187,7 +187,8 @@ class ServerPlanner:
     def _start_version(self, address: Address, desired: Resource, digest: str, version: str,
                        replicas: int) -> tuple[list[Entry], str | None]:
         spec = desired.spec
-        # Leftovers of an interrupted rollout of this same version start over.
+        # What runs of this version is short of replicas (an interrupted rollout, a replica that
+        # died): it starts over.
         self.book.stop(address, [e for e in self.book.entries(address)
                                  if e.role == "server" and e.version == version])
         env = secret_env.env_of(spec, self.resolve_secret)

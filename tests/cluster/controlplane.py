@@ -36,6 +36,9 @@ CONTEXT = "substratus-test"
 SERVICE_CIDR = "10.96.0.0/12"
 POD_CIDR = "10.244.0.0/16"
 DEFAULT_POOL = NodePool("default-pool", count=1)
+# A running pod with this label set to "true" fails (exit code 1) 1 to 2 s later: kwok's chaos
+# stage in kwok/stages.yaml, which also reads annotations for the delay, exit code and reason.
+FAILING_POD_LABEL = "pod-container-running-failed.stage.kwok.x-k8s.io"
 # The order they start in; they stop in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 

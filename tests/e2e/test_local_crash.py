@@ -110,6 +110,25 @@ def test_kill_during_a_rollout_then_apply_converges_and_destroy_stops_everything
     assert book(workdir) == []
 
 
+def test_reverting_after_a_killed_rollout_stops_the_strays_and_keeps_serving(workdir):
+    assert substratus("apply", workdir, "--auto-approve").returncode == 0
+    serving = [e for e in running(workdir) if e["role"] == "server"]
+    write(workdir, epochs=2, max_tokens=9)
+    killed = substratus("apply", workdir, "--auto-approve",
+                        failpoints="local.server.new-version-ready=kill")
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    write(workdir, epochs=2, max_tokens=8)  # back to what is serving
+
+    plan = substratus("plan", workdir)
+    assert ("# ModelServer/default/server will be updated in-place (restart: processes of an "
+            "interrupted rollout are still running)") in plan.stdout, plan.stdout + plan.stderr
+    applied = substratus("apply", workdir, "--auto-approve")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert [e for e in running(workdir) if e["role"] == "server"] == serving, \
+        "the serving version is kept, not restarted"
+    assert substratus("plan", "--detailed-exitcode", workdir).returncode == 0
+
+
 def test_kill_during_training_leaves_a_model_the_next_plan_rebuilds(workdir):
     write(workdir, epochs=500, max_tokens=8)
     killed = substratus("apply", workdir, "--auto-approve", "--target", "Model/tuned",

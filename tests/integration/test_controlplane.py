@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.controlplane import ApiError, ControlPlane, ensure_binaries, versions
+from tests.cluster.controlplane import (
+    FAILING_POD_LABEL,
+    ApiError,
+    ControlPlane,
+    ensure_binaries,
+    versions,
+)
 
 # The first test may build the binaries (once per version set, ~15 minutes on 2 cores); every
 # wait inside the tests has its own short timeout.
@@ -110,7 +116,7 @@ def test_pod_for_a_gpu_type_no_node_has_stays_pending(cluster: ControlPlane) -> 
         cluster, f"/api/v1/namespaces/{NS}/events?fieldSelector=involvedObject.name%3Dno-h100"
     )["items"])
 
-    assert [e["reason"] for e in events] == ["FailedScheduling"]
+    assert {e["reason"] for e in events} == {"FailedScheduling"}
     assert "didn't match Pod's node affinity/selector" in events[0]["message"]
     pending = get(cluster, f"/api/v1/namespaces/{NS}/pods/no-h100")
     assert pending["status"]["phase"] == "Pending"
@@ -118,13 +124,28 @@ def test_pod_for_a_gpu_type_no_node_has_stays_pending(cluster: ControlPlane) -> 
     assert not pending["spec"].get("nodeName")
 
 
-def test_job_completes(cluster: ControlPlane) -> None:
-    job = {
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "train"},
-        "spec": {"backoffLimit": 0, "template": {"spec": {
-            **pod("x")["spec"], "restartPolicy": "Never"}}},
+def job(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"backoffLimit": 0, "template": {
+            "metadata": {"labels": labels or {}},
+            "spec": {**pod("x")["spec"], "restartPolicy": "Never"}}},
     }
-    cluster.request("POST", f"/apis/batch/v1/namespaces/{NS}/jobs", job)
+
+
+def deployment(name: str, image: str = "registry.invalid/server:1") -> dict[str, Any]:
+    labels = {"app": name}
+    spec = pod("x")["spec"]
+    spec["containers"][0]["image"] = image
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": 2, "selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels}, "spec": spec}},
+    }
+
+
+def test_job_completes(cluster: ControlPlane) -> None:
+    cluster.request("POST", f"/apis/batch/v1/namespaces/{NS}/jobs", job("train"))
 
     done = wait_until("the Job to complete", lambda: condition(
         j := get(cluster, f"/apis/batch/v1/namespaces/{NS}/jobs/train"), "Complete") == "True"
@@ -133,20 +154,69 @@ def test_job_completes(cluster: ControlPlane) -> None:
     assert done["status"]["succeeded"] == 1
 
 
-def test_deployment_becomes_available(cluster: ControlPlane) -> None:
-    labels = {"app": "server"}
-    deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "server"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels}, "spec": pod("x")["spec"]}},
-    }
-    cluster.request("POST", f"/apis/apps/v1/namespaces/{NS}/deployments", deployment)
+def test_job_whose_pod_is_labelled_to_fail_fails(cluster: ControlPlane) -> None:
+    cluster.request("POST", f"/apis/batch/v1/namespaces/{NS}/jobs",
+                    job("broken", labels={FAILING_POD_LABEL: "true"}))
 
-    available = wait_until("the Deployment to become Available", lambda: condition(
-        d := get(cluster, f"/apis/apps/v1/namespaces/{NS}/deployments/server"), "Available")
-        == "True" and d.get("status", {}).get("availableReplicas") == 2 and d)
+    failed = wait_until("the Job to fail", lambda: condition(
+        j := get(cluster, f"/apis/batch/v1/namespaces/{NS}/jobs/broken"), "Failed") == "True"
+        and j)
+
+    assert failed["status"]["failed"] == 1
+    assert not failed["status"].get("succeeded")
+
+
+def wait_for_rollout(cluster: ControlPlane, name: str) -> dict[str, Any]:
+    def rolled_out() -> dict[str, Any] | None:
+        d = get(cluster, f"/apis/apps/v1/namespaces/{NS}/deployments/{name}")
+        status = d.get("status", {})
+        done = (status.get("observedGeneration") == d["metadata"]["generation"]
+                and status.get("updatedReplicas") == status.get("availableReplicas")
+                == status.get("replicas") == d["spec"]["replicas"]
+                and condition(d, "Available") == "True")
+        return d if done else None
+
+    return wait_until(f"Deployment {name} to roll out", rolled_out)
+
+
+def pods_of(cluster: ControlPlane, app: str) -> list[dict[str, Any]]:
+    return get(cluster, f"/api/v1/namespaces/{NS}/pods?labelSelector=app%3D{app}")["items"]
+
+
+def test_deployment_becomes_available(cluster: ControlPlane) -> None:
+    cluster.request("POST", f"/apis/apps/v1/namespaces/{NS}/deployments", deployment("server"))
+
+    available = wait_for_rollout(cluster, "server")
 
     assert available["status"]["readyReplicas"] == 2
+    assert {p["spec"]["nodeName"] for p in pods_of(cluster, "server")} == {"default-pool-0"}
+
+
+def test_deployment_rollout_replaces_its_pods(cluster: ControlPlane) -> None:
+    cluster.request("POST", f"/apis/apps/v1/namespaces/{NS}/deployments", deployment("web"))
+    wait_for_rollout(cluster, "web")
+
+    cluster.request("PATCH", f"/apis/apps/v1/namespaces/{NS}/deployments/web",
+                    deployment("web", image="registry.invalid/server:2"),
+                    content_type="application/apply-patch+yaml",
+                    query={"fieldManager": "substratus", "force": "true"})
+    wait_for_rollout(cluster, "web")
+
+    def images() -> list[str]:
+        return [p["spec"]["containers"][0]["image"] for p in pods_of(cluster, "web")]
+
+    wait_until("the new pods alone", lambda: images() == ["registry.invalid/server:2"] * 2)
+
+
+def test_deleting_a_deployment_removes_its_pods(cluster: ControlPlane) -> None:
+    cluster.request("POST", f"/apis/apps/v1/namespaces/{NS}/deployments", deployment("gone"))
+    wait_for_rollout(cluster, "gone")
+
+    cluster.request("DELETE", f"/apis/apps/v1/namespaces/{NS}/deployments/gone",
+                    {"propagationPolicy": "Background"})
+
+    wait_until("the garbage collector and kwok to remove the pods",
+               lambda: not pods_of(cluster, "gone"))
 
 
 def test_server_side_apply_with_a_field_manager(cluster: ControlPlane) -> None:
