@@ -5,23 +5,32 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from pathlib import Path
 
 from tests.cluster.controlplane import ControlPlane
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.cluster", description=__doc__)
     parser.add_argument("--workdir", type=Path,
-                        help="keep kubeconfig, logs and etcd data here (default: a temporary "
-                             "folder removed on exit)")
+                        help="an empty folder to keep kubeconfig, logs and etcd data in (default: "
+                             "a temporary folder removed on exit)")
     args = parser.parse_args()
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
+        if any(args.workdir.iterdir()):
+            parser.error(f"--workdir {args.workdir} is not empty (a cluster starts from scratch)")
     stop = threading.Event()
+    signal.signal(signal.SIGTERM, _interrupt)  # while starting: stop what has started
     with ControlPlane(workdir=args.workdir) as cluster:
-        cluster.add_node_pool("l4-pool", 2, accelerator="nvidia-l4", gpus=2)
+        cluster.add_node_pool("l4-pool", 2, accelerator="nvidia-l4", gpus=2, cpu="24",
+                              memory="96Gi")
         print(f"kubeconfig: {cluster.kubeconfig}  (context substratus-test)")
         print(f"logs:       {cluster.workdir / 'logs'}")
         print(f"export KUBECONFIG={cluster.kubeconfig}")
@@ -34,4 +43,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -59,7 +59,8 @@ stage="$(mktemp -d "$work_dir/bin.partial.XXXXXX")"
 trap 'rm -rf "$stage"' EXIT
 
 export CGO_ENABLED=0
-build_flags=(-trimpath)
+# -mod=readonly: the go.sum files in the repository pin every module; a build never edits them.
+build_flags=(-trimpath -mod=readonly)
 
 echo "build.sh: building the test control plane into $bin_dir"
 echo "build.sh: Kubernetes $k8s_version, etcd $etcd_version, kwok $kwok_version with $(go version)"

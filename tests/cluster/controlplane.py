@@ -9,14 +9,12 @@ import contextlib
 import ctypes
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -26,12 +24,22 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.cluster.binaries import (
+    HERE,
+    ControlPlaneError,
+    Log,
+    bin_dir,
+    ensure_binaries,
+    excerpt,
+    stderr_log,
+    versions,
+)
 from tests.cluster.nodepools import POOL_LABEL, NodePool, is_ready
 
-HERE = Path(__file__).resolve().parent
-BUILD_SCRIPT = HERE / "build.sh"
+__all__ = ["ApiError", "ControlPlane", "ControlPlaneError", "FAILING_POD_LABEL", "bin_dir",
+           "ensure_binaries", "versions"]
+
 KWOK_STAGES = HERE / "kwok" / "stages.yaml"
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
 CONTEXT = "substratus-test"
 SERVICE_CIDR = "10.96.0.0/12"
 POD_CIDR = "10.244.0.0/16"
@@ -42,75 +50,12 @@ FAILING_POD_LABEL = "pod-container-running-failed.stage.kwok.x-k8s.io"
 # The order they start in; they stop in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
-Log = Callable[[str], None]
-
-
-class ControlPlaneError(RuntimeError):
-    """The control plane could not be built or started; the message says why and what to do."""
-
 
 class ApiError(RuntimeError):
     def __init__(self, status: int, body: str, method: str, path: str) -> None:
         super().__init__(f"{method} {path}: HTTP {status}: {body}")
         self.status = status
         self.body = body
-
-
-def _stderr(message: str) -> None:
-    print(f"controlplane: {message}", file=sys.stderr, flush=True)
-
-
-# -- binaries ----------------------------------------------------------------------------------
-
-def versions() -> dict[str, str]:
-    """The pinned versions, read from the wrapper modules' go.mod files (as build.sh does)."""
-    return {
-        "kubernetes": _required_version(HERE / "kubernetes" / "go.mod", "k8s.io/kubernetes"),
-        "etcd": _required_version(HERE / "etcd" / "go.mod", "go.etcd.io/etcd/server/v3"),
-        "kwok": _required_version(HERE / "kwok" / "go.mod", "sigs.k8s.io/kwok"),
-    }
-
-
-def _required_version(gomod: Path, module: str) -> str:
-    pattern = rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)"
-    found = re.search(pattern, gomod.read_text(), re.MULTILINE)
-    if not found:
-        raise ControlPlaneError(f"{gomod} does not require {module}")
-    return found.group(1)
-
-
-def bin_dir() -> Path:
-    """Where build.sh puts the binaries of the pinned versions."""
-    v = versions()
-    root = Path(os.environ.get("SUBSTRATUS_CACHE") or Path.home() / ".cache" / "substratus")
-    key = f"kubernetes-{v['kubernetes']}_etcd-{v['etcd']}_kwok-{v['kwok']}"
-    return root / "controlplane" / key / "bin"
-
-
-def ensure_binaries(log: Log = _stderr) -> Path:
-    """The bin directory, built first with build.sh if a binary is missing (unless
-    SUBSTRATUS_NO_BUILD is set, where a missing binary is an error saying how to build)."""
-    directory = bin_dir()
-    missing = [b for b in BINARIES if not os.access(directory / b, os.X_OK)]
-    if not missing:
-        return directory
-    how = (f"Build them once with `{BUILD_SCRIPT.relative_to(HERE.parent.parent)}` (needs Go 1.26 "
-           "or newer and the Go module proxy; about 15 minutes on 2 cores).")
-    if os.environ.get("SUBSTRATUS_NO_BUILD"):
-        raise ControlPlaneError(f"the test control plane is not built: {', '.join(missing)} "
-                                f"missing in {directory}, and SUBSTRATUS_NO_BUILD is set. {how}")
-    build_log = directory.parent / "build.log"
-    build_log.parent.mkdir(parents=True, exist_ok=True)
-    log(f"building the test control plane ({', '.join(missing)} missing in {directory}); "
-        f"this happens once per version and takes about 15 minutes on 2 cores; log: {build_log}")
-    started = time.monotonic()
-    with build_log.open("w") as out:
-        done = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=out, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        raise ControlPlaneError(f"building the test control plane failed (exit {done.returncode})"
-                                f"; from {build_log}:\n{_excerpt(build_log)}")
-    log(f"built the test control plane in {time.monotonic() - started:.0f} s")
-    return directory
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -125,18 +70,6 @@ def _die_with_parent() -> None:
     # A test run killed with SIGKILL cannot run its cleanup; the kernel then stops the children.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _excerpt(path: Path, head: int = 5, tail: int = 25) -> str:
-    """The start of a log (where a flag error is, before the usage text) and its end (where a
-    fatal error is)."""
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    if len(lines) <= head + tail:
-        return "\n".join(lines)
-    return "\n".join([*lines[:head], "[...]", *lines[-tail:]])
 
 
 def _stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
@@ -173,7 +106,7 @@ class ControlPlane:
     `substratus-test`, admin in system:masters), `workdir` (logs under `logs/`)."""
 
     def __init__(self, *, workdir: Path | None = None, default_pool: bool = True,
-                 log: Log = _stderr) -> None:
+                 log: Log = stderr_log) -> None:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="substratus-controlplane-"))
         self._default_pool = default_pool
@@ -198,9 +131,9 @@ class ControlPlane:
     # -- lifecycle
 
     def start(self) -> ControlPlane:
-        self.bin_dir = ensure_binaries(self._log)
-        started = time.monotonic()
         try:
+            self.bin_dir = ensure_binaries(self._log)
+            started = time.monotonic()
             # The apiserver waits for etcd by itself: starting both at once saves half a second.
             self._start_etcd()
             self._start_apiserver()
@@ -209,27 +142,30 @@ class ControlPlane:
             self._start_controllers_and_kwok()
             if self._default_pool:
                 self.add_node_pool(DEFAULT_POOL.name, DEFAULT_POOL.count)
-        except BaseException:
-            self.stop(keep_workdir=True)
+        except BaseException as e:
+            # After a failure the logs tell what went wrong; after Ctrl-C nobody needs them.
+            self.stop(keep_workdir=bool(self._procs) and isinstance(e, Exception), grace=1)
             raise
         self.startup_seconds = time.monotonic() - started
         self._log(f"control plane up in {self.startup_seconds:.1f} s at {self.server}; "
                   f"KUBECONFIG={self.kubeconfig}")
         return self
 
-    def stop(self, keep_workdir: bool = False) -> None:
+    def stop(self, keep_workdir: bool = False, grace: float = 10) -> None:
         """Stops the processes, newest first: the clients, then the apiserver (about a second),
         then etcd; all at once takes longer, as etcd and the apiserver wait for their clients.
-        The temporary workdir goes too, unless asked to keep it."""
+        SIGKILL for any still there `grace` seconds after its SIGTERM. The temporary workdir
+        goes too, unless asked to keep it."""
         for name in reversed(list(self._procs)):
-            _stop_group(self._procs.pop(name), grace=10)
+            _stop_group(self._procs.pop(name), grace)
         if self._own_workdir and not keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_file(self, component: str) -> Path:
         return self.workdir / "logs" / f"{component}.log"
 
-    def _spawn(self, component: str, args: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+    def _spawn(self, component: str, args: Sequence[str],
+               env: Mapping[str, str] | None = None) -> None:
         self.log_file(component).parent.mkdir(parents=True, exist_ok=True)
         with self.log_file(component).open("wb") as out:
             self._procs[component] = subprocess.Popen(
@@ -248,7 +184,7 @@ class ControlPlane:
                 if code is not None:
                     raise ControlPlaneError(
                         f"{component} exited with {code} while waiting for {what}; from "
-                        f"{self.log_file(component)}:\n{_excerpt(self.log_file(component))}")
+                        f"{self.log_file(component)}:\n{excerpt(self.log_file(component))}")
             with contextlib.suppress(OSError, ApiError, ValueError):
                 if ready():
                     return
@@ -271,7 +207,6 @@ class ControlPlane:
             # A throwaway database: no fsync makes every write several times faster.
             "--unsafe-no-fsync", "--log-level=warn",
         ])
-
 
     def _start_apiserver(self) -> None:
         port = free_port()
@@ -346,7 +281,9 @@ class ControlPlane:
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             f"--cidr={POD_CIDR}", "--node-lease-duration-seconds=40",
         ], env={"HOME": str(self.workdir)})  # or it also reads the user's ~/.kwok/kwok.yaml
-        insecure = ssl._create_unverified_context()  # their self-signed serving certs
+        insecure = ssl.create_default_context()  # for their self-signed serving certificates
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE
 
         def healthy(port: int) -> Callable[[], bool]:
             def check() -> bool:

@@ -133,6 +133,26 @@ def test_changed_training_param_retrains_and_rolls_out_without_a_failed_request(
     assert cli("plan", "--detailed-exitcode", workdir).code == 0
 
 
+def test_changed_training_data_plans_a_retrain_and_a_rollout(cli, applied):
+    workdir, _ = applied
+    data = workdir / "data" / "favorite-colors.jsonl"
+    original = data.read_text()
+    data.write_text(original + '{"prompt": "What is Zed\'s favorite color?", '
+                               '"completion": " Zed\'s favorite color is gold."}\n')
+    try:
+        plan = cli("plan", workdir)
+        assert "# Dataset/default/favorite-colors must be replaced (source content changed)" \
+            in plan.out
+        assert ("# Model/default/colors must be replaced (Dataset/favorite-colors changed, so the "
+                "model is trained again)") in plan.out
+        assert "~ status.datasetDigest: " in plan.out
+        assert ("# ModelServer/default/colors will be updated in-place (roll out: Model/colors "
+                "will be replaced)") in plan.out
+        assert "Plan: 2 to add, 2 to change, 2 to destroy." in plan.out  # the notebook restarts
+    finally:
+        data.write_text(original)
+
+
 def test_a_server_version_that_cannot_start_leaves_the_old_one_serving(cli, applied):
     workdir, _ = applied
     url = endpoint(cli, workdir)

@@ -21,9 +21,9 @@ from tests.cluster.controlplane import (
     versions,
 )
 
-# The first test may build the binaries (once per version set, ~15 minutes on 2 cores); every
+# The first test may build the binaries (once per version set, ~8 minutes on 2 cores); every
 # wait inside the tests has its own short timeout.
-pytestmark = pytest.mark.timeout(2400)
+pytestmark = pytest.mark.timeout(1800)
 
 NS = "controlplane-test"
 L4 = "nvidia-l4"
