@@ -179,7 +179,7 @@ def state_list(directory: Path) -> None:
 def logs(address: str, directory: Path, follow: bool) -> None:
     """Print the logs of a resource's most recent run (training loss, server requests).
 
-    ADDR is Kind/name, e.g. Model/colors-finetuned."""
+    ADDR is Kind/name, e.g. Model/colors."""
     for line in operations.logs(directory, Address.parse(address), follow):
         click.echo(line)
 
