@@ -220,6 +220,8 @@ def paths(value: Any, prefix: str = "") -> list[str]:
     items = value.items() if isinstance(value, dict) else enumerate(value) \
         if isinstance(value, list) else []
     for key, item in items:
+        if str(key) == "" or "." in str(key):
+            continue  # a user's own key that a dotted path cannot name (params: {".": 1})
         path = f"{prefix}.{key}" if prefix else str(key)
         found += [path, *paths(item, path)]
     return found
