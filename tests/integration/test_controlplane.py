@@ -17,9 +17,9 @@ from tests.cluster.controlplane import (
     FAILING_POD_LABEL,
     ApiError,
     ControlPlane,
-    ensure_binaries,
     versions,
 )
+from tests.support.cluster import started_cluster
 
 # The first test may build the binaries (once per version set, ~8 minutes on 2 cores); every
 # wait inside the tests has its own short timeout.
@@ -32,14 +32,7 @@ GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSc
 
 @pytest.fixture(scope="module")
 def cluster(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-
-    def log(message: str) -> None:  # seen live even under pytest's output capture
-        with capture.global_and_fixture_disabled():
-            print(f"\ncontrolplane: {message}", flush=True)
-
-    ensure_binaries(log)
-    with ControlPlane(log=log) as cp:
+    for cp in started_cluster(request):
         cp.add_node_pool("l4-pool", 2, accelerator=L4, gpus=2, cpu="24", memory="96Gi")
         cp.create_namespace(NS)
         yield cp

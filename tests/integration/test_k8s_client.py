@@ -16,7 +16,8 @@ import pytest
 from substratus_cli.exitcodes import ProviderError
 from substratus_providers.kubernetes.client import Client, ResourceType, RetryPolicy
 from substratus_providers.kubernetes.errors import KubernetesError
-from tests.cluster.controlplane import ControlPlane, ensure_binaries, free_port
+from tests.cluster.controlplane import ControlPlane, free_port
+from tests.support.cluster import started_cluster
 
 FAST = RetryPolicy(tries=3, first_delay=0.05)
 LABEL = "app.kubernetes.io/managed-by"
@@ -24,16 +25,8 @@ LABEL = "app.kubernetes.io/managed-by"
 
 @pytest.fixture(scope="module")
 def cluster(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-
-    def log(message: str) -> None:  # seen live even under pytest's output capture
-        with capture.global_and_fixture_disabled():
-            print(f"\ncontrolplane: {message}", flush=True)
-
-    ensure_binaries(log)
     # No nodes: nothing here runs a pod, and kwok's node would only cost start-up time.
-    with ControlPlane(log=log, default_pool=False) as cp:
-        yield cp
+    yield from started_cluster(request, default_pool=False)
 
 
 @pytest.fixture
