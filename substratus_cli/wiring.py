@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from substratus_cli.diagnostics import Diagnostic, Subject
+from substratus_cli.exitcodes import UsageError
 from substratus_cli.provider import Provider, ProviderContext
 from substratus_cli.resource import Resource
+from substratus_cli.state import StateBackend, open_backend
 
 INFRA_KINDS = ("Cluster", "NodePool", "Bucket")
 ML_KINDS = ("Dataset", "Model", "ModelServer", "Notebook")
@@ -22,6 +25,18 @@ class Registry:
 
     def for_kind(self, kind: str) -> Provider | None:
         return self._by_kind.get(kind)
+
+
+def open_state_backend(url: str, base: Path) -> StateBackend:
+    """file:// from the core; gs:// from the gcp provider (google-cloud-storage)."""
+    if not url.startswith("gs://"):
+        return open_backend(url, base)
+    try:
+        from substratus_providers.gcp.state import GCSStateBackend
+    except ImportError as e:
+        raise UsageError(f"state backend {url} needs google-cloud-storage ({e.name} is missing)",
+                         hint="pip install 'substratus[gcp]'") from None
+    return GCSStateBackend(url)
 
 
 def build_registry(settings: Mapping[str, Any], context: ProviderContext) -> Registry:

@@ -12,8 +12,8 @@ from substratus_cli.graph import find_cycles
 from substratus_cli.provider import ProviderContext
 from substratus_cli.resource import Resource
 from substratus_cli.secrets import resolve_from_environ
-from substratus_cli.state import StateBackend, open_backend
-from substratus_cli.wiring import Registry, build_registry, unsupported
+from substratus_cli.state import StateBackend
+from substratus_cli.wiring import Registry, build_registry, open_state_backend, unsupported
 
 DATA_DIR = ".substratus"
 DEFAULT_STATE = f"file://{DATA_DIR}/state"
@@ -66,7 +66,7 @@ def open_workspace(directory: Path) -> Workspace:
 def from_resources(workdir: Path, resources: list[Resource],
                    environment: Resource | None) -> Workspace:
     settings = dict(environment.spec) if environment else {}
-    backend = open_backend(str(settings.get("state", DEFAULT_STATE)), workdir)
+    backend = open_state_backend(str(settings.get("state", DEFAULT_STATE)), workdir)
     ws = Workspace(workdir, resources, environment, backend)
     registry = ws.registry(part_of="")
     problems = unsupported(resources, registry, environment)

@@ -22,12 +22,9 @@ __all__ = [
 
 
 def open_backend(url: str, base: Path) -> StateBackend:
-    """`file://path` (relative to the resource directory); gs:// arrives with the GCP provider."""
+    """`file://path` (relative to the resource directory). gs:// belongs to the gcp provider:
+    `wiring.open_state_backend` opens it."""
     if url.startswith("file://"):
         path = Path(url.removeprefix("file://"))
         return LocalStateBackend(path if path.is_absolute() else (base / path).resolve())
-    if url.startswith("gs://"):
-        raise UsageError(
-            f"state backend {url}: gs:// state is not built yet (it comes with the GCP provider); "
-            "use file:// for now")
     raise UsageError(f"state backend {url}: expected file://… or gs://…")
