@@ -28,11 +28,9 @@ class DatasetPlanner:
 
     def plan(self, item: PlanItem) -> PlannedChange:
         a, desired, live = item.address, item.desired, item.live
-        if desired is None:
-            return PlannedChange(a, Action.DELETE, "not in the resource files")
+        assert desired is not None, "LocalProvider.plan plans deletes itself"
         digest = plan_digest(desired.spec.get("source", {}), self.workdir, self.cache)
         planned = {"digest": digest}
-        secret_env.check(desired.spec, self.resolve_secret)
         if live is None:
             return PlannedChange(a, Action.CREATE, "not in live state", planned_status=planned)
         changes = list(field_changes(

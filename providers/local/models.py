@@ -50,9 +50,7 @@ class ModelPlanner:
 
     def plan(self, item: PlanItem, outputs: Outputs) -> PlannedChange:
         a, desired, live = item.address, item.desired, item.live
-        if desired is None:
-            return PlannedChange(a, Action.DELETE, "not in the resource files")
-        secret_env.check(desired.spec, self.resolve_secret)
+        assert desired is not None, "LocalProvider.plan plans deletes itself"
         inputs = self._planned_inputs(desired, outputs)
         size = self._planned_size(desired, outputs)
         notes = self._sizing_notes(desired, size)

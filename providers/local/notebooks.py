@@ -45,9 +45,7 @@ class NotebookPlanner:
 
     def plan(self, item: PlanItem, outputs: Outputs) -> PlannedChange:
         a, desired, live = item.address, item.desired, item.live
-        if desired is None:
-            return PlannedChange(a, Action.DELETE, "not in the resource files")
-        secret_env.check(desired.spec, self.resolve_secret)
+        assert desired is not None, "LocalProvider.plan plans deletes itself"
         inputs = {key: outputs.get(Address(kind, a.namespace, desired.spec[field]["name"]), {})
                   .get("digest", UNKNOWN)
                   for field, (key, kind) in INPUTS.items() if desired.spec.get(field)}

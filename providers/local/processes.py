@@ -82,6 +82,16 @@ def exit_code(ref: ProcessRef) -> int | None:
     return child.poll()
 
 
+def wait(ref: ProcessRef, poll: float = 0.1) -> int | None:
+    """Block until the process ends; its exit code when it is our child, else None."""
+    started, child = _children.get(ref.pid, ("", None))
+    if child is not None and started == ref.started:
+        return child.wait()
+    while alive(ref):
+        time.sleep(poll)
+    return None
+
+
 def stop(ref: ProcessRef, grace: float = 10.0) -> None:
     """SIGTERM the process group, SIGKILL it after `grace` seconds; returns once it is gone.
     A process that is already gone, or whose pid now belongs to another, is left alone."""

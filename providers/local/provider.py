@@ -29,6 +29,7 @@ from substratus_cli.provider import (
     ReadResponse,
 )
 from substratus_cli.resource import Resource
+from substratus_providers.local import secret_env
 from substratus_providers.local.book import ProcessBook
 from substratus_providers.local.dataset import DatasetPlanner
 from substratus_providers.local.fit import this_host
@@ -125,6 +126,12 @@ class LocalProvider:
         out = []
         for item in _in_dependency_order(items):
             kind = item.address.kind
+            if item.desired is None:
+                change = PlannedChange(item.address, Action.DELETE, "not in the resource files")
+                out.append(change)
+                continue
+            # A referenced secret that is not set fails the plan, not the apply.
+            secret_env.check(item.desired.spec, self.context.resolve_secret)
             if kind == "Dataset":
                 change = self.datasets.plan(item)
             else:

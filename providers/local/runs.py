@@ -83,7 +83,7 @@ class Runtime:
         try:
             entry = self.start(w, content, self.log_path(w.address, run_id, w.program))
             failpoints.hit("local.run.started")
-            code = _wait(entry.ref)
+            code = processes.wait(entry.ref)
             self.book.forget(w.address, [entry])
             if code != 0:
                 tail = processes.log_tail(Path(entry.log))
@@ -142,16 +142,6 @@ class Runtime:
             # JSON, so the string "3" stays a string when the workload decodes it.
             env[f"PARAM_{key.upper()}"] = json.dumps(value)
         return env
-
-
-def _wait(ref: processes.ProcessRef) -> int | None:
-    while processes.alive(ref):
-        time.sleep(0.1)
-    # An exiting process leaves /proc a moment before its parent can collect the code.
-    deadline = time.monotonic() + 5.0
-    while (code := processes.exit_code(ref)) is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return code
 
 
 def new_run_id() -> str:

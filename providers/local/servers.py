@@ -72,9 +72,7 @@ class ServerPlanner:
 
     def plan(self, item: PlanItem, outputs: Outputs) -> PlannedChange:
         a, desired, live = item.address, item.desired, item.live
-        if desired is None:
-            return PlannedChange(a, Action.DELETE, "not in the resource files")
-        secret_env.check(desired.spec, self.resolve_secret)
+        assert desired is not None, "LocalProvider.plan plans deletes itself"
         model = Address("Model", a.namespace, desired.spec["model"]["name"])
         model_out = outputs.get(model, {})
         digest = model_out.get("digest", UNKNOWN)

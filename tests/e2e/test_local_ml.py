@@ -10,6 +10,7 @@ import re
 import shutil
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -237,6 +238,12 @@ class CallLoop:
     def running(self) -> Iterator[None]:
         thread = threading.Thread(target=self._loop, daemon=True)
         thread.start()
+        # Calls already answered before the apply starts: "no failed request" then means the
+        # endpoint was called throughout, not that the loop never got going.
+        deadline = time.monotonic() + 30
+        while self.successes == 0 and not self.failures and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert self.successes, f"the endpoint did not answer before the apply: {self.failures}"
         try:
             yield
         finally:

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,15 +34,6 @@ time.sleep(60)
 
 # These read /proc themselves to check processes.py from the outside.
 linux_only = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    started = Processes(tmp_path)
-    try:
-        yield started
-    finally:
-        started.stop_all()
 
 
 def runs(pid: int) -> bool:
@@ -168,3 +158,10 @@ def test_free_port_can_be_bound() -> None:
     port = processes.free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
+
+
+def test_wait_returns_our_childs_exit_code_as_soon_as_it_ends(procs: Processes) -> None:
+    ref, _ = procs.spawn([sys.executable, "-c", "import time; time.sleep(0.3); raise SystemExit(3)"],
+                         "exits-3")
+    assert processes.wait(ref) == 3
+    assert not processes.alive(ref)

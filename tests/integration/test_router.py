@@ -36,15 +36,6 @@ class RunningRouter:
 
 
 @pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    started = Processes(tmp_path)
-    try:
-        yield started
-    finally:
-        started.stop_all()
-
-
-@pytest.fixture
 def router(procs: Processes, tmp_path: Path) -> Iterator[RunningRouter]:
     port = processes.free_port()
     state_file = tmp_path / "router" / "state.json"
