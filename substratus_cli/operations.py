@@ -14,8 +14,9 @@ from substratus_cli.plan import Plan, Target, before_of
 from substratus_cli.planfile import check_fresh
 from substratus_cli.planfile import load as load_planfile
 from substratus_cli.planner import PlanOptions, build_plan, read_live
-from substratus_cli.provider import LogSource, Opener, Provider
+from substratus_cli.provider import LogSource, Opener, Provider, Targeted
 from substratus_cli.state import Inventory, StateSession
+from substratus_cli.wiring import Registry
 from substratus_cli.workspace import Workspace, from_resources, open_workspace
 
 
@@ -29,17 +30,18 @@ class ApplySettings:
     show: Callable[[Plan], None] | None = None
 
 
-def target_of(ws: Workspace, inventory: Inventory | None) -> Target:
+def target_of(ws: Workspace, inventory: Inventory | None, registry: Registry) -> Target:
+    endpoint = "; ".join(p.endpoint() for p in registry.providers if isinstance(p, Targeted))
     return Target(runtime=ws.runtime, workdir=str(ws.workdir), state=ws.backend.location,
                   artifacts=ws.artifacts_url, lineage=inventory.lineage if inventory else None,
-                  serial=inventory.serial if inventory else None)
+                  serial=inventory.serial if inventory else None, endpoint=endpoint)
 
 
 def plan_workspace(ws: Workspace, options: PlanOptions) -> Plan:
     inventory = ws.backend.read()
     registry = ws.registry(part_of=inventory.lineage if inventory else "")
     return build_plan(resources=ws.resources, registry=registry, inventory=inventory,
-                      target=target_of(ws, inventory), options=options,
+                      target=target_of(ws, inventory, registry), options=options,
                       environment=ws.environment)
 
 
@@ -81,7 +83,7 @@ def apply_saved(path: Path, settings: ApplySettings) -> tuple[Plan, Outcome | No
         registry = ws.registry(part_of=inventory.lineage if inventory else "")
         live = read_live(registry, [c.address for c in plan.changes],
                          inventory.lineage if inventory else "")
-        check_fresh(plan, target_of(ws, inventory), inventory, live)
+        check_fresh(plan, target_of(ws, inventory, registry), inventory, live)
         fresh = tuple(dataclasses.replace(c, before=before_of(live.get(c.address)))
                       for c in plan.changes)
         plan = dataclasses.replace(plan, changes=fresh)

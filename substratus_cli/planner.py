@@ -107,7 +107,8 @@ def _refuse_unmanaged(live: Mapping[Address, LiveObject], lineage: str,
         where = f" ({r.file}:{r.line})" if r else ""
         owner = ("not managed by substratus" if obj.owner is None
                  else f"managed by another substratus workspace (part-of {obj.owner})")
-        problems.append(f"  {a}{where}: exists and is {owner}")
+        objects = f" ({obj.status['objects']})" if obj.status.get("objects") else ""
+        problems.append(f"  {a}{where}: exists{objects} and is {owner}")
     if problems:
         raise UnmanagedObjectError(
             "refusing to change objects substratus does not own:\n" + "\n".join(problems),

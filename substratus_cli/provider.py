@@ -14,7 +14,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from substratus_cli.action import Action, FieldChange
 from substratus_cli.address import Address
+from substratus_cli.artifacts import ArtifactStore
 from substratus_cli.diagnostics import Diagnostic
+from substratus_cli.exitcodes import ProviderError
 from substratus_cli.resource import Resource
 
 # Labels every object substratus creates carries (ApplySet style): never adopt or delete without them.
@@ -53,6 +55,13 @@ class ProviderContext:
     artifacts_url: str
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # Environment.spec
     resolve_secret: Callable[[str, str], str] | None = None  # (name, key) -> value, apply only
+    # Opens the store `artifacts_url` names (file:// from the core, gs:// from the gcp provider).
+    open_artifacts: Callable[[], ArtifactStore] | None = None
+
+    def artifact_store(self) -> ArtifactStore:
+        if self.open_artifacts is None:
+            raise ProviderError(f"no artifact store is wired for {self.artifacts_url}")
+        return self.open_artifacts()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,4 +154,12 @@ class LogSource(Protocol):
 class Opener(Protocol):
     def open_url(self, address: Address) -> str:
         """A URL a person can open in a browser, access token included (never stored in state)."""
+        ...
+
+
+@runtime_checkable
+class Targeted(Protocol):
+    def endpoint(self) -> str:
+        """What this provider runs against (API server URL and cluster id): a saved plan made
+        against another endpoint is refused. Reaching it may fail with ProviderError."""
         ...

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from substratus_cli.artifacts import ArtifactStore, open_store
 from substratus_cli.diagnostics import Diagnostic, Subject
 from substratus_cli.exitcodes import UsageError
 from substratus_cli.provider import Provider, ProviderContext
@@ -39,6 +40,18 @@ def open_state_backend(url: str, base: Path) -> StateBackend:
     return GCSStateBackend(url)
 
 
+def open_artifact_store(url: str, base: Path) -> ArtifactStore:
+    """file:// from the core; gs:// from the gcp provider (google-cloud-storage)."""
+    if not url.startswith("gs://"):
+        return open_store(url, base)
+    try:
+        from substratus_providers.gcp.artifacts import GCSArtifactStore
+    except ImportError as e:
+        raise UsageError(f"artifact store {url} needs google-cloud-storage ({e.name} is missing)",
+                         hint="pip install 'substratus[gcp]'") from None
+    return GCSArtifactStore(url)
+
+
 def build_registry(settings: Mapping[str, Any], context: ProviderContext) -> Registry:
     runtime = settings.get("runtime", "local")
     providers: list[Provider] = []
@@ -46,6 +59,13 @@ def build_registry(settings: Mapping[str, Any], context: ProviderContext) -> Reg
         from substratus_providers.local import LocalProvider
 
         providers.append(LocalProvider(context))
+    elif runtime == "kubernetes":
+        try:
+            from substratus_providers.kubernetes.provider import KubernetesProvider
+        except ImportError as e:
+            raise UsageError(f"the kubernetes runtime needs the kubernetes client ({e.name} is "
+                             "missing)", hint="pip install 'substratus[kubernetes]'") from None
+        providers.append(KubernetesProvider(context))
     return Registry(providers)
 
 
@@ -54,13 +74,13 @@ def unsupported(resources: Sequence[Resource], registry: Registry,
     """Resources no built provider can run, each with a clear reason and its place in the files."""
     runtime = (environment.spec.get("runtime") if environment else None) or "local"
     out: list[Diagnostic] = []
-    if runtime == "kubernetes" and environment is not None:
+    artifacts = str((environment.spec.get("artifacts") if environment else None) or "")
+    if runtime == "kubernetes" and environment is not None and not artifacts.startswith("gs://"):
         out.append(Diagnostic(
-            "the kubernetes runtime is not built yet",
-            "this version of substratus runs ML resources on the local runtime only; remove "
-            "`runtime: kubernetes` from the Environment (or set `runtime: local`)",
-            Subject(environment.file, environment.line_of("spec.runtime"), "spec.runtime")))
-        return out
+            "the kubernetes runtime needs an artifact store its pods can reach",
+            "pods cannot read this machine's files: set `artifacts: gs://BUCKET/PREFIX` in the "
+            "Environment (Datasets and Models are stored there, content addressed)",
+            Subject(environment.file, environment.line_of("spec.artifacts"), "spec.artifacts")))
     for r in resources:
         if registry.for_kind(r.kind) is not None:
             continue

@@ -13,7 +13,13 @@ from substratus_cli.provider import ProviderContext
 from substratus_cli.resource import Resource
 from substratus_cli.secrets import resolve_from_environ
 from substratus_cli.state import StateBackend
-from substratus_cli.wiring import Registry, build_registry, open_state_backend, unsupported
+from substratus_cli.wiring import (
+    Registry,
+    build_registry,
+    open_artifact_store,
+    open_state_backend,
+    unsupported,
+)
 
 DATA_DIR = ".substratus"
 DEFAULT_STATE = f"file://{DATA_DIR}/state"
@@ -48,6 +54,7 @@ class Workspace:
             workdir=self.workdir, data_dir=self.data_dir, part_of=part_of,
             artifacts_url=self.artifacts_url, settings=self.settings,
             resolve_secret=resolve_from_environ,
+            open_artifacts=lambda: open_artifact_store(self.artifacts_url, self.workdir),
         )
         return build_registry(self.settings, context)
 

@@ -67,6 +67,7 @@ KINDS: Mapping[tuple[str, str], ResourceType] = {(t.api_version, t.kind): t for 
     ResourceType("v1", "Pod", "pods"),
     ResourceType("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
     ResourceType("v1", "Namespace", "namespaces", namespaced=False),
+    ResourceType("v1", "Node", "nodes", namespaced=False),
 )}
 
 

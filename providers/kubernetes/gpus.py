@@ -9,6 +9,7 @@ from typing import Any
 from substratus_cli.exitcodes import ProviderError
 from substratus_cli.resource import Resource
 from substratus_cli.sizing import (
+    CATALOG,
     MAX_GPUS_PER_NODE,
     Accelerator,
     Estimate,
@@ -25,8 +26,31 @@ GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 
 
+def offered(nodes: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """GKE accelerator type -> the most GPUs one node of that type has, from the cluster's Nodes."""
+    out: dict[str, int] = {}
+    for node in nodes:
+        kind = ((node.get("metadata") or {}).get("labels") or {}).get(GKE_ACCELERATOR_LABEL)
+        capacity = ((node.get("status") or {}).get("capacity") or {}).get(GPU_RESOURCE)
+        try:
+            count = int(str(capacity))
+        except ValueError:
+            continue
+        if kind and count > 0:
+            out[kind] = max(out.get(kind, 0), count)
+    return out
+
+
+def catalogued(per_node: Mapping[str, int]) -> tuple[list[Accelerator], list[str]]:
+    """The offered types substratus can size against, and the names of those it does not know."""
+    known = {a.name: a for a in CATALOG}
+    return ([known[k] for k in sorted(per_node) if k in known],
+            sorted(k for k in per_node if k not in known))
+
+
 def gpu_request(resource: Resource, size: ModelSize | None,
-                accelerators: Sequence[Accelerator]) -> tuple[dict[str, Any] | None, str]:
+                accelerators: Sequence[Accelerator],
+                per_node: Mapping[str, int] | None = None) -> tuple[dict[str, Any] | None, str]:
     """The GPU `resource` runs on ({"type", "count"} or None for none) and the plan's note.
 
     spec.resources.gpu wins. Otherwise a training Model or a ModelServer of known size gets the
@@ -44,13 +68,25 @@ def gpu_request(resource: Resource, size: ModelSize | None,
                       "(or set spec.size on the Model); no GPU requested")
     if not accelerators:
         return None, f"sizing: {_needs(estimate)}; the cluster offers no GPU, so it runs on CPU"
-    picked = pick(estimate, accelerators)
+    picked = _pick_per_node(estimate, accelerators, per_node)
     if picked is None:
-        raise _does_not_fit(resource, estimate, accelerators)
+        raise _does_not_fit(resource, estimate, accelerators, per_node)
     accelerator, count = picked
     room = human_bytes(count * accelerator.memory_bytes)
     return ({"type": accelerator.name, "count": count},
             f"sizing: {_needs(estimate)}: {count} x {accelerator.label} ({room})")
+
+
+def _pick_per_node(estimate: Estimate, accelerators: Sequence[Accelerator],
+                   per_node: Mapping[str, int] | None) -> tuple[Accelerator, int] | None:
+    """The fewest GPUs (smallest first) that one node of an offered type holds."""
+    options = [picked for a in accelerators
+               if (picked := pick(estimate, [a], _max_on_a_node(a, per_node))) is not None]
+    return min(options, key=lambda o: (o[1], o[0].memory_bytes, o[0].name), default=None)
+
+
+def _max_on_a_node(accelerator: Accelerator, per_node: Mapping[str, int] | None) -> int:
+    return per_node.get(accelerator.name, MAX_GPUS_PER_NODE) if per_node else MAX_GPUS_PER_NODE
 
 
 def _sized_kind(resource: Resource) -> bool:
@@ -70,13 +106,15 @@ def _needs(estimate: Estimate) -> str:
     return f"{estimate.purpose} needs {estimate.arithmetic}"
 
 
-def _does_not_fit(resource: Resource, estimate: Estimate,
-                  accelerators: Sequence[Accelerator]) -> ProviderError:
-    largest = max(accelerators, key=lambda a: (a.memory_bytes, a.name))
-    room = human_bytes(MAX_GPUS_PER_NODE * largest.memory_bytes)
+def _does_not_fit(resource: Resource, estimate: Estimate, accelerators: Sequence[Accelerator],
+                  per_node: Mapping[str, int] | None) -> ProviderError:
+    largest = max(accelerators,
+                  key=lambda a: (_max_on_a_node(a, per_node) * a.memory_bytes, a.name))
+    count = _max_on_a_node(largest, per_node)
+    room = human_bytes(count * largest.memory_bytes)
     return ProviderError(
         f"{resource.kind} {resource.name!r}: {_needs(estimate)}, which does not fit any node pool: "
-        f"the largest is {MAX_GPUS_PER_NODE} x {largest.name} ({room})",
+        f"the largest node holds {count} x {largest.label} ({room})",
         hint="add a node pool with larger GPUs, quantize the model (spec.quantization.bits on a "
              "ModelServer), or set spec.resources.gpu")
 

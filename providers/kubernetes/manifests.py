@@ -29,6 +29,9 @@ PART_OF = "substratus.ai/part-of"
 KIND_LABEL = "substratus.ai/kind"
 NAME_LABEL = "substratus.ai/name"
 SPEC_HASH = "substratus.ai/spec-hash"
+# The version of what an object runs: its spec, its inputs' versions and (for files uploaded from
+# this machine) their content digest. An input's change shows as a new version downstream.
+VERSION = "substratus.ai/version"
 PREFIXES = {"Dataset": "dataset", "Model": "model", "ModelServer": "server", "Notebook": "notebook"}
 # A StatefulSet's pods carry `controller-revision-hash: <name>-<hash>`, a label value of at most
 # 63 characters, so its name must leave room for the hash (kubernetes/kubernetes#64023).
@@ -51,15 +54,30 @@ class RenderContext:
     accelerators: Sequence[Accelerator] = ()  # the GPU types the cluster's node pools offer
     size: ModelSize | None = None  # the model's size when known, for GPU sizing
     built_image: str | None = None  # the image built from spec.build, once built
+    per_node: Mapping[str, int] = dataclasses.field(default_factory=dict)  # GPUs per node, by type
+    version: str = ""  # see VERSION
+    digest: str | None = None  # the snapshot a path source uploads (its record holds it)
+    # The GPU chosen when the plan was made ({"type", "count"} or None for none); SIZE: choose
+    # it now from `size` and `accelerators`.
+    gpu: Any = "size"
 
 
 def render(resource: Resource, ctx: RenderContext) -> list[dict[str, Any]]:
     """The objects that run `resource`, in the order to apply them. ValueError for what cannot run
     on Kubernetes as declared; ProviderError when no offered GPU holds the model."""
+    if uploads(resource):
+        return [_record(resource, ctx)]
     renderer = _RENDERERS.get(resource.kind)
     if renderer is None:
         raise ValueError(f"the kubernetes runtime does not run {resource.kind} resources")
     return renderer(resource, ctx)
+
+
+def uploads(resource: Resource) -> bool:
+    """A Dataset or Model whose files are on this machine: substratus uploads them to the
+    artifact store itself, and a ConfigMap records the snapshot (no Job could read them)."""
+    return resource.kind in ("Dataset", "Model") and bool(
+        (resource.spec.get("source") or {}).get("path"))
 
 
 def object_name(kind: str, name: str) -> str:
@@ -89,9 +107,11 @@ def labels(resource: Resource, ctx: RenderContext) -> dict[str, str]:
 
 
 def _metadata(resource: Resource, ctx: RenderContext) -> dict[str, Any]:
+    annotations = {SPEC_HASH: spec_hash(resource.spec, resource.labels)}
+    if ctx.version:
+        annotations[VERSION] = ctx.version
     return {"name": object_name(resource.kind, resource.name), "namespace": ctx.namespace,
-            "labels": labels(resource, ctx),
-            "annotations": {SPEC_HASH: spec_hash(resource.spec, resource.labels)}}
+            "labels": labels(resource, ctx), "annotations": annotations}
 
 
 def _image(resource: Resource, ctx: RenderContext, program: str) -> str:
@@ -106,20 +126,41 @@ def _image(resource: Resource, ctx: RenderContext, program: str) -> str:
     return f"{ctx.registry}/substratus-{program}:{ctx.image_tag}"
 
 
+# The entrypoint of substratus's images: it fetches the inputs, runs the program and publishes
+# its artifacts (workloads/README.md, "the pod contract").
+POD_ENTRYPOINT = ("python", "-m", "substratus_workloads.pod", "--")
+
+
+def _command(resource: Resource) -> list[str] | None:
+    """spec.command; in substratus's own image it runs under the pod entrypoint, so it still gets
+    its inputs fetched and its artifacts published. A custom image honours the contract itself."""
+    command = resource.spec.get("command")
+    if not command or resource.spec.get("image") or resource.spec.get("build"):
+        return command
+    return [*POD_ENTRYPOINT, *command]
+
+
 def _pod_template(resource: Resource, ctx: RenderContext, program: str, env: Env,
                   **extra: Any) -> dict[str, Any]:
-    gpu, _ = gpu_request(resource, ctx.size, ctx.accelerators)
+    gpu = (gpu_request(resource, ctx.size, ctx.accelerators, ctx.per_node)[0]
+           if ctx.gpu == "size" else ctx.gpu)
     resources = resource.spec.get("resources") or {}
     # The user's env comes last and wins, as on the local runtime.
     merged = {**env, **user_env(resource.spec.get("env") or {})}
     main = container(program, _image(resource, ctx, program), list(merged.values()),
-                     resource_requirements(resources, gpu), resource.spec.get("command"), **extra)
+                     resource_requirements(resources, gpu), _command(resource), **extra)
     spec: dict[str, Any] = {"containers": [main], "volumes": [content_volume(resources)],
                             **scheduling(gpu)}
     return {"metadata": {"labels": selector_labels(resource)}, "spec": spec}
 
 
-# Dataset and Model: a Job that writes an artifact
+# Dataset and Model: a Job that writes an artifact, or the record of files uploaded from here
+
+
+def _record(resource: Resource, ctx: RenderContext) -> dict[str, Any]:
+    data = {"digest": ctx.digest or "", "artifact": ctx.artifacts or ""}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(resource, ctx),
+            "data": {k: v for k, v in data.items() if v}}
 
 
 def _program(resource: Resource) -> tuple[str, dict[str, Any], Mapping[str, Any] | None]:
@@ -137,6 +178,8 @@ def _program(resource: Resource) -> tuple[str, dict[str, Any], Mapping[str, Any]
 def _job(resource: Resource, ctx: RenderContext) -> list[dict[str, Any]]:
     program, params, source = _program(resource)
     env = {**contract_env(ctx.inputs, ctx.artifacts), **source_env(source), **param_env(params)}
+    if program == "loader":  # a Model's archive is unpacked, a Dataset's kept whole
+        env.update(plain_env({"SUBSTRATUS_KIND": resource.kind}))
     template = _pod_template(resource, ctx, program, env)
     template["spec"]["restartPolicy"] = "Never"
     # A failed run is reported, not retried: the next apply decides whether to run it again.
@@ -173,7 +216,9 @@ def _model_server(resource: Resource, ctx: RenderContext) -> list[dict[str, Any]
 
 
 def _service(resource: Resource, ctx: RenderContext, port: int) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": _metadata(resource, ctx),
+    # Routes to whatever version is ready: the version is its workload's, not its own.
+    metadata = _metadata(resource, dataclasses.replace(ctx, version=""))
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata,
             "spec": {"type": "ClusterIP", "selector": selector_labels(resource),
                      "ports": [{"name": "http", "port": port, "targetPort": "http"}]}}
 

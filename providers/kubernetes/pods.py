@@ -133,4 +133,7 @@ def container(name: str, image: str, env: Sequence[dict[str, Any]],
     if probe:
         out["readinessProbe"] = dict(probe)
     out["volumeMounts"] = [{"name": CONTENT_VOLUME, "mountPath": CONTENT}]
+    # The pod entrypoint writes one `error: …` line there; a program it execs (a server) cannot,
+    # so its last log lines stand in: either way a failed pod says why.
+    out["terminationMessagePolicy"] = "FallbackToLogsOnError"
     return out

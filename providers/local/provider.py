@@ -11,7 +11,7 @@ from typing import Any
 
 from substratus_cli.action import Action
 from substratus_cli.address import Address
-from substratus_cli.artifacts import StatCache, open_store
+from substratus_cli.artifacts import StatCache
 from substratus_cli.diagnostics import Diagnostic, Subject
 from substratus_cli.exitcodes import ProviderError, SubstratusError
 from substratus_cli.provider import (
@@ -60,7 +60,7 @@ class LocalProvider:
     def _part(self, name: str) -> Any:
         if name not in self._parts:
             c = self.context
-            store = open_store(c.artifacts_url, c.workdir)
+            store = c.artifact_store()
             cache = StatCache(c.data_dir / "cache" / "stat.json")
             runtime = Runtime(self._runtime_dir, c.workdir, store, self.book)
             self._parts = {

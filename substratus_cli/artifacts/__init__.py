@@ -1,4 +1,4 @@
-"""Content-addressed artifacts: manifests, blob stores, the stat cache and snapshots (DESIGN.md §3)."""
+"""Content-addressed artifacts: manifests, blob stores, refs, the stat cache and snapshots (DESIGN.md §3)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,20 @@ from substratus_cli.artifacts.snapshot import (
     snapshot_tree,
 )
 from substratus_cli.artifacts.statcache import StatCache
-from substratus_cli.artifacts.store import ArtifactStore, FileArtifactStore, open_store
+from substratus_cli.artifacts.store import (
+    CHUNK_SIZE,
+    ArtifactStore,
+    FileArtifactStore,
+    blob_key,
+    manifest_key,
+    open_store,
+    parse_ref,
+    ref_content,
+    ref_key,
+)
 
 __all__ = [
+    "CHUNK_SIZE",
     "ArtifactStore",
     "FileArtifactStore",
     "Manifest",
@@ -22,10 +33,15 @@ __all__ = [
     "SnapshotResult",
     "StatCache",
     "Stats",
+    "blob_key",
     "hash_file",
     "hash_tree",
     "list_files",
+    "manifest_key",
     "normalize_sha256",
     "open_store",
+    "parse_ref",
+    "ref_content",
+    "ref_key",
     "snapshot_tree",
 ]

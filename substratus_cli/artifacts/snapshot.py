@@ -155,14 +155,17 @@ def _same_file_state(a: os.stat_result, b: os.stat_result) -> bool:
 def snapshot_tree(
     root: Path, store: ArtifactStore, cache: StatCache | None = None
 ) -> SnapshotResult:
-    """hash_tree, copy the blobs the store lacks, then store the manifest."""
+    """hash_tree, copy the blobs the store lacks (in one batch: the store may go parallel), then
+    store the manifest, last, so a stored manifest always names blobs that are there."""
     files = _files_of(Path(root))
     manifest, stats = _hash_files(files, cache)
     paths = dict(files)
-    bytes_copied = 0
+    # One source per content: a file repeated under several names is uploaded once.
+    sources: dict[str, Path] = {}
     for entry in manifest.entries:
-        if not store.has_blob(entry.sha256):
-            bytes_copied += store.put_file(paths[entry.path], entry.sha256)
+        sources.setdefault(entry.sha256, paths[entry.path])
+    missing = store.missing_blobs(sources)
+    bytes_copied = store.put_files([(sources[sha], sha) for sha in sorted(missing)])
     digest = store.put_manifest(manifest)
     return SnapshotResult(
         digest=digest, manifest=manifest, bytes_copied=bytes_copied, bytes_hashed=stats.bytes_hashed

@@ -1,7 +1,20 @@
-"""Artifact stores: blobs kept by sha256 and manifests kept by digest; `file://` is built here.
+"""Artifact stores: blobs by sha256, manifests by digest, refs by name; `file://` is built here.
 
-Every write goes to a temporary file inside the store, is fsynced and then renamed into place, so
-a reader never sees half a blob and two writers of the same blob cannot corrupt it.
+The layout under a store's root is a contract: the gs:// store (`substratus_providers.gcp.artifacts`)
+and the workloads that read and write a store from inside a container use exactly these names:
+
+    blobs/sha256/AB/ABCDEF…         a file's bytes, named by their sha256 (lower-case hex; AB = its
+                                    first two digits)
+    manifests/sha256/ABCDEF….json   a Manifest's canonical JSON, named by its own sha256: the
+                                    snapshot id `sha256:ABCDEF…`
+    refs/NAME                       exactly the ascii text `sha256:<64 hex>`, no newline: the
+                                    snapshot a name points at now
+
+Blobs and manifests are written once and never change (a reader checks what it reads against its
+name); a ref is overwritten. NAME is a relative POSIX path (`default/model/colors/3f2a…`): no empty,
+`.` or `..` parts, and no name is a folder of another. In a `file://` store every write goes to a
+temporary file under `tmp/`, is fsynced and then renamed into place, so a reader never sees half an
+object and two writers of the same blob cannot corrupt it.
 """
 
 from __future__ import annotations
@@ -11,9 +24,10 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
 
@@ -22,18 +36,76 @@ from substratus_cli.exitcodes import ProviderError, UsageError
 
 CHUNK_SIZE = 1 << 20
 _READ_ONLY = 0o444
+_READ_WRITE = 0o644
+_REF_CONTENT = re.compile(rb"sha256:[0-9a-f]{64}")
+
+
+def blob_key(sha256_hex: str) -> str:
+    """`blobs/sha256/AB/ABCD…`: where a blob lives under a store's root."""
+    hex_ = normalize_sha256(sha256_hex)
+    return f"blobs/sha256/{hex_[:2]}/{hex_}"
+
+
+def manifest_key(digest: str) -> str:
+    """`manifests/sha256/ABCD….json`: where a snapshot's manifest lives under a store's root."""
+    return f"manifests/sha256/{digest_hex(digest)}.json"
+
+
+def ref_key(name: str) -> str:
+    """`refs/NAME`, after checking NAME is a relative, normalized POSIX path."""
+    parts = name.split("/")
+    if (
+        not name
+        or name.startswith("/")
+        or any(part in ("", ".", "..") for part in parts)
+        or any(ch in name for ch in "\\\x00\n\r")
+    ):
+        raise ValueError(
+            f"ref name must be a relative POSIX path with no empty, '.' or '..' parts: {name!r}"
+        )
+    return f"refs/{name}"
+
+
+def ref_content(digest: str) -> bytes:
+    """The bytes a ref holds: `sha256:<64 hex>`, ascii, no newline."""
+    return (DIGEST_PREFIX + digest_hex(digest)).encode("ascii")
+
+
+def parse_ref(data: bytes, where: str) -> str:
+    """The digest a ref's bytes hold; ProviderError naming `where` when they are anything else."""
+    if not _REF_CONTENT.fullmatch(data):
+        shown = data[:80].decode("ascii", "replace")
+        raise ProviderError(
+            f"ref {where} does not hold a snapshot digest: expected exactly "
+            f"'sha256:<64 hex digits>', found {shown!r}"
+        )
+    return data.decode("ascii")
 
 
 @runtime_checkable
 class ArtifactStore(Protocol):
-    """Where snapshots live. Digests are `sha256:HEX`; blob ids are bare HEX."""
+    """Where snapshots live. Digests are `sha256:HEX`; blob ids are bare HEX.
+
+    A read that cannot tell whether an object exists raises ProviderError; it never answers
+    "absent"."""
 
     url: str
 
     def has_blob(self, sha256_hex: str) -> bool: ...
 
+    def missing_blobs(self, sha256_hexes: Iterable[str]) -> set[str]:
+        """Which of these blobs (HEX or sha256:HEX) the store lacks, as bare lower-case hex."""
+        ...
+
     def put_file(self, path: Path, sha256_hex: str) -> int:
-        """Store a file as the blob it hashes to, unless present; bytes written (0 if present)."""
+        """Store a file as the blob it hashes to, unless present; bytes written (0 if present).
+        A file that does not hash to sha256_hex stores nothing and raises ProviderError."""
+        ...
+
+    def put_files(self, items: Sequence[tuple[Path, str]]) -> int:
+        """put_file for each (path, sha256 hex), in parallel where the store gains by it; the
+        bytes written in all. A blob is written at most once, whatever the duplicates. Callers
+        pass what missing_blobs named: a store may skip looking first."""
         ...
 
     def put_stream(
@@ -54,23 +126,46 @@ class ArtifactStore(Protocol):
         """Write the snapshot's files under dest."""
         ...
 
+    def ref_url(self, name: str) -> str:
+        """Where the ref lives, `<store root>/refs/<name>`, as a URL a workload can open
+        (`file:///absolute/…` or `gs://bucket/prefix/…`)."""
+        ...
+
+    def get_ref(self, name: str) -> str | None:
+        """The digest the ref holds, None when there is no such ref."""
+        ...
+
+    def put_ref(self, name: str, digest: str) -> None:
+        """Point the ref at a digest, replacing what it held."""
+        ...
+
 
 class FileArtifactStore:
-    """A store in a local folder: `blobs/sha256/AB/ABCD…` and `manifests/sha256/ABCD….json`."""
+    """A store in a local folder, laid out as the module docstring says."""
 
     def __init__(self, root: Path, url: str | None = None) -> None:
         self.root = Path(root)
-        self.url = url if url is not None else f"file://{self.root}"
+        self.url = (url if url is not None else f"file://{self.root}").rstrip("/")
 
     def blob_path(self, sha256_hex: str) -> Path:
-        hex_ = normalize_sha256(sha256_hex)
-        return self.root / "blobs" / "sha256" / hex_[:2] / hex_
+        return self.root / blob_key(sha256_hex)
 
     def manifest_path(self, digest: str) -> Path:
-        return self.root / "manifests" / "sha256" / f"{digest_hex(digest)}.json"
+        return self.root / manifest_key(digest)
+
+    def ref_path(self, name: str) -> Path:
+        return self.root / ref_key(name)
 
     def has_blob(self, sha256_hex: str) -> bool:
         return self.blob_path(sha256_hex).is_file()
+
+    def missing_blobs(self, sha256_hexes: Iterable[str]) -> set[str]:
+        wanted = {normalize_sha256(sha) for sha in sha256_hexes}
+        return {sha for sha in wanted if not self.has_blob(sha)}
+
+    def put_files(self, items: Sequence[tuple[Path, str]]) -> int:
+        # Local disk gains nothing from threads; put_file skips a blob stored earlier in the batch.
+        return sum(self.put_file(path, sha) for path, sha in items)
 
     def put_file(self, path: Path, sha256_hex: str) -> int:
         expected = normalize_sha256(sha256_hex)
@@ -147,6 +242,28 @@ class FileArtifactStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             _link_or_copy(blob, target)
 
+    def ref_url(self, name: str) -> str:
+        # Absolute, whatever `url` says: the URL is handed to workloads, which run elsewhere.
+        return f"file://{self.root.absolute().as_posix()}/{ref_key(name)}"
+
+    def get_ref(self, name: str) -> str | None:
+        path = self.ref_path(name)
+        try:
+            data = path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None  # a folder of refs, or a ref where a folder would be, is no ref
+        except OSError as exc:
+            raise ProviderError(f"cannot read ref {path}: {exc.strerror or exc}") from exc
+        return parse_ref(data, str(path))
+
+    def put_ref(self, name: str, digest: str) -> None:
+        path = self.ref_path(name)
+        try:
+            # Writable, unlike blobs: a ref is replaced in place by whoever moves it next.
+            self._write_atomically(path, [ref_content(digest)], mode=_READ_WRITE)
+        except OSError as exc:
+            raise ProviderError(f"cannot write ref {path}: {exc.strerror or exc}") from exc
+
     # -- internals ---------------------------------------------------------------------------
 
     def _store_chunks(self, chunks: Iterable[bytes], expected: str | None) -> tuple[str, int, int]:
@@ -165,11 +282,13 @@ class FileArtifactStore:
             incoming.commit(self.blob_path(actual))
         return actual, size, size
 
-    def _write_atomically(self, target: Path, chunks: Iterable[bytes]) -> None:
+    def _write_atomically(
+        self, target: Path, chunks: Iterable[bytes], mode: int = _READ_ONLY
+    ) -> None:
         with self._incoming() as incoming:
             for chunk in chunks:
                 incoming.handle.write(chunk)
-            incoming.commit(target)
+            incoming.commit(target, mode)
 
     @contextlib.contextmanager
     def _incoming(self) -> Iterator[_Incoming]:
@@ -194,12 +313,13 @@ class _Incoming:
         self.handle = handle
         self.committed = False
 
-    def commit(self, target: Path) -> None:
-        """fsync, make read-only (hard links to blobs are then safe) and rename into place."""
+    def commit(self, target: Path, mode: int = _READ_ONLY) -> None:
+        """fsync, set the mode (read-only by default: hard links to blobs are then safe) and
+        rename into place."""
         self.handle.flush()
         os.fsync(self.handle.fileno())
         self.handle.close()
-        os.chmod(self.path, _READ_ONLY)
+        os.chmod(self.path, mode)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.path, target)
         self.committed = True
@@ -240,13 +360,23 @@ def open_store(url: str, base: Path) -> ArtifactStore:
         path = Path(rest)
         return FileArtifactStore(path if path.is_absolute() else Path(base) / path, url=url)
     if url.startswith("gs://"):
-        raise ProviderError(
-            "gs:// artifact stores are not built yet: they come with the GCP provider; "
-            "use file://… (for example file://.substratus/artifacts)"
+        # The core does not import google: gs:// stores come from the gcp provider, via wiring.
+        raise UsageError(
+            f"artifact store {url}: gs:// stores are opened by "
+            "substratus_cli.wiring.open_artifact_store (the gcp provider), not by open_store"
         )
-    raise UsageError(
-        f"unsupported artifact store URL {url!r}: use file://PATH (gs:// comes with the GCP provider)"
-    )
+    raise UsageError(f"unsupported artifact store URL {url!r}: use file://PATH or gs://BUCKET/PREFIX")
 
 
-__all__ = ["CHUNK_SIZE", "DIGEST_PREFIX", "ArtifactStore", "FileArtifactStore", "open_store"]
+__all__ = [
+    "CHUNK_SIZE",
+    "DIGEST_PREFIX",
+    "ArtifactStore",
+    "FileArtifactStore",
+    "blob_key",
+    "manifest_key",
+    "open_store",
+    "parse_ref",
+    "ref_content",
+    "ref_key",
+]

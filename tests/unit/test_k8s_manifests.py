@@ -213,13 +213,13 @@ def test_a_notebook_reads_its_token_from_its_secret() -> None:
 
 
 def test_params_are_json_encoded_param_env_vars() -> None:
-    dataset = resource("Dataset", "d", {"source": {"path": "x"},
+    dataset = resource("Dataset", "d", {"source": {"url": "https://x.test/a.csv"},
                                         "params": {"count": 3, "label": "3", "tags": ["a"]}})
     env = env_of(render(dataset, context())[0])
     assert env["PARAM_COUNT"]["value"] == "3"
     assert env["PARAM_LABEL"]["value"] == '"3"'
     assert env["PARAM_TAGS"]["value"] == '["a"]'
-    assert env["SUBSTRATUS_SOURCE"]["value"] == '{"path":"x"}'
+    assert env["SUBSTRATUS_SOURCE"]["value"] == '{"url":"https://x.test/a.csv"}'
 
 
 def test_training_params_are_merged_with_spec_params() -> None:
@@ -245,10 +245,20 @@ def test_values_reach_the_workload_verbatim() -> None:
 
 
 def test_user_env_overrides_the_contract_env() -> None:
-    dataset = resource("Dataset", "d", {"source": {"path": "x"},
+    dataset = resource("Dataset", "d", {"source": {"url": "https://x.test/a.csv"},
                                         "env": {"SUBSTRATUS_CONTENT": "/data"}})
     env = container_of(render(dataset, context())[0])["env"]
     assert [e["value"] for e in env if e["name"] == "SUBSTRATUS_CONTENT"] == ["/data"]
+
+
+def test_files_on_this_machine_are_recorded_in_a_configmap_not_run_in_a_job() -> None:
+    dataset = resource("Dataset", "d", {"source": {"path": "data/"}})
+    ctx = context(artifacts=f"{BUCKET}/refs/ml/dataset/d/v1", version="v1", digest="sha256:" + "a" * 64)
+    [record] = render(dataset, ctx)
+    assert (record["kind"], record["metadata"]["name"]) == ("ConfigMap", "dataset-d")
+    assert record["data"] == {"digest": "sha256:" + "a" * 64,
+                              "artifact": f"{BUCKET}/refs/ml/dataset/d/v1"}
+    assert record["metadata"]["annotations"]["substratus.ai/version"] == "v1"
 
 
 def test_resources_become_requests_and_a_memory_limit() -> None:
@@ -302,7 +312,7 @@ def test_sizing_refuses_with_the_arithmetic_when_nothing_fits() -> None:
     assert refused.value.message == (
         "Model 'huge': training needs 70.0B parameters x 16 bytes (weights, gradients and Adam "
         "state) = 1043.1 GiB, x 1.2 for activations = 1251.7 GiB, which does not fit any node "
-        "pool: the largest is 8 x nvidia-l4 (192.0 GiB)")
+        "pool: the largest node holds 8 x L4 (192.0 GiB)")
 
 
 def test_a_declared_gpu_wins_over_sizing() -> None:
@@ -320,3 +330,20 @@ def test_sizing_without_a_size_or_without_gpus_requests_none() -> None:
     assert gpu is None and note.endswith("the cluster offers no GPU, so it runs on CPU")
     dataset = resource("Dataset", "d", {"source": {"path": "x"}})
     assert gpu_request(dataset, ModelSize(1_000_000, 32, "spec.size"), (L4,)) == (None, "")
+
+
+def test_a_command_in_substratus_image_runs_under_the_pod_entrypoint() -> None:
+    # The entrypoint fetches the inputs and publishes the artifacts around the user's program.
+    ours = resource("Model", "m", {"source": {"scratch": {}}, "command": ["python", "build.py"]})
+    assert container_of(render(ours, context())[0])["command"] == [
+        "python", "-m", "substratus_workloads.pod", "--", "python", "build.py"]
+    custom = resource("Model", "m", {"source": {"scratch": {}}, "image": "me/builder:1",
+                                     "command": ["build"]})
+    assert container_of(render(custom, context())[0])["command"] == ["build"]
+
+
+def test_a_loader_job_is_told_which_kind_it_loads() -> None:
+    for kind in ("Dataset", "Model"):
+        job = render(resource(kind, "x", {"source": {"url": "https://x.test/a.tgz"}}),
+                     context())[0]
+        assert env_of(job)["SUBSTRATUS_KIND"] == {"name": "SUBSTRATUS_KIND", "value": kind}

@@ -1,0 +1,149 @@
+"""What a resource should be on the cluster: its version, where its inputs and its artifact live
+in the store, its GPU, and the manifests that say so."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from substratus_cli.address import Address
+from substratus_cli.artifacts import ArtifactStore, StatCache, hash_tree
+from substratus_cli.diff import spec_hash
+from substratus_cli.resource import Resource
+from substratus_cli.sizing import Accelerator, ModelSize
+from substratus_providers.kubernetes.gpus import gpu_request
+from substratus_providers.kubernetes.manifests import RenderContext, render, uploads
+
+# Which references a kind reads, and the role (/content/<role>) each is fetched into.
+ROLES: Mapping[str, tuple[tuple[str, str], ...]] = {
+    "Model": (("spec.training.baseModel.name", "model"), ("spec.training.dataset.name", "data")),
+    "ModelServer": (("spec.model.name", "model"),),
+    "Notebook": (("spec.model.name", "model"), ("spec.dataset.name", "data")),
+}
+ROLE_KINDS = {"model": "Model", "data": "Dataset"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    """What rendering needs to know about the cluster and the workspace."""
+
+    part_of: str
+    registry: str
+    image_tag: str
+    accelerators: Sequence[Accelerator]
+    per_node: Mapping[str, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Desired:
+    version: str
+    artifact: str | None  # the ref URL this resource's artifact is published at
+    digest: str | None  # a path source's snapshot digest, known at plan time
+    inputs: Mapping[str, str]  # role -> ref URL
+    gpu: Mapping[str, Any] | None
+    manifests: list[dict[str, Any]]
+    note: str  # GPU sizing
+
+    @property
+    def planned_status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"version": self.version}
+        if self.artifact:
+            out["artifact"] = self.artifact
+        if self.digest:
+            out["digest"] = self.digest
+        if self.inputs:
+            out["inputs"] = dict(self.inputs)
+        if self.gpu:
+            out["gpu"] = dict(self.gpu)
+        return out
+
+
+def _lookup(spec: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = spec
+    for part in dotted.split(".")[1:]:
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def inputs_of(resource: Resource) -> dict[str, Address]:
+    """role -> the address of the resource it reads."""
+    out = {}
+    for path, role in ROLES.get(resource.kind, ()):
+        name = _lookup(resource.spec, path)
+        if name:
+            out[role] = Address(ROLE_KINDS[role], resource.address.namespace, str(name))
+    return out
+
+
+def version_of(resource: Resource, inputs: Mapping[str, str], digest: str | None) -> str:
+    payload = {"spec": spec_hash(resource.spec, resource.labels), "inputs": dict(inputs),
+               "content": digest}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def ref_name(address: Address, version: str) -> str:
+    return f"{address.namespace}/{address.kind.lower()}/{address.name}/{version}"
+
+
+def model_size(resource: Resource, models: Mapping[Address, Resource]) -> ModelSize | None:
+    """spec.size of the model a server serves or a training run produces (else of its base)."""
+    model: Resource | None = resource
+    if resource.kind != "Model":
+        name = (resource.spec.get("model") or {}).get("name")
+        model = models.get(Address("Model", resource.address.namespace, str(name)))
+    seen = set()
+    while model is not None and model.address not in seen:
+        seen.add(model.address)
+        size = model.spec.get("size")
+        if size:
+            return ModelSize(int(size["parameterCount"]), int(size["parameterBits"]), "spec.size")
+        base = ((model.spec.get("training") or {}).get("baseModel") or {}).get("name")
+        model = models.get(Address("Model", model.address.namespace, str(base))) if base else None
+    return None
+
+
+def path_digest(resource: Resource, workdir: Path, cache: StatCache | None) -> str:
+    manifest, _ = hash_tree(workdir / str(resource.spec["source"]["path"]), cache)
+    return manifest.digest
+
+
+def desired(resource: Resource, cluster: Cluster, store: ArtifactStore,
+            input_versions: Mapping[str, tuple[str, str]], size: ModelSize | None,
+            digest: str | None) -> Desired:
+    """What to plan. `input_versions`: role -> (ref name, version) of each input, as planned."""
+    version = version_of(resource, {r: v for r, (_, v) in input_versions.items()}, digest)
+    writes = resource.kind in ("Dataset", "Model")
+    artifact = store.ref_url(ref_name(resource.address, version)) if writes else None
+    inputs = {role: store.ref_url(name) for role, (name, _) in input_versions.items()}
+    gpu, note = gpu_request(resource, size, cluster.accelerators, cluster.per_node)
+    return build(resource, cluster, Planned(version, artifact, inputs, digest, gpu), note)
+
+
+@dataclasses.dataclass(frozen=True)
+class Planned:
+    """The outputs of planning that apply renders from again (kept in the plan's status)."""
+
+    version: str
+    artifact: str | None
+    inputs: Mapping[str, str]
+    digest: str | None
+    gpu: Mapping[str, Any] | None  # {"type", "count"}: chosen at plan time, so apply keeps it
+
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any]) -> Planned:
+        return cls(str(status["version"]), status.get("artifact"), dict(status.get("inputs") or {}),
+                   status.get("digest"), status.get("gpu"))
+
+
+def build(resource: Resource, cluster: Cluster, planned: Planned, note: str = "") -> Desired:
+    ctx = RenderContext(namespace=resource.address.namespace, part_of=cluster.part_of,
+                        registry=cluster.registry, image_tag=cluster.image_tag,
+                        inputs=planned.inputs, artifacts=planned.artifact, gpu=planned.gpu,
+                        version=planned.version, digest=planned.digest)
+    return Desired(planned.version, planned.artifact,
+                   planned.digest if uploads(resource) else None, planned.inputs, planned.gpu,
+                   render(resource, ctx), note)
