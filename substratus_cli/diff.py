@@ -7,9 +7,6 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from deepdiff import DeepDiff
-from deepdiff.helper import NotPresent
-
 from substratus_cli.action import FieldChange
 from substratus_cli.secrets import is_sensitive
 
@@ -31,6 +28,10 @@ def field_changes(
     forces_replacement: Callable[[str], bool] = lambda path: False,
 ) -> tuple[FieldChange, ...]:
     """Every leaf that differs, as dotted paths under `prefix`, sorted by path."""
+    # Imported here: deepdiff (and numpy under it) costs a plan with no changes a quarter second.
+    from deepdiff import DeepDiff  # noqa: PLC0415
+    from deepdiff.helper import NotPresent  # noqa: PLC0415
+
     diff = DeepDiff(dict(before or {}), dict(after or {}), view="tree", verbose_level=2)
     out: dict[str, FieldChange] = {}
     for levels in diff.values():

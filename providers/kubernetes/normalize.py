@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from collections.abc import Mapping
@@ -26,19 +25,17 @@ QUANTITY_FIELDS = ("sizeLimit",)
 def normalize(obj: Mapping[str, Any], desired: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """`obj` as a plan compares it. With `desired`, only the fields `desired` sets are kept, so a
     field the server defaulted (dnsPolicy, a Service's clusterIP, …) never shows as a change."""
-    out = copy.deepcopy(dict(obj))
-    out.pop("status", None)
-    metadata = out.get("metadata")
-    if isinstance(metadata, dict):
-        for field in SERVER_METADATA:
-            metadata.pop(field, None)
-    out = _strip_server_marks(out)
+    # No deep copy: every step below builds new containers, so `obj` is never changed.
+    out = {k: v for k, v in obj.items() if k != "status"}
+    if isinstance(out.get("metadata"), dict):
+        out["metadata"] = {k: v for k, v in out["metadata"].items() if k not in SERVER_METADATA}
     if desired is not None:
-        out = _only_declared(out, desired)
+        out = _only_declared(out, desired)  # first: what is left to strip is much smaller
         # The items of a LIST answer carry no apiVersion and kind; they are the desired ones.
         for field in ("apiVersion", "kind"):
             if field in desired and field not in out:
                 out[field] = desired[field]
+    out = _strip_server_marks(out)
     result: dict[str, Any] = _canonical_quantities(out)
     return result
 

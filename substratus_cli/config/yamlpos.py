@@ -4,7 +4,7 @@ dotted field path (`spec.source.path`, list items as `spec.command.0`) to its 1-
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import yaml
@@ -14,6 +14,9 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from substratus_cli.diagnostics import Diagnostics
 
 _TAG = "tag:yaml.org,2002:"
+# libyaml's parser when PyYAML was built with it: 8x faster on large directories, same nodes. Its
+# error messages are vaguer, so a file it refuses is parsed again by PyYAML's to report why.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SCALAR_TAGS = {_TAG + t for t in ("null", "bool", "int", "float", "str")}
 # Timestamps stay the text the user wrote: every field that takes one is a string.
 _TEXT_TAGS = {_TAG + "timestamp"}
@@ -51,7 +54,7 @@ def parse_documents(text: str, file: str, diagnostics: Diagnostics) -> list[Yaml
     A syntax error ends the file: the documents before it are kept."""
     documents: list[YamlDocument] = []
     try:
-        for root in yaml.compose_all(text, Loader=yaml.SafeLoader):
+        for root in _roots(text):
             document = _convert_document(root, file, diagnostics) if root is not None else None
             # `---` with nothing after it reads as null: an empty document, skipped.
             if document is not None and document.data is not None:
@@ -61,6 +64,17 @@ def parse_documents(text: str, file: str, diagnostics: Diagnostics) -> list[Yaml
     except RecursionError:
         diagnostics.error("invalid YAML: the document is nested too deeply", file=file, line=1)
     return documents
+
+
+def _roots(text: str) -> Iterator[Node | None]:
+    try:
+        roots: list[Node | None] = list(yaml.compose_all(text, Loader=_FAST_LOADER))
+    except yaml.YAMLError:
+        # Parsed again by PyYAML's own parser, for its clearer message (raised to the caller),
+        # keeping the documents before the error.
+        yield from yaml.compose_all(text, Loader=yaml.SafeLoader)
+        return
+    yield from roots
 
 
 def _syntax_summary(error: yaml.YAMLError) -> str:
