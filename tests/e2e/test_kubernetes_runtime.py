@@ -65,6 +65,13 @@ spec:
     return root
 
 
+def with_weights(root: Path) -> Path:
+    """A `weights/` folder for a Model with `source: {path: weights}`."""
+    (root / "weights").mkdir()
+    (root / "weights" / "config.json").write_text("{}")
+    return root
+
+
 def get(cluster: ControlPlane, path: str) -> dict[str, Any]:
     return cluster.request("GET", path)
 
@@ -266,10 +273,8 @@ spec:
 
 def test_a_model_that_needs_two_l4s_is_scheduled_onto_the_l4_pool(
         cli, cluster: ControlPlane, bucket: str, tmp_path: Path) -> None:
-    root = workspace(tmp_path / "ws", bucket, "gpus",
-                     {"model.yaml": SIZED.format(name="llm-13b", count=13_000_000_000)})
-    (root / "weights").mkdir()
-    (root / "weights" / "config.json").write_text("{}")
+    root = with_weights(workspace(tmp_path / "ws", bucket, "gpus", {
+        "model.yaml": SIZED.format(name="llm-13b", count=13_000_000_000)}))
 
     plan = cli("plan", root)
     assert plan.code == 0, plan.output
@@ -291,10 +296,8 @@ def test_a_model_that_needs_two_l4s_is_scheduled_onto_the_l4_pool(
 
 def test_a_model_that_fits_no_node_pool_is_refused_at_plan_time_with_the_arithmetic(
         cli, cluster: ControlPlane, bucket: str, tmp_path: Path) -> None:
-    root = workspace(tmp_path / "ws", bucket, "gpus-huge",
-                     {"model.yaml": SIZED.format(name="llm-70b", count=70_000_000_000)})
-    (root / "weights").mkdir()
-    (root / "weights" / "config.json").write_text("{}")
+    root = with_weights(workspace(tmp_path / "ws", bucket, "gpus-huge", {
+        "model.yaml": SIZED.format(name="llm-70b", count=70_000_000_000)}))
 
     plan = cli("plan", root)
     assert plan.code == 1, plan.output
@@ -327,10 +330,8 @@ spec:
 
 def test_a_rollout_that_never_gets_ready_keeps_the_old_replicaset_serving(
         cli, cluster: ControlPlane, bucket: str, tmp_path: Path) -> None:
-    root = workspace(tmp_path / "ws", bucket, "rollout", {"server.yaml": SERVED.format(
-        memory="1Gi")})
-    (root / "weights").mkdir()
-    (root / "weights" / "config.json").write_text("{}")
+    root = with_weights(workspace(tmp_path / "ws", bucket, "rollout",
+                                  {"server.yaml": SERVED.format(memory="1Gi")}))
     assert cli("apply", "--auto-approve", root).code == 0
     path = "/apis/apps/v1/namespaces/rollout/deployments/server-tiny"
     assert get(cluster, path)["status"]["availableReplicas"] == 2
