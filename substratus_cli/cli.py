@@ -160,12 +160,13 @@ def state() -> None:
 @state.command("list")
 @DIRECTORY
 def state_list(directory: Path) -> None:
-    """List the addresses substratus manages, with their digests, endpoints and pending marks."""
+    """List the addresses substratus manages, with their digests, artifact refs, endpoints and
+    pending marks."""
     ws = open_workspace(directory)
     inventory = ws.backend.read()
     for key, entry in sorted((inventory.entries if inventory else {}).items()):
         fields = [key]
-        fields += [f"{k}={entry.status[k]}" for k in ("digest", "endpoint")
+        fields += [f"{k}={entry.status[k]}" for k in ("digest", "artifact", "endpoint")
                    if entry.status.get(k)]
         if entry.pending:
             fields.append(f"pending={entry.pending.operation}")

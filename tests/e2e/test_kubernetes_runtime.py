@@ -131,6 +131,12 @@ def test_quickstart_applies_runs_its_jobs_and_replans_empty(
     assert env["SUBSTRATUS_ARTIFACTS_URL"].startswith(f"gs://{bucket}/artifacts/refs/quickstart/"
                                                       "model/colors/")
 
+    listed = {address: fields for address, _, fields in
+              (line.partition("\t") for line in cli("state", "list", quickstart).out.splitlines())}
+    assert listed["Model/quickstart/colors"] == f"artifact={env['SUBSTRATUS_ARTIFACTS_URL']}"
+    assert listed["ModelServer/quickstart/colors"] == (
+        "endpoint=http://server-colors.quickstart.svc.cluster.local:8080")
+
     again = cli("plan", "--detailed-exitcode", quickstart)
     assert again.code == 0, again.output
     assert "No changes." in again.out
