@@ -103,7 +103,8 @@ class Executor:
         """Bring inventory entries up to date where nothing live changes (after a crash)."""
         if not self.plan.refresh:
             return
-        live = read_live(self.registry, self.plan.refresh, self.session.inventory.lineage)
+        live = read_live(self.registry, self.plan.refresh, self.session.inventory.lineage,
+                         resources=self.plan.documents, entries=self.session.inventory.entries)
         for a in self.plan.refresh:
             change = self.plan.change_for(a)
             if a in live and change is not None and change.desired is not None:

@@ -82,7 +82,8 @@ def apply_saved(path: Path, settings: ApplySettings) -> tuple[Plan, Outcome | No
         inventory = ws.backend.read()
         registry = ws.registry(part_of=inventory.lineage if inventory else "")
         live = read_live(registry, [c.address for c in plan.changes],
-                         inventory.lineage if inventory else "")
+                         inventory.lineage if inventory else "", resources=plan.documents,
+                         entries=inventory.entries if inventory else None)
         check_fresh(plan, target_of(ws, inventory, registry), inventory, live)
         fresh = tuple(dataclasses.replace(c, before=before_of(live.get(c.address)))
                       for c in plan.changes)

@@ -29,9 +29,13 @@ class UnmanagedObjectError(SubstratusError):
     """Objects exist at declared addresses but substratus (this workspace) does not manage them."""
 
 
-def read_live(registry: Registry, addresses: Iterable[Address],
-              part_of: str) -> dict[Address, LiveObject]:
-    """One read per kind for all of its addresses (a LIST, not N GETs)."""
+def read_live(registry: Registry, addresses: Iterable[Address], part_of: str, *,
+              resources: Iterable[Resource] = (),
+              entries: Mapping[str, InventoryEntry] | None = None) -> dict[Address, LiveObject]:
+    """One read per kind for all of its addresses (a LIST, not N GETs). `resources` and the
+    inventory `entries` tell a provider where objects live (see ReadRequest)."""
+    declared = {r.address: r for r in resources}
+    recorded = {Address.parse(k): e.status for k, e in (entries or {}).items()}
     by_kind: dict[str, set[Address]] = defaultdict(set)
     for a in addresses:
         by_kind[a.kind].add(a)
@@ -40,7 +44,8 @@ def read_live(registry: Registry, addresses: Iterable[Address],
         provider = registry.for_kind(kind)
         if provider is None:
             raise ProviderError(f"no provider can read {kind} objects in this environment")
-        response = provider.read(ReadRequest(kind, tuple(sorted(by_kind[kind])), part_of))
+        response = provider.read(ReadRequest(kind, tuple(sorted(by_kind[kind])), part_of,
+                                             declared, recorded))
         live.update(response.objects)
     return live
 
@@ -53,7 +58,8 @@ def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: 
     declared = {r.address: r for r in resources}
     desired = {} if options.destroy else declared
     inventoried = {Address.parse(a) for a in entries}
-    live = read_live(registry, (declared.keys() | inventoried), lineage)
+    live = read_live(registry, (declared.keys() | inventoried), lineage, resources=resources,
+                     entries=entries)
     _refuse_unmanaged(live, lineage, declared)
 
     addresses = sorted(desired.keys() | live.keys())

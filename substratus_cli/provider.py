@@ -70,6 +70,11 @@ class ReadRequest:
     addresses: tuple[Address, ...]
     # Also return every object of this kind labelled part-of this id, even if not asked for.
     part_of: str
+    # The workspace's resources (every kind) and, per address, the status recorded at its last
+    # apply: where a provider whose API names objects by more than an address (a GKE cluster's
+    # project and location) finds them, also once they have left the files.
+    resources: Mapping[Address, Resource] = dataclasses.field(default_factory=dict)
+    recorded: Mapping[Address, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,7 +66,16 @@ def build_registry(settings: Mapping[str, Any], context: ProviderContext) -> Reg
             raise UsageError(f"the kubernetes runtime needs the kubernetes client ({e.name} is "
                              "missing)", hint="pip install 'substratus[kubernetes]'") from None
         providers.append(KubernetesProvider(context))
+    providers.append(_gcp_provider(context))
     return Registry(providers)
+
+
+def _gcp_provider(context: ProviderContext) -> Provider:
+    """Cluster, NodePool and Bucket, on every runtime. Its module imports the Google libraries
+    only on first use (its check() names a missing one)."""
+    from substratus_providers.gcp.provider import GCPProvider
+
+    return GCPProvider(context)
 
 
 def unsupported(resources: Sequence[Resource], registry: Registry,
@@ -74,6 +83,14 @@ def unsupported(resources: Sequence[Resource], registry: Registry,
     """Resources no built provider can run, each with a clear reason and its place in the files."""
     runtime = (environment.spec.get("runtime") if environment else None) or "local"
     out: list[Diagnostic] = []
+    if environment is not None and (environment.spec.get("kubernetes") or {}).get("cluster"):
+        out.append(Diagnostic(
+            "an Environment that names a Cluster is not built yet",
+            "the kubernetes runtime reaches a cluster through a kubeconfig context for now: run "
+            "`gcloud container clusters get-credentials NAME` once the Cluster is applied, and "
+            "give that context as kubernetes.context",
+            Subject(environment.file, environment.line_of("spec.kubernetes.cluster"),
+                    "spec.kubernetes.cluster")))
     artifacts = str((environment.spec.get("artifacts") if environment else None) or "")
     if runtime == "kubernetes" and environment is not None and not artifacts.startswith("gs://"):
         out.append(Diagnostic(
@@ -84,11 +101,7 @@ def unsupported(resources: Sequence[Resource], registry: Registry,
     for r in resources:
         if registry.for_kind(r.kind) is not None:
             continue
-        if r.kind in INFRA_KINDS:
-            detail = (f"{r.kind} resources are created by the gcp provider, which is not built "
-                      "yet; remove this document to plan the rest")
-        else:
-            detail = f"no provider for {r.kind} on the {runtime} runtime"
+        detail = f"no provider for {r.kind} on the {runtime} runtime"
         out.append(Diagnostic(f"{r.kind} {r.name!r} cannot be planned", detail,
                               Subject(r.file, r.line, "kind")))
     return out

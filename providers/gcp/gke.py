@@ -75,6 +75,9 @@ class RetryPolicy:
     first_delay: float = 2.0
     max_delay: float = 30.0
     deadline: float = 1800.0
+    # A read that keeps failing (GKE unreachable, 5xx) fails the plan within a minute: someone
+    # is waiting for it, and a busy cluster never refuses a read.
+    read_deadline: float = 60.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         backoff = min(self.first_delay * 2.0 ** (attempt - 1), self.max_delay)
@@ -269,7 +272,8 @@ class GKE:
                 attempt += 1
                 delay = self.retry.delay(attempt, _retry_after(e))
                 waited = time.monotonic() - started
-                if waited + delay > self.retry.deadline:
+                deadline = self.retry.deadline if change else self.retry.read_deadline
+                if waited + delay > deadline:
                     raise ProviderError(
                         f"{what}: GKE still refuses after {attempt - 1} retries over "
                         f"{_seconds(waited)}: {reason}",

@@ -158,8 +158,10 @@ def update_node_pool(pool: Json, body: Json, master_version: str) -> None:
 
 
 def update_fields(update: Json) -> list[str]:
-    """The desired* fields a ClusterUpdate sets; GKE refuses an update that sets none."""
-    fields = [k for k, v in update.items() if k.startswith("desired") and v not in (None, {}, [])]
+    """The desired* fields a ClusterUpdate sets; GKE refuses an update that sets none. A message
+    sent empty is set: proto3 JSON leaves out default values, so `GcfsConfig(enabled=False)`
+    arrives as `{}`."""
+    fields = [k for k, v in update.items() if k.startswith("desired") and v is not None]
     if not fields:
         raise invalid("Must specify a field to update.")
     return fields

@@ -208,6 +208,19 @@ def test_reads_retry_what_is_temporary(fake: FakeGKE, client: GKE) -> None:
     assert client.retries == 2
 
 
+def test_a_read_gives_up_at_its_own_deadline_not_a_changes_one(fake: FakeGKE) -> None:
+    # GKE keeps answering 503: a plan fails within the read deadline, not the 10 s of a change.
+    reader = GKE.connect(fake.url, retry=RetryPolicy(first_delay=0.05, max_delay=0.05,
+                                                     deadline=10.0, read_deadline=0.3))
+    fake.fail_requests(503, "UNAVAILABLE", "The service is currently unavailable.", times=1000,
+                       match="GET ")
+    started = time.monotonic()
+    with pytest.raises(ProviderError, match="The service is currently unavailable"):
+        reader.get_cluster(CLUSTER)
+    assert time.monotonic() - started < 2.0
+    assert 3 <= reader.retries <= 7
+
+
 def test_node_pool_spec_reads_back_what_was_created(client: GKE) -> None:
     client.create_cluster(CLUSTER, cluster_message())
     done = client.create_node_pool(POOL, node_pool_message(SPEC, initial_node_count=1))

@@ -1,0 +1,220 @@
+"""The NodePool kind: GKE node pools through gke.py. A read is one LIST of node pools per cluster;
+accelerator and spot force a replacement (gke.FORCES_REPLACEMENT), as does another cluster; every
+other field changes in place, one call per field (gke.IN_PLACE). Ownership labels are the pool's
+node labels (`config.labels`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import container_v1
+
+from substratus_cli.action import Action, FieldChange
+from substratus_cli.address import Address
+from substratus_cli.diff import field_changes
+from substratus_cli.exitcodes import ProviderError
+from substratus_cli.provider import ApplyRequest, LiveObject, PlanItem, PlannedChange, Readiness
+from substratus_cli.resource import Resource
+from substratus_providers.gcp import ownership
+from substratus_providers.gcp.clusters import ref as cluster_ref
+from substratus_providers.gcp.gke import (
+    FORCES_REPLACEMENT,
+    GKE,
+    IN_PLACE,
+    NodePoolRef,
+    node_pool_message,
+    node_pool_spec,
+)
+from substratus_providers.gcp.places import ClusterPlace, Places
+from substratus_providers.gcp.specs import effective, fingerprint
+
+# The node version and its upgrade state move as GKE upgrades the pool by itself.
+VOLATILE = frozenset({"status", "status_message", "conditions", "version", "etag", "update_info"})
+_Pool = container_v1.NodePool
+
+
+def ref(place: ClusterPlace, name: str) -> NodePoolRef:
+    return NodePoolRef(cluster_ref(place), name)
+
+
+def pool_spec(pool: _Pool, place: ClusterPlace) -> dict[str, Any]:
+    return {"cluster": {"name": place.name}, **node_pool_spec(pool)}
+
+
+def live_object(address: Address, pool: _Pool, place: ClusterPlace) -> LiveObject:
+    status: dict[str, Any] = {"cluster": place.path, "state": pool.status.name}
+    if pool.status_message:
+        status["message"] = pool.status_message
+    return LiveObject(address, pool_spec(pool, place), status,
+                      ownership.core_labels(pool.config.labels),
+                      fingerprint(_Pool.to_dict(pool), VOLATILE))
+
+
+def wanted(r: Resource, live: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The pool as declared, in pool_spec's shape. Undeclared zones are GKE's choice (the
+    cluster's); undeclared taints mean none."""
+    want = effective(r)
+    want["taints"] = want.get("taints") or []
+    if want.get("zones") is None:
+        want["zones"] = list(live["zones"]) if live is not None else None
+    else:
+        want["zones"] = sorted(want["zones"])
+    return want
+
+
+def initial_node_count(want: Mapping[str, Any]) -> int:
+    """Nodes per zone at creation: autoscaling's minimum, or one for a pool without it."""
+    scaling = want.get("autoscaling")
+    return int(scaling["min"]) if scaling else 1
+
+
+def _replaced(path: str) -> bool:
+    return path.split(".")[1] in FORCES_REPLACEMENT | {"cluster"}
+
+
+def plan(item: PlanItem, place: ClusterPlace | None) -> PlannedChange:
+    """`place`: the cluster the pool's resource file names, where it must be."""
+    a, r, live = item.address, item.desired, item.live
+    if r is None:
+        return PlannedChange(a, Action.DELETE, "not in the resource files")
+    assert place is not None, f"{a} without its cluster's place"
+    status = {"cluster": place.path}
+    if live is None:
+        return PlannedChange(a, Action.CREATE, planned_status=status)
+    if live.status.get("state") == "ERROR":
+        return PlannedChange(a, Action.REPLACE, f"GKE reports it failed: "
+                             f"{live.status.get('message') or 'status ERROR'}",
+                             planned_status=status)
+    changes = list(field_changes(live.spec, wanted(r, live.spec), forces_replacement=_replaced))
+    was = ClusterPlace.parse(str(live.status.get("cluster", "")))
+    if was is not None and was != place and was.name == place.name:
+        changes.append(FieldChange("spec.cluster", str(was), str(place), forces_replacement=True))
+    if not changes:
+        return PlannedChange(a, Action.NOOP, planned_status=status)
+    if any(c.forces_replacement for c in changes):
+        return PlannedChange(a, Action.REPLACE, "GKE cannot change a node pool's accelerator, "
+                             "spot or cluster", tuple(changes), status)
+    return PlannedChange(a, Action.UPDATE, "", tuple(changes), status)
+
+
+class NodePools:
+    def __init__(self, gke: Callable[[], GKE], part_of: str) -> None:
+        self._gke = gke
+        self.part_of = part_of
+
+    @property
+    def gke(self) -> GKE:
+        return self._gke()
+
+    def read(self, addresses: Sequence[Address], part_of: str,
+             places: Places) -> tuple[dict[Address, LiveObject], int]:
+        candidates = {a: places.clusters_of(a) for a in addresses}
+        clusters = sorted({p for ps in candidates.values() for p in ps})
+        listed = {p: self._pools(p) for p in clusters}
+        objects: dict[Address, LiveObject] = {}
+        for a, ps in candidates.items():
+            for p in ps:
+                found = listed[p].get(a.name)
+                if found is not None:
+                    objects[a] = live_object(a, found, p)
+                    break
+        for p, pools in listed.items():  # also what this workspace made that no one asked for
+            for pool in pools.values():
+                if ownership.owned_by(pool.config.labels, part_of):
+                    a = Address("NodePool", ownership.namespace_of(pool.config.labels), pool.name)
+                    objects.setdefault(a, live_object(a, pool, p))
+        return objects, len(clusters)
+
+    def _pools(self, place: ClusterPlace) -> dict[str, _Pool]:
+        try:
+            return {p.name: p for p in self.gke.list_node_pools(cluster_ref(place))}
+        except gexc.NotFound:
+            return {}  # no cluster there: no node pools either
+
+    def apply(self, request: ApplyRequest) -> LiveObject | None:
+        a, r = request.address, request.desired
+        if request.action in (Action.DELETE, Action.REPLACE):
+            self._delete(a, self._live_place(request))
+            if request.action is Action.DELETE:
+                return None
+        assert r is not None, f"{request.action} of {a} without a resource"
+        place = ClusterPlace.parse(str(request.planned_status.get("cluster", "")))
+        assert place is not None, f"{a}: the plan holds no cluster for it"
+        if request.action is Action.UPDATE:
+            return self._update(a, r, place)
+        return self._create(a, r, place)
+
+    def _create(self, a: Address, r: Resource, place: ClusterPlace) -> LiveObject:
+        want = wanted(r)
+        message = node_pool_message(want, initial_node_count(want))
+        message.config.labels = ownership.stamped({}, self.part_of, a.namespace)
+        done = self.gke.create_node_pool(ref(place, a.name), message)
+        assert isinstance(done.resource, _Pool), f"{a} is gone right after it was created"
+        return live_object(a, done.resource, place)
+
+    def _update(self, a: Address, r: Resource, place: ClusterPlace) -> LiveObject:
+        pool = self._owned(a, place)
+        if pool is None:
+            raise ProviderError(f"{ref(place, a.name)} is gone since the plan", hint="plan again")
+        have = pool_spec(pool, place)
+        want = wanted(r, have)
+        changed = sorted(k for k in want if k != "cluster" and want[k] != have[k])
+        refused = [k for k in changed if k not in IN_PLACE]
+        if refused:
+            raise ProviderError(f"{ref(place, a.name)}: {', '.join(refused)} changed since the "
+                                "plan, and GKE cannot change it in place", hint="plan again")
+        parts = node_pool_message(want)  # the calls below send its parts
+        target = ref(place, a.name)
+        for field in changed:
+            if field == "autoscaling":
+                scaling = parts.autoscaling if want["autoscaling"] else \
+                    container_v1.NodePoolAutoscaling(enabled=False)
+                done = self.gke.set_node_pool_autoscaling(target, scaling)
+            elif field == "machineType":
+                done = self.gke.update_node_pool(target, machine_type=parts.config.machine_type)
+            elif field == "zones":
+                done = self.gke.update_node_pool(target, locations=list(parts.locations))
+            else:
+                done = self.gke.update_node_pool(target, taints=container_v1.NodeTaints(
+                    taints=list(parts.config.taints)))
+            if isinstance(done.resource, _Pool):
+                pool = done.resource
+        return live_object(a, pool, place)
+
+    def _delete(self, a: Address, place: ClusterPlace) -> None:
+        if self._owned(a, place) is not None:
+            self.gke.delete_node_pool(ref(place, a.name))
+
+    def _owned(self, a: Address, place: ClusterPlace) -> _Pool | None:
+        pool = self.gke.get_node_pool(ref(place, a.name))
+        if pool is not None and not ownership.owned_by(pool.config.labels, self.part_of):
+            raise ProviderError(f"{ref(place, a.name)} is not labelled as managed by this "
+                                f"workspace ({ownership.PART_OF}={self.part_of}); {a} leaves it "
+                                "alone")
+        return pool
+
+    def _live_place(self, request: ApplyRequest) -> ClusterPlace:
+        status = request.live.status if request.live is not None else {}
+        found = ClusterPlace.parse(str(status.get("cluster", "")))
+        if found is None:
+            raise ProviderError(f"cannot tell which cluster {request.address} is in",
+                                hint="plan again")
+        return found
+
+    def ready(self, live: LiveObject) -> Readiness:
+        place = ClusterPlace.parse(str(live.status.get("cluster", "")))
+        assert place is not None, f"{live.address} without its cluster in status"
+        target = ref(place, live.address.name)
+        pool = self.gke.get_node_pool(target)
+        if pool is None:
+            return Readiness(False, failed=True, message=f"{target} is gone")
+        status = _Pool.Status
+        if pool.status == status.RUNNING:
+            return Readiness(True)
+        message = f"{target} is {pool.status.name}"
+        if pool.status_message:
+            message += f": {pool.status_message}"
+        failed = pool.status in (status.ERROR, status.RUNNING_WITH_ERROR, status.STOPPING)
+        return Readiness(False, failed=failed, message=message)

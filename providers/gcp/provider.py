@@ -1,0 +1,219 @@
+"""The gcp provider: Cluster and NodePool on GKE (`clusters.py`, `nodepools.py`, through `gke.py`)
+and Bucket on Cloud Storage (`buckets.py`), under every runtime. The Google client libraries are
+imported on first use, so a workspace without these kinds never loads them.
+
+Credentials: Application Default Credentials; $SUBSTRATUS_GKE_ENDPOINT points the GKE client at
+another API (the tests' fake) with anonymous credentials, $STORAGE_EMULATOR_HOST the storage
+client. $SUBSTRATUS_GKE_POLL_SECONDS sets how often a running GKE operation is polled (5 s)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from substratus_cli.address import Address
+from substratus_cli.diagnostics import Diagnostic, Subject
+from substratus_cli.exitcodes import SubstratusError, UsageError
+from substratus_cli.provider import (
+    ApplyRequest,
+    ApplyResponse,
+    LiveObject,
+    PlanItem,
+    PlannedChange,
+    ProviderContext,
+    Readiness,
+    ReadRequest,
+    ReadResponse,
+)
+from substratus_cli.resource import Resource
+from substratus_providers.gcp.ownership import label_problems
+from substratus_providers.gcp.places import ClusterPlace, Places, declared_place, pool_cluster
+
+if TYPE_CHECKING:
+    from google.cloud import storage
+
+    from substratus_providers.gcp.gke import GKE
+
+KINDS = ("Cluster", "NodePool", "Bucket")
+POLL_ENV = "SUBSTRATUS_GKE_POLL_SECONDS"
+DEFAULT_POLL_SECONDS = 5.0
+_LIBRARIES = {"Cluster": ("google.cloud.container_v1", "google-cloud-container"),
+              "NodePool": ("google.cloud.container_v1", "google-cloud-container"),
+              "Bucket": ("google.cloud.storage", "google-cloud-storage")}
+_GKE_NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?")
+
+
+class GCPProvider:
+    name = "gcp"
+    kinds = frozenset(KINDS)
+
+    def __init__(self, context: ProviderContext, *, gke: GKE | None = None,
+                 storage_client: storage.Client | None = None) -> None:
+        self.context = context
+        self._gke, self._storage = gke, storage_client
+        self._handlers: dict[str, Any] = {}
+        self._lock = threading.Lock()  # apply steps share the clients across threads
+
+    # -- clients, made on first use ------------------------------------------------------------
+
+    def gke(self) -> GKE:
+        with self._lock:
+            if self._gke is None:
+                from substratus_providers.gcp.gke import GKE
+
+                self._gke = GKE.connect(poll_interval=poll_seconds())
+            return self._gke
+
+    def storage(self) -> storage.Client:
+        with self._lock:
+            if self._storage is None:
+                from google.cloud import storage
+
+                from substratus_providers.gcp.state import gcs_errors
+
+                where = os.environ.get("STORAGE_EMULATOR_HOST") or "storage.googleapis.com"
+                with gcs_errors("connect to Cloud Storage", where):
+                    self._storage = storage.Client()
+            return self._storage
+
+    def _handler(self, kind: str) -> Any:
+        """The kind's reader and writer (clusters.Clusters, nodepools.NodePools, buckets.Buckets)."""
+        with self._lock:
+            if kind not in self._handlers:
+                part_of = self.context.part_of
+                if kind == "Cluster":
+                    from substratus_providers.gcp.clusters import Clusters
+
+                    self._handlers[kind] = Clusters(self.gke, part_of)
+                elif kind == "NodePool":
+                    from substratus_providers.gcp.nodepools import NodePools
+
+                    self._handlers[kind] = NodePools(self.gke, part_of)
+                else:
+                    from substratus_providers.gcp.buckets import Buckets
+
+                    self._handlers[kind] = Buckets(self.storage, part_of)
+            return self._handlers[kind]
+
+    # -- the contract --------------------------------------------------------------------------
+
+    def check(self, resources: Sequence[Resource]) -> Sequence[Diagnostic]:
+        out = [*_missing_libraries(resources), *_duplicates(resources)]
+        for r in resources:
+            name = Subject(r.file, r.line_of("metadata.name"), "metadata.name")
+            labels = Subject(r.file, r.line_of("metadata.labels"), "metadata.labels")
+            if r.kind in ("Cluster", "NodePool") and not _GKE_NAME.fullmatch(r.name):
+                out.append(Diagnostic(
+                    f"{r.kind} {r.name!r}: GKE names are at most 40 lowercase letters, digits "
+                    "and '-', starting with a letter", "", name))
+            if r.kind in ("Cluster", "NodePool") and r.labels:
+                out.append(Diagnostic(
+                    f"{r.kind} {r.name!r}: labels on GKE clusters and node pools are not built "
+                    "yet", "remove metadata.labels (GKE resources carry only substratus's "
+                    "ownership labels for now)", labels))
+            if r.kind == "Bucket":
+                if r.name.startswith("goog") or "google" in r.name or len(r.name) < 3:
+                    out.append(Diagnostic(
+                        f"Bucket {r.name!r}: not a Cloud Storage bucket name",
+                        "bucket names have 3 to 63 characters and neither start with \"goog\" "
+                        "nor contain \"google\"", name))
+                out += [Diagnostic(f"Bucket {r.name!r}: {p}", "", labels)
+                        for p in label_problems(r.labels)]
+        return out
+
+    def read(self, request: ReadRequest) -> ReadResponse:
+        # GKE names a cluster by project and location: the files say where each one should be,
+        # the state where it was last applied (also once it has left the files).
+        places = (Places(request.resources.values(), request.recorded)
+                  if request.kind != "Bucket" else None)
+        objects, requests = self._handler(request.kind).read(request.addresses, request.part_of,
+                                                              places)
+        return ReadResponse(objects, requests=requests)
+
+    def plan(self, items: Sequence[PlanItem]) -> Sequence[PlannedChange]:
+        if not items:  # the planner asks every provider; a workspace without GCP kinds costs nothing
+            return []
+        from substratus_providers.gcp import buckets, clusters, nodepools
+
+        # A node pool goes where its cluster's resource file puts the cluster.
+        places: dict[Address, ClusterPlace] = {
+            i.address: declared_place(i.desired) for i in items
+            if i.address.kind == "Cluster" and i.desired is not None}
+        out = []
+        for item in items:
+            if item.address.kind == "Cluster":
+                out.append(clusters.plan(item))
+            elif item.address.kind == "NodePool":
+                place = places.get(pool_cluster(item.desired)) if item.desired else None
+                out.append(nodepools.plan(item, place))
+            else:
+                out.append(buckets.plan(item))
+        return out
+
+    def apply(self, request: ApplyRequest) -> ApplyResponse:
+        try:
+            return ApplyResponse(self._handler(request.address.kind).apply(request))
+        except SubstratusError as e:
+            r = request.desired
+            where = f"{r.file}:{r.line}: " if r is not None and r.file else ""
+            hint = f" ({e.hint})" if e.hint else ""
+            return ApplyResponse(request.live, error=f"{where}{e.message}{hint}")
+
+    def ready(self, live: LiveObject) -> Readiness:
+        try:
+            answer: Readiness = self._handler(live.address.kind).ready(live)
+        except SubstratusError as e:
+            return Readiness(False, failed=True, message=e.message)
+        return answer
+
+
+def poll_seconds() -> float:
+    raw = os.environ.get(POLL_ENV, "").strip()
+    if not raw:
+        return DEFAULT_POLL_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise UsageError(f"{POLL_ENV}={raw!r}: expected a number of seconds greater than 0")
+    return value
+
+
+def _missing_libraries(resources: Sequence[Resource]) -> list[Diagnostic]:
+    out = []
+    for r in resources:
+        module, package = _LIBRARIES[r.kind]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            out.append(Diagnostic(f"{r.kind} {r.name!r} needs {package}, which is not installed",
+                                  "pip install 'substratus[gcp]'", Subject(r.file, r.line, "kind")))
+    return out
+
+
+def _duplicates(resources: Sequence[Resource]) -> list[Diagnostic]:
+    """Two resources that would be one GKE cluster (namespaces do not separate them) or one
+    bucket (bucket names are global)."""
+    seen: dict[Any, list[Resource]] = defaultdict(list)
+    for r in resources:
+        if r.kind == "Cluster" and r.spec.get("project") and r.spec.get("location"):
+            seen[("Cluster", declared_place(r))].append(r)
+        elif r.kind == "Bucket":
+            seen[("Bucket", r.name)].append(r)
+    out = []
+    for (kind, what), rs in seen.items():
+        first = rs[0]
+        for other in rs[1:]:
+            out.append(Diagnostic(
+                f"{kind} {other.address} is the same {'GKE cluster' if kind == 'Cluster' else 'bucket'} "
+                f"({what}) as {first.address} at {first.file}:{first.line}",
+                "rename one of them", Subject(other.file, other.line, "metadata.name")))
+    return out
