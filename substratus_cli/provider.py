@@ -46,6 +46,16 @@ class LiveObject:
 
 
 @dataclasses.dataclass(frozen=True)
+class ClusterAccess:
+    """How to reach a Kubernetes cluster that another provider made (a GKE Cluster resource)."""
+
+    name: str  # what to call it in messages: "GKE cluster gke (proj/us-central1)"
+    server: str  # https://host[:port]
+    ca_pem: str  # the cluster's CA certificate (public)
+    token: Callable[[], str]  # a bearer token, refreshed as it expires; never stored
+
+
+@dataclasses.dataclass(frozen=True)
 class ProviderContext:
     """What a provider is handed when it is built: where it runs and for whom."""
 
@@ -57,6 +67,9 @@ class ProviderContext:
     resolve_secret: Callable[[str, str], str] | None = None  # (name, key) -> value, apply only
     # Opens the store `artifacts_url` names (file:// from the core, gs:// from the gcp provider).
     open_artifacts: Callable[[], ArtifactStore] | None = None
+    # The cluster the Environment names (`kubernetes.cluster`), None while it does not exist;
+    # unset when the Environment gives a kubeconfig context instead.
+    cluster_access: Callable[[], ClusterAccess | None] | None = None
 
     def artifact_store(self) -> ArtifactStore:
         if self.open_artifacts is None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from substratus_cli.artifacts import ArtifactStore, open_store
 from substratus_cli.diagnostics import Diagnostic, Subject
@@ -12,6 +13,9 @@ from substratus_cli.exitcodes import UsageError
 from substratus_cli.provider import Provider, ProviderContext
 from substratus_cli.resource import Resource
 from substratus_cli.state import StateBackend, open_backend
+
+if TYPE_CHECKING:
+    from substratus_providers.gcp.provider import GCPProvider
 
 INFRA_KINDS = ("Cluster", "NodePool", "Bucket")
 ML_KINDS = ("Dataset", "Model", "ModelServer", "Notebook")
@@ -52,9 +56,16 @@ def open_artifact_store(url: str, base: Path) -> ArtifactStore:
     return GCSArtifactStore(url)
 
 
-def build_registry(settings: Mapping[str, Any], context: ProviderContext) -> Registry:
+def build_registry(settings: Mapping[str, Any], context: ProviderContext,
+                   resources: Sequence[Resource] = ()) -> Registry:
     runtime = settings.get("runtime", "local")
+    gcp = _gcp_provider(context)
     providers: list[Provider] = []
+    cluster = _named_cluster(settings, resources)
+    if cluster is not None:
+        # The kubernetes runtime reaches the cluster a Cluster resource makes (endpoint, CA,
+        # an ADC token), not a kubeconfig context.
+        context = dataclasses.replace(context, cluster_access=lambda: gcp.cluster_access(cluster))
     if runtime == "local":
         from substratus_providers.local import LocalProvider
 
@@ -66,11 +77,17 @@ def build_registry(settings: Mapping[str, Any], context: ProviderContext) -> Reg
             raise UsageError(f"the kubernetes runtime needs the kubernetes client ({e.name} is "
                              "missing)", hint="pip install 'substratus[kubernetes]'") from None
         providers.append(KubernetesProvider(context))
-    providers.append(_gcp_provider(context))
+    providers.append(gcp)
     return Registry(providers)
 
 
-def _gcp_provider(context: ProviderContext) -> Provider:
+def _named_cluster(settings: Mapping[str, Any], resources: Sequence[Resource]) -> Resource | None:
+    name = ((settings.get("kubernetes") or {}).get("cluster") or {}).get("name")
+    return next((r for r in resources if r.kind == "Cluster" and r.name == name), None) \
+        if name else None
+
+
+def _gcp_provider(context: ProviderContext) -> GCPProvider:
     """Cluster, NodePool and Bucket, on every runtime. Its module imports the Google libraries
     only on first use (its check() names a missing one)."""
     from substratus_providers.gcp.provider import GCPProvider
@@ -83,14 +100,6 @@ def unsupported(resources: Sequence[Resource], registry: Registry,
     """Resources no built provider can run, each with a clear reason and its place in the files."""
     runtime = (environment.spec.get("runtime") if environment else None) or "local"
     out: list[Diagnostic] = []
-    if environment is not None and (environment.spec.get("kubernetes") or {}).get("cluster"):
-        out.append(Diagnostic(
-            "an Environment that names a Cluster is not built yet",
-            "the kubernetes runtime reaches a cluster through a kubeconfig context for now: run "
-            "`gcloud container clusters get-credentials NAME` once the Cluster is applied, and "
-            "give that context as kubernetes.context",
-            Subject(environment.file, environment.line_of("spec.kubernetes.cluster"),
-                    "spec.kubernetes.cluster")))
     artifacts = str((environment.spec.get("artifacts") if environment else None) or "")
     if runtime == "kubernetes" and environment is not None and not artifacts.startswith("gs://"):
         out.append(Diagnostic(

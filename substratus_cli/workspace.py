@@ -56,7 +56,7 @@ class Workspace:
             resolve_secret=resolve_from_environ,
             open_artifacts=lambda: open_artifact_store(self.artifacts_url, self.workdir),
         )
-        return build_registry(self.settings, context)
+        return build_registry(self.settings, context, self.resources)
 
 
 def open_workspace(directory: Path) -> Workspace:

@@ -8,20 +8,22 @@ client. $SUBSTRATUS_GKE_POLL_SECONDS sets how often a running GKE operation is p
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import os
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from substratus_cli.address import Address
 from substratus_cli.diagnostics import Diagnostic, Subject
-from substratus_cli.exitcodes import SubstratusError, UsageError
+from substratus_cli.exitcodes import ProviderError, SubstratusError, UsageError
 from substratus_cli.provider import (
     ApplyRequest,
     ApplyResponse,
+    ClusterAccess,
     LiveObject,
     PlanItem,
     PlannedChange,
@@ -99,6 +101,23 @@ class GCPProvider:
 
                     self._handlers[kind] = Buckets(self.storage, part_of)
             return self._handlers[kind]
+
+    # -- what the kubernetes runtime needs of a Cluster --------------------------------------
+
+    def cluster_access(self, cluster: Resource) -> ClusterAccess | None:
+        """How to reach the cluster `cluster` declares: its endpoint and CA from GKE, and a bearer
+        token from Application Default Credentials. None while it does not exist or is not
+        RUNNING yet (a plan then plans creates; the apply runs after the Cluster's step)."""
+        from substratus_providers.gcp.gke import ClusterRef
+
+        place = declared_place(cluster)
+        ref = ClusterRef(place.project, place.location, place.name)
+        live = self.gke().get_cluster(ref)
+        if live is None or live.status.name != "RUNNING" or not live.endpoint:
+            return None
+        ca = base64.b64decode(live.master_auth.cluster_ca_certificate).decode()
+        return ClusterAccess(name=str(ref), server=f"https://{live.endpoint}", ca_pem=ca,
+                             token=_adc_token_source(str(ref)))
 
     # -- the contract --------------------------------------------------------------------------
 
@@ -217,3 +236,32 @@ def _duplicates(resources: Sequence[Resource]) -> list[Diagnostic]:
                 f"({what}) as {first.address} at {first.file}:{first.line}",
                 "rename one of them", Subject(other.file, other.line, "metadata.name")))
     return out
+
+
+def _adc_token_source(what: str) -> Callable[[], str]:
+    """Bearer tokens for a GKE cluster from Application Default Credentials, refreshed when they
+    expire (the same credentials `gcloud container clusters get-credentials` makes kubectl use)."""
+    import google.auth
+    import google.auth.transport.requests
+    from google.auth import exceptions as auth_exc
+
+    from substratus_providers.gcp.state import CREDENTIALS_HINT
+
+    lock = threading.Lock()
+    state: dict[str, Any] = {}
+
+    def token() -> str:
+        with lock:
+            try:
+                if "credentials" not in state:
+                    state["credentials"], _ = google.auth.default(
+                        scopes=["https://www.googleapis.com/auth/cloud-platform"])
+                credentials = state["credentials"]
+                if not credentials.valid:
+                    credentials.refresh(google.auth.transport.requests.Request())
+            except auth_exc.GoogleAuthError as e:
+                raise ProviderError(f"cannot get a token for {what}: {e}",
+                                    hint=CREDENTIALS_HINT) from None
+            return str(credentials.token)
+
+    return token

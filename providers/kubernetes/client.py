@@ -4,13 +4,15 @@ the kubernetes library's ApiClient, a fixed table of kinds (no discovery) and th
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -126,6 +128,22 @@ class Client:
                                 hint="check it with: kubectl --context "
                                      f"{name} cluster-info") from e
         namespace = (entry.get("context") or {}).get("namespace") or "default"
+        return cls(k8s.ApiClient(configuration), context=name, namespace=namespace, retry=retry)
+
+    @classmethod
+    def from_access(cls, name: str, server: str, ca_pem: str, token: Callable[[], str], *,
+                    namespace: str = "default", retry: RetryPolicy | None = None) -> Client:
+        """A cluster known by its endpoint, CA and a bearer token source (a GKE Cluster resource
+        applied by this workspace): no kubeconfig. The token is asked for before each request,
+        so the source refreshes it when it expires."""
+        configuration = type.__call__(k8s.Configuration)
+        configuration.host = server
+        configuration.ssl_ca_cert = _ca_file(ca_pem)
+        # As the library's kubeconfig loader does: the header's whole value, prefix included.
+        configuration.api_key = {"authorization": ""}
+        configuration.refresh_api_key_hook = (
+            lambda c: c.api_key.update(authorization=f"Bearer {token()}"))
+        configuration.retries = False
         return cls(k8s.ApiClient(configuration), context=name, namespace=namespace, retry=retry)
 
     def close(self) -> None:
@@ -312,3 +330,16 @@ def _pick_context(files: str, source: str, context: str | None) -> tuple[str, di
                         f"{', '.join(map(str, names)) or 'none'})",
                         hint="set the Environment's kubernetes.context to one of them "
                              "(kubectl config get-contexts)")
+
+
+def _ca_file(ca_pem: str) -> str:
+    """A file holding the CA (the client library reads a CA from a path only), named by its
+    content so each CA is written once. A CA is public: the system temp folder does."""
+    digest = hashlib.sha256(ca_pem.encode()).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), f"substratus-ca-{digest}.pem")
+    if not os.path.exists(path):
+        fd, staging = tempfile.mkstemp(dir=tempfile.gettempdir(), prefix="substratus-ca-")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(ca_pem)
+        os.replace(staging, path)
+    return path

@@ -100,9 +100,23 @@ class KubernetesProvider:
 
     @property
     def client(self) -> Client:
+        client = self._connect()
+        if client is None:
+            raise ProviderError("the cluster the Environment names does not exist yet",
+                                hint="apply its Cluster first (one apply does both, in order)")
+        return client
+
+    def _connect(self) -> Client | None:
+        """The kubeconfig context's cluster, or the one the Environment names through a Cluster
+        resource: None while that one does not exist (asked again next time)."""
         with self._lock:
             if self._client is None:
-                self._client = Client.from_kubeconfig(context=self.kube_context)
+                access = self.context.cluster_access
+                if access is None:
+                    self._client = Client.from_kubeconfig(context=self.kube_context)
+                elif (found := access()) is not None:
+                    self._client = Client.from_access(found.name, found.server, found.ca_pem,
+                                                      found.token)
             return self._client
 
     @property
@@ -115,7 +129,9 @@ class KubernetesProvider:
     def cluster(self) -> Cluster:
         """The GPU types the cluster's nodes offer (one LIST of Nodes), and the workspace."""
         if self._cluster is None:
-            nodes, _ = self.client.list("v1", "Node")
+            client = self._connect()
+            # A cluster still to be created offers no GPU yet.
+            nodes = client.list("v1", "Node")[0] if client is not None else []
             per_node = offered(nodes)
             accelerators, _ = catalogued(per_node)
             self._cluster = Cluster(part_of=self.context.part_of,
@@ -126,7 +142,10 @@ class KubernetesProvider:
         return self._cluster
 
     def endpoint(self) -> str:
-        server, uid = self.client.identity()
+        client = self._connect()
+        if client is None:
+            return "a cluster not created yet"
+        server, uid = client.identity()
         return f"{server} (kube-system {uid})"
 
     # -- check ---------------------------------------------------------------------------------
@@ -149,6 +168,8 @@ class KubernetesProvider:
     # -- read ----------------------------------------------------------------------------------
 
     def read(self, request: ReadRequest) -> ReadResponse:
+        if self._connect() is None:
+            return ReadResponse({}, requests=0)  # nothing can run on a cluster not made yet
         before = self.client.requests
         namespaces = sorted({a.namespace for a in request.addresses} | {self.namespace})
         found: dict[Address, dict[str, Obj]] = {}

@@ -415,26 +415,19 @@ def test_a_saved_plan_is_refused_on_another_cluster(
     assert "kube-system" in refused.err
 
 
-# Environments the kubernetes runtime cannot run yet, refused before anything is read
+# Environments the kubernetes runtime cannot run, refused before anything is read
 
 
 @pytest.mark.parametrize(("spec", "line", "message"), [
     ("{runtime: kubernetes, kubernetes: {context: c}, artifacts: file://.substratus/artifacts}",
      "environment.yaml:4: spec.artifacts: the kubernetes runtime needs an artifact store its pods can reach",
      "set `artifacts: gs://BUCKET/PREFIX` in the Environment"),
-    ("\n  runtime: kubernetes\n  kubernetes: {cluster: {name: gke}}\n  artifacts: gs://b/p",
-     "environment.yaml:6: spec.kubernetes.cluster: an Environment that names a Cluster is not built yet",
-     "`gcloud container clusters get-credentials NAME`"),
 ])
 def test_what_the_kubernetes_runtime_cannot_run_is_refused_with_file_and_line(
         cli, tmp_path: Path, spec: str, line: str, message: str) -> None:
     (tmp_path / "environment.yaml").write_text(
         f"apiVersion: substratus.ai/v1\nkind: Environment\nmetadata: {{name: e}}\nspec: {spec}\n")
     (tmp_path / "dataset.yaml").write_text(DATASET)
-    if "cluster" in spec:
-        (tmp_path / "cluster.yaml").write_text(
-            "apiVersion: substratus.ai/v1\nkind: Cluster\nmetadata: {name: gke}\n"
-            "spec: {project: p, location: us-central1}\n")
     result = cli("plan", tmp_path)
     assert result.code == 3, result.output
     assert line in result.err

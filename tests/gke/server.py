@@ -114,6 +114,9 @@ def _handler(state: GKEState) -> type[http.server.BaseHTTPRequestHandler]:
             url = urllib.parse.urlsplit(self.path)
             path = urllib.parse.unquote(url.path)
             as_int = "enum-encoding=int" in urllib.parse.unquote(url.query)
+            if path == "/token":
+                self._token()
+                return
             try:
                 body = self._body()
                 if path.startswith("/_fake/"):
@@ -128,6 +131,21 @@ def _handler(state: GKEState) -> type[http.server.BaseHTTPRequestHandler]:
                 self._send(e.http_status, error_body(e), e.headers)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815
+
+        def _token(self) -> None:
+            """Google's OAuth token endpoint, as google-auth refreshes service account
+            credentials against their key file's `token_uri` (a form-encoded JWT-bearer grant;
+            a refresh_token grant is answered the same way)."""
+            length = int(self.headers.get("Content-Length") or 0)
+            form = urllib.parse.parse_qs(self.rfile.read(length).decode() if length else "")
+            token = state.settings.access_token
+            grants = ("refresh_token", "urn:ietf:params:oauth:grant-type:jwt-bearer")
+            if token is None or (form.get("grant_type") or [""])[0] not in grants:
+                self._send(400, {"error": "invalid_grant",
+                                 "error_description": "the GKE fake has no access token set"})
+                return
+            self._send(200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer",
+                             "scope": "https://www.googleapis.com/auth/cloud-platform"})
 
         def _body(self) -> Json:
             length = int(self.headers.get("Content-Length") or 0)

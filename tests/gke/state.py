@@ -38,6 +38,10 @@ class Settings:
     concurrent_operations: int = 5  # per cluster, as GKE's quota; more gets 429
     retry_after: float | None = None  # a Retry-After header on 429 answers (GKE sends none)
     master_version: str = "1.30.5-gke.1014001"
+    # What POST /token answers: the OAuth token endpoint a service account key file can name
+    # (token_uri), so google-auth's real refresh hands kubernetes clients this bearer token (the
+    # test control plane's admin token). None: /token refuses.
+    access_token: str | None = None
 
     @classmethod
     def pointing_at(cls, server: str, ca_file: Path, **kwargs: object) -> Settings:

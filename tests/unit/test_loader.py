@@ -113,7 +113,9 @@ def test_valid_directory_loads_every_document(tmp_path: Path) -> None:
     assert pool.line_of("spec.taints.0.effect") == 14
     tuned = result.resources[4]
     assert tuned.line == 14
-    assert tuned.refs == (Address("Model", "ml", "tuned-base"), Address("Dataset", "ml", "colors"))
+    # What it names, then what it runs on: the Environment's cluster and that cluster's pools.
+    assert tuned.refs == (Address("Model", "ml", "tuned-base"), Address("Dataset", "ml", "colors"),
+                          Address("Cluster", "ml", "gke"), Address("NodePool", "ml", "l4"))
     assert tuned.field_lines["spec.command.1"] == 18
     assert tuned.field_lines["spec.training.dataset.name"] == 21
 
@@ -456,3 +458,31 @@ def test_secret_references_must_be_well_formed(tmp_path: Path) -> None:
         "r.yaml:7: spec.source.headers.X-Key: invalid secret reference in '${{ secrets.hub }}': "
         "expected ${{ secrets.NAME.KEY }}"
     ]
+
+
+def test_ml_resources_depend_on_the_bucket_their_artifacts_go_to(tmp_path: Path) -> None:
+    write(tmp_path, "all.yaml", HEAD + """
+        kind: Environment
+        metadata: {name: e}
+        spec: {runtime: kubernetes, kubernetes: {context: c}, artifacts: gs://arts/ml}
+        ---
+        apiVersion: substratus.ai/v1
+        kind: Bucket
+        metadata: {name: arts}
+        spec: {location: US}
+        ---
+        apiVersion: substratus.ai/v1
+        kind: Bucket
+        metadata: {name: other}
+        spec: {location: US}
+        ---
+        apiVersion: substratus.ai/v1
+        kind: Dataset
+        metadata: {name: d}
+        spec: {source: {path: x}}
+        """)
+    result = load_directory(tmp_path)
+    assert messages(result) == []
+    by_name = {r.name: r for r in result.resources}
+    assert by_name["d"].refs == (Address("Bucket", "default", "arts"),)
+    assert by_name["arts"].refs == () and by_name["other"].refs == ()
