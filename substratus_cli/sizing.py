@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+from substratus_cli.address import Address
+from substratus_cli.resource import Resource
 
 # Serving: weights at the served precision, plus 20% for the KV cache, activations and runtime.
 SERVING_OVERHEAD = 1.2
@@ -96,3 +99,33 @@ def human_bytes(n: float) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {suffix}"
     return f"{int(n)} B"
+
+
+def declared_size(resource: Resource, models: Mapping[Address, Resource]) -> ModelSize | None:
+    """spec.size of the Model a resource is (or a server serves), else of the base model it is
+    trained from; None when none of them declares one. `models`: the workspace's Models."""
+    model: Resource | None = resource
+    if resource.kind != "Model":
+        name = (resource.spec.get("model") or {}).get("name")
+        model = models.get(Address("Model", resource.address.namespace, str(name)))
+    seen = set()
+    while model is not None and model.address not in seen:
+        seen.add(model.address)
+        size = model.spec.get("size")
+        if size:
+            return ModelSize(int(size["parameterCount"]), int(size["parameterBits"]), "spec.size")
+        base = ((model.spec.get("training") or {}).get("baseModel") or {}).get("name")
+        model = models.get(Address("Model", model.address.namespace, str(base))) if base else None
+    return None
+
+
+def needs_gpu(resource: Resource) -> bool:
+    """A workload sized for a GPU: a ModelServer, or a Model that is trained."""
+    return resource.kind == "ModelServer" or (
+        resource.kind == "Model" and bool(resource.spec.get("training")))
+
+
+def estimate_for(resource: Resource, size: ModelSize) -> Estimate:
+    if resource.kind == "ModelServer":
+        return serving(size, (resource.spec.get("quantization") or {}).get("bits"))
+    return training(size)

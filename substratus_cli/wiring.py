@@ -81,6 +81,17 @@ def build_registry(settings: Mapping[str, Any], context: ProviderContext,
     return Registry(providers)
 
 
+def with_derived_resources(resources: Sequence[Resource],
+                           environment: Resource | None) -> list[Resource]:
+    """The resources the files declare, plus what they imply: GPU node pools sized for the
+    workloads on a GKE Cluster this workspace makes (the gcp provider decides which)."""
+    if not any(r.kind == "Cluster" for r in resources):
+        return list(resources)
+    from substratus_providers.gcp.gpu_pools import with_gpu_pools
+
+    return with_gpu_pools(resources, environment)
+
+
 def _named_cluster(settings: Mapping[str, Any], resources: Sequence[Resource]) -> Resource | None:
     name = ((settings.get("kubernetes") or {}).get("cluster") or {}).get("name")
     return next((r for r in resources if r.kind == "Cluster" and r.name == name), None) \

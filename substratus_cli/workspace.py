@@ -19,6 +19,7 @@ from substratus_cli.wiring import (
     open_artifact_store,
     open_state_backend,
     unsupported,
+    with_derived_resources,
 )
 
 DATA_DIR = ".substratus"
@@ -64,10 +65,11 @@ def open_workspace(directory: Path) -> Workspace:
     workdir = directory.resolve()
     result = load_directory(workdir)
     diagnostics = Diagnostics(result.diagnostics)
-    if not diagnostics.has_errors:
-        diagnostics.extend(find_cycles(result.resources))
     diagnostics.raise_if_errors()
-    return from_resources(workdir, result.resources, result.environment)
+    resources = with_derived_resources(result.resources, result.environment)
+    diagnostics.extend(find_cycles(resources))
+    diagnostics.raise_if_errors()
+    return from_resources(workdir, resources, result.environment)
 
 
 def from_resources(workdir: Path, resources: list[Resource],

@@ -89,23 +89,6 @@ def ref_name(address: Address, version: str) -> str:
     return f"{address.namespace}/{address.kind.lower()}/{address.name}/{version}"
 
 
-def model_size(resource: Resource, models: Mapping[Address, Resource]) -> ModelSize | None:
-    """spec.size of the model a server serves or a training run produces (else of its base)."""
-    model: Resource | None = resource
-    if resource.kind != "Model":
-        name = (resource.spec.get("model") or {}).get("name")
-        model = models.get(Address("Model", resource.address.namespace, str(name)))
-    seen = set()
-    while model is not None and model.address not in seen:
-        seen.add(model.address)
-        size = model.spec.get("size")
-        if size:
-            return ModelSize(int(size["parameterCount"]), int(size["parameterBits"]), "spec.size")
-        base = ((model.spec.get("training") or {}).get("baseModel") or {}).get("name")
-        model = models.get(Address("Model", model.address.namespace, str(base))) if base else None
-    return None
-
-
 def path_digest(resource: Resource, workdir: Path, cache: StatCache | None) -> str:
     manifest, _ = hash_tree(workdir / str(resource.spec["source"]["path"]), cache)
     return manifest.digest

@@ -14,10 +14,10 @@ from substratus_cli.sizing import (
     Accelerator,
     Estimate,
     ModelSize,
+    estimate_for,
     human_bytes,
+    needs_gpu,
     pick,
-    serving,
-    training,
 )
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -61,7 +61,7 @@ def gpu_request(resource: Resource, size: ModelSize | None,
         gpu = {"type": declared["type"], "count": int(declared.get("count", 1))}
         asked = f"spec.resources.gpu asks for {gpu['count']} x {gpu['type']}"
         return gpu, (f"sizing: {_needs(estimate)}; {asked}" if estimate else f"sizing: {asked}")
-    if not _sized_kind(resource):
+    if not needs_gpu(resource):
         return None, ""
     if estimate is None:
         return None, ("sizing: the model's size is known only after it is built or fetched "
@@ -89,17 +89,10 @@ def _max_on_a_node(accelerator: Accelerator, per_node: Mapping[str, int] | None)
     return per_node.get(accelerator.name, MAX_GPUS_PER_NODE) if per_node else MAX_GPUS_PER_NODE
 
 
-def _sized_kind(resource: Resource) -> bool:
-    return resource.kind == "ModelServer" or (
-        resource.kind == "Model" and bool(resource.spec.get("training")))
-
-
 def _estimate(resource: Resource, size: ModelSize | None) -> Estimate | None:
-    if size is None or not _sized_kind(resource):
+    if size is None or not needs_gpu(resource):
         return None
-    if resource.kind == "ModelServer":
-        return serving(size, (resource.spec.get("quantization") or {}).get("bits"))
-    return training(size)
+    return estimate_for(resource, size)
 
 
 def _needs(estimate: Estimate) -> str:

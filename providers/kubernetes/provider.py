@@ -36,6 +36,7 @@ from substratus_cli.provider import (
     ReadResponse,
 )
 from substratus_cli.resource import Resource
+from substratus_cli.sizing import declared_size
 from substratus_providers.kubernetes import readiness
 from substratus_providers.kubernetes.client import Client
 from substratus_providers.kubernetes.desired import (
@@ -45,7 +46,6 @@ from substratus_providers.kubernetes.desired import (
     build,
     desired,
     inputs_of,
-    model_size,
     path_digest,
     ref_name,
 )
@@ -95,6 +95,7 @@ class KubernetesProvider:
         self._cluster: Cluster | None = None
         self._store: ArtifactStore | None = None
         self._namespaces: set[str] = set()
+        self._declared_gpus: dict[str, int] = {}
 
     # -- connections, made on first use ------------------------------------------------------
 
@@ -132,7 +133,11 @@ class KubernetesProvider:
             client = self._connect()
             # A cluster still to be created offers no GPU yet.
             nodes = client.list("v1", "Node")[0] if client is not None else []
-            per_node = offered(nodes)
+            # What the nodes offer, and what declared node pools will (scaled to zero, or not
+            # created yet): a workload sized for such a pool is scheduled when a node comes.
+            per_node = {**self._declared_gpus}
+            for kind, count in offered(nodes).items():
+                per_node[kind] = max(count, per_node.get(kind, 0))
             accelerators, _ = catalogued(per_node)
             self._cluster = Cluster(part_of=self.context.part_of,
                                     registry=str(self.context.settings.get("registry")
@@ -168,6 +173,11 @@ class KubernetesProvider:
     # -- read ----------------------------------------------------------------------------------
 
     def read(self, request: ReadRequest) -> ReadResponse:
+        for r in request.resources.values():
+            accelerator = r.spec.get("accelerator") if r.kind == "NodePool" else None
+            if accelerator:
+                kind, count = str(accelerator["type"]), int(accelerator.get("count", 1))
+                self._declared_gpus[kind] = max(count, self._declared_gpus.get(kind, 0))
         if self._connect() is None:
             return ReadResponse({}, requests=0)  # nothing can run on a cluster not made yet
         before = self.client.requests
@@ -203,7 +213,7 @@ class KubernetesProvider:
                 versions[role] = planned[dep]
             digest = path_digest(r, self.context.workdir, cache) if uploads(r) else None
             with _as_provider_error(r):
-                want = desired(r, self.cluster(), self.store, versions, model_size(r, models),
+                want = desired(r, self.cluster(), self.store, versions, declared_size(r, models),
                                digest)
             planned[r.address] = (ref_name(r.address, want.version), want.version)
             out.append(self._compare(item, r, want))

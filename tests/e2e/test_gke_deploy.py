@@ -2,15 +2,18 @@
 runs the quickstart's datasets, training and server on that cluster, reached with the endpoint and
 CA the fake hands out (the test control plane's) and a bearer token google-auth fetches with
 Application Default Credentials (a service account key whose token endpoint is the fake's).
-Artifacts go to a real fake-gcs-server. Destroy takes it all down in reverse."""
+Artifacts go to a real fake-gcs-server. A model that needs GPUs the cluster lacks gets a node
+pool sized for it. Destroy takes it all down in reverse. The tests run in order and share one
+workspace, as a user's runs would."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -38,6 +41,18 @@ def service_account_key(token_uri: str) -> dict[str, str]:
             "client_id": "1", "token_uri": token_uri}
 
 
+def nodes_of(cluster: ControlPlane) -> Callable[[dict[str, Any]], None]:
+    """GKE brings a node pool's VMs up; here kwok nodes with the pool's GKE labels, one per pool
+    (a pool that scales from zero gets its node as if a pod had asked for it)."""
+    def create(pool: dict[str, Any]) -> None:
+        accelerators = pool["config"].get("accelerators") or [{}]
+        cluster.add_node_pool(pool["name"], 1,
+                              accelerator=accelerators[0].get("acceleratorType"),
+                              gpus=int(accelerators[0].get("acceleratorCount") or 0),
+                              cpu="16", memory="64Gi")
+    return create
+
+
 @pytest.fixture(scope="module")
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[tuple[ControlPlane, FakeGKE, Path]]:
@@ -45,7 +60,8 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     artifacts bucket, and a copy of examples/gke pointed at them."""
     for cluster in started_cluster(request):
         settings = Settings.pointing_at(cluster.server, cluster.ca_file, access_token=cluster.token,
-                                        operation_polls=1, operation_seconds=None)
+                                        operation_polls=1, operation_seconds=None,
+                                        on_node_pool_created=nodes_of(cluster))
         with FakeGKE(settings) as gke, fake_gcs_server() as gcs, \
                 pytest.MonkeyPatch.context() as mp:
             adc = tmp_path_factory.mktemp("adc") / "credentials.json"
@@ -97,18 +113,65 @@ def test_one_plan_creates_the_cluster_and_its_pools_then_deploys_onto_it(
     assert "No changes." in again.out
 
 
+LLM = """\
+apiVersion: substratus.ai/v1
+kind: Model
+metadata: {name: llm}
+spec:
+  source: {path: weights}
+  size: {parameterCount: 13000000000, parameterBits: 16}
+---
+apiVersion: substratus.ai/v1
+kind: ModelServer
+metadata: {name: llm}
+spec:
+  model: {name: llm}
+"""
+
+
+def test_a_model_needing_gpus_the_cluster_lacks_gets_a_node_pool_created_before_it(
+        cli, world: tuple[ControlPlane, FakeGKE, Path]) -> None:
+    cluster, gke, root = world
+    (root / "llm.yaml").write_text(LLM)
+    (root / "weights").mkdir()
+    (root / "weights" / "config.json").write_text("{}")
+
+    plan = cli("plan", root)
+    assert plan.code == 0, plan.output
+    assert "+ NodePool/ml/gpu-t4-x2" in plan.out
+    assert 'machineType       = "n1-standard-16"' in plan.out
+    assert "Plan: 3 to add, 0 to change, 0 to destroy." in plan.out
+    assert ("# sizing: serving needs 13.0B parameters x 16 bits / 8 = 24.2 GiB of weights, x 1.2 "
+            "for the KV cache and activations = 29.1 GiB: 2 x T4 (32.0 GiB)") in plan.out
+
+    applied = cli("apply", "--auto-approve", root)
+    assert applied.code == 0, applied.output
+    order = [line.split(":")[0] for line in applied.out.splitlines()
+             if line.endswith("Creating...")]
+    assert order.index("NodePool/ml/gpu-t4-x2") < order.index("ModelServer/ml/llm")
+    pool = gke.state.get_node_pool("projects/my-project/locations/us-central1/clusters/"
+                                   "substratus/nodePools/gpu-t4-x2")
+    assert pool["config"]["accelerators"][0]["acceleratorType"] == "nvidia-tesla-t4"
+    pods = cluster.request("GET", "/api/v1/namespaces/ml/pods", query={
+        "labelSelector": "substratus.ai/kind=ModelServer,substratus.ai/name=llm"})["items"]
+    assert [p["spec"]["nodeName"] for p in pods] == ["gpu-t4-x2-0"]
+    assert pods[0]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert cli("plan", "--detailed-exitcode", root).code == 0
+
+
 def test_destroy_takes_the_workloads_down_before_the_pools_and_the_cluster(
         cli, world: tuple[ControlPlane, FakeGKE, Path]) -> None:
     cluster, _, root = world
     destroyed = cli("destroy", "--auto-approve", root)
     assert destroyed.code == 0, destroyed.output
-    assert "Destroy complete! Resources: 8 destroyed." in destroyed.out
+    assert "Destroy complete! Resources: 11 destroyed." in destroyed.out
     order = [line.split(":")[0] for line in destroyed.out.splitlines()
              if line.endswith("Destroying...")]
     for workload in ("Dataset/ml/favorite-colors", "Model/ml/base", "ModelServer/ml/colors"):
         assert order.index(workload) < order.index("NodePool/ml/cpu")
     assert order.index("NodePool/ml/cpu") < order.index("Cluster/ml/substratus")
     assert order.index("NodePool/ml/l4") < order.index("Cluster/ml/substratus")
+    assert order.index("ModelServer/ml/llm") < order.index("NodePool/ml/gpu-t4-x2")
     assert cluster.request("GET", "/apis/batch/v1/namespaces/ml/jobs")["items"] == []
     again = cli("destroy", "--auto-approve", root)
     assert again.code == 0 and "No changes." in again.out

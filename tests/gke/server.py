@@ -203,7 +203,7 @@ def _control(state: GKEState, method: str, path: str, body: Json) -> Json:
             raise invalid(f"unknown settings {sorted(unknown)}; known: {sorted(fields)}")
         for key, value in body.items():
             setattr(state.settings, key, value)
-        return dataclasses.asdict(state.settings)
+        return {k: v for k, v in dataclasses.asdict(state.settings).items() if not callable(v)}
     if method == "POST" and path == "/_fake/fail-next-operation":
         state.fail_next_operation(body.get("message", ""), int(body.get("code", 8)),
                                   body.get("match", ""))

@@ -42,6 +42,9 @@ class Settings:
     # (token_uri), so google-auth's real refresh hands kubernetes clients this bearer token (the
     # test control plane's admin token). None: /token refuses.
     access_token: str | None = None
+    # Called with a node pool's JSON when its creation is DONE: a test turns it into nodes of the
+    # test control plane (kwok), as GKE brings a pool's VMs up.
+    on_node_pool_created: Callable[[Json], None] | None = None
 
     @classmethod
     def pointing_at(cls, server: str, ca_file: Path, **kwargs: object) -> Settings:
@@ -232,7 +235,11 @@ class GKEState:
             def fail(message: str) -> None:
                 cluster.pool_errors[name] = message
 
-            return self._start("CREATE_NODE_POOL", parent, name, path, lambda: None, fail)
+            def finish() -> None:
+                if self.settings.on_node_pool_created is not None:
+                    self.settings.on_node_pool_created(dict(cluster.pools[name]))
+
+            return self._start("CREATE_NODE_POOL", parent, name, path, finish, fail)
 
     def get_node_pool(self, name: str) -> Json:
         with self._lock:
