@@ -8,6 +8,7 @@ ProviderError; it never answers "absent".
 from __future__ import annotations
 
 import dataclasses
+import graphlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -101,6 +102,20 @@ class PlanItem:
     address: Address
     desired: Resource | None  # None: the object should not exist
     live: LiveObject | None
+
+
+def in_dependency_order(items: Sequence[PlanItem], kind_order: Sequence[str]) -> list[PlanItem]:
+    """`items` by kind (in `kind_order`), then by the references among them (a model trained
+    from another model after it): the order a provider plans a batch in, so each item can be
+    handed what the items it reads will be."""
+    by_address = {i.address: i for i in items}
+    sorter: graphlib.TopologicalSorter[Address] = graphlib.TopologicalSorter()
+    for i in items:
+        refs = i.desired.refs if i.desired else ()
+        sorter.add(i.address, *[r for r in refs if r in by_address])
+    position = {a: n for n, a in enumerate(sorter.static_order())}
+    rank = {k: n for n, k in enumerate(kind_order)}
+    return sorted(items, key=lambda i: (rank.get(i.address.kind, len(rank)), position[i.address]))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from substratus_cli.address import Address
 from substratus_cli.resource import Resource
@@ -129,3 +129,14 @@ def estimate_for(resource: Resource, size: ModelSize) -> Estimate:
     if resource.kind == "ModelServer":
         return serving(size, (resource.spec.get("quantization") or {}).get("bits"))
     return training(size)
+
+
+def declared_gpus(node_pools: Iterable[Resource]) -> dict[str, int]:
+    """GPU type -> the most GPUs one node has, over NodePool resources (created or not yet)."""
+    out: dict[str, int] = {}
+    for pool in node_pools:
+        accelerator = pool.spec.get("accelerator") if pool.kind == "NodePool" else None
+        if accelerator:
+            kind, count = str(accelerator["type"]), int(accelerator.get("count", 1))
+            out[kind] = max(count, out.get(kind, 0))
+    return out

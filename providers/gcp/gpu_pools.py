@@ -14,6 +14,7 @@ from substratus_cli.sizing import (
     CATALOG,
     Accelerator,
     Estimate,
+    declared_gpus,
     declared_size,
     estimate_for,
     needs_gpu,
@@ -71,12 +72,7 @@ def with_gpu_pools(resources: Sequence[Resource], environment: Resource | None) 
 
 def _offered(pools: Sequence[Resource]) -> list[tuple[Accelerator, int]]:
     known = {a.name: a for a in CATALOG}
-    out = []
-    for pool in pools:
-        accelerator = pool.spec.get("accelerator") or {}
-        if accelerator.get("type") in known:
-            out.append((known[accelerator["type"]], int(accelerator.get("count", 1))))
-    return out
+    return [(known[kind], count) for kind, count in declared_gpus(pools).items() if kind in known]
 
 
 def _shape(estimate: Estimate) -> tuple[str, int] | None:

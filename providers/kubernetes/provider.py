@@ -10,7 +10,6 @@ so a plan with no changes sends no write at all."""
 from __future__ import annotations
 
 import contextlib
-import graphlib
 import secrets
 import threading
 import time
@@ -34,9 +33,10 @@ from substratus_cli.provider import (
     Readiness,
     ReadRequest,
     ReadResponse,
+    in_dependency_order,
 )
 from substratus_cli.resource import Resource
-from substratus_cli.sizing import declared_size
+from substratus_cli.sizing import declared_gpus, declared_size
 from substratus_providers.kubernetes import readiness
 from substratus_providers.kubernetes.client import Client
 from substratus_providers.kubernetes.desired import (
@@ -173,11 +173,7 @@ class KubernetesProvider:
     # -- read ----------------------------------------------------------------------------------
 
     def read(self, request: ReadRequest) -> ReadResponse:
-        for r in request.resources.values():
-            accelerator = r.spec.get("accelerator") if r.kind == "NodePool" else None
-            if accelerator:
-                kind, count = str(accelerator["type"]), int(accelerator.get("count", 1))
-                self._declared_gpus[kind] = max(count, self._declared_gpus.get(kind, 0))
+        self._declared_gpus = declared_gpus(request.resources.values())
         if self._connect() is None:
             return ReadResponse({}, requests=0)  # nothing can run on a cluster not made yet
         before = self.client.requests
@@ -200,7 +196,7 @@ class KubernetesProvider:
         cache = StatCache(self.context.data_dir / "cache" / "stat.json")
         planned: dict[Address, tuple[str, str]] = {}  # address -> (ref name, version)
         out = []
-        for item in _in_dependency_order(items):
+        for item in in_dependency_order(items, KIND_ORDER):
             r = item.desired
             if r is None:
                 out.append(PlannedChange(item.address, Action.DELETE, "not in the resource files"))
@@ -441,14 +437,3 @@ def _by_name(value: Any) -> Any:
                     for v in value}
         return [_by_name(v) for v in value]
     return value
-
-
-def _in_dependency_order(items: Sequence[PlanItem]) -> list[PlanItem]:
-    by_address = {i.address: i for i in items}
-    sorter: graphlib.TopologicalSorter[Address] = graphlib.TopologicalSorter()
-    for i in items:
-        refs = i.desired.refs if i.desired else ()
-        sorter.add(i.address, *[r for r in refs if r in by_address])
-    position = {a: n for n, a in enumerate(sorter.static_order())}
-    rank = {k: n for n, k in enumerate(KIND_ORDER)}
-    return sorted(items, key=lambda i: (rank.get(i.address.kind, 99), position[i.address]))

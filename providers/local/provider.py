@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import graphlib
 import importlib.util
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -27,6 +26,7 @@ from substratus_cli.provider import (
     Readiness,
     ReadRequest,
     ReadResponse,
+    in_dependency_order,
 )
 from substratus_cli.resource import Resource
 from substratus_providers.local import secret_env
@@ -124,7 +124,7 @@ class LocalProvider:
     def plan(self, items: Sequence[PlanItem]) -> Sequence[PlannedChange]:
         outputs: dict[Address, dict[str, Any]] = {}
         out = []
-        for item in _in_dependency_order(items):
+        for item in in_dependency_order(items, KIND_ORDER):
             kind = item.address.kind
             if item.desired is None:
                 change = PlannedChange(item.address, Action.DELETE, "not in the resource files")
@@ -228,18 +228,6 @@ class LocalProvider:
                                 hint="run `substratus apply` first")
         return self._part("notebooks").open_url(self._with_problems(live))
 
-
-def _in_dependency_order(items: Sequence[PlanItem]) -> list[PlanItem]:
-    by_address = {i.address: i for i in items}
-    sorter: graphlib.TopologicalSorter[Address] = graphlib.TopologicalSorter()
-    for i in items:
-        refs = i.desired.refs if i.desired else ()
-        sorter.add(i.address, *[r for r in refs if r in by_address])
-    order = list(sorter.static_order())
-    rank = {k: n for n, k in enumerate(KIND_ORDER)}
-    # Kinds first (stable), then references within a kind (a model trained from another model).
-    position = {a: n for n, a in enumerate(order)}
-    return sorted(items, key=lambda i: (rank.get(i.address.kind, 99), position[i.address]))
 
 
 def _workloads_installed() -> bool:

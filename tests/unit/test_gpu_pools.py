@@ -46,8 +46,8 @@ def test_larger_models_get_larger_shapes_and_counts_round_up_to_one_gke_offers()
     # (192 GiB); 2 H100s hold as much, and sort after by name.
     assert pools(with_gpu_pools(served(70_000_000_000), ENV))["gpu-a100-80gb-x2"][
         "machineType"] == "a2-ultragpu-2g"
-    # 67 GiB (60B at 8 bits): 3 L4s would do, but G2 machines come with 1, 2, 4 or 8, and one
-    # A100 80GB (80 GiB) is less than 4 L4s (96 GiB).
+    # 67 GiB (60B at 8 bits): one A100 80GB (80 GiB) is less GPU memory than the L4s that hold
+    # it (3, which G2 machines offer only as 4: 96 GiB).
     assert list(pools(with_gpu_pools(served(60_000_000_000, bits=8), ENV))) == [
         "gpu-a100-80gb-x1"]
 
