@@ -6,7 +6,11 @@ import dataclasses
 
 from substratus_cli.exitcodes import UsageError
 
-KINDS = ("Environment", "Cluster", "NodePool", "Bucket", "Dataset", "Model", "ModelServer", "Notebook")
+# The infrastructure kinds (gcp provider) and the ML kinds (the runtime's provider), the latter in
+# the order a provider plans them in: what a kind reads (a dataset's digest) is planned first.
+INFRA_KINDS = ("Cluster", "NodePool", "Bucket")
+ML_KINDS = ("Dataset", "Model", "ModelServer", "Notebook")
+KINDS = ("Environment", *INFRA_KINDS, *ML_KINDS)
 DEFAULT_NAMESPACE = "default"
 _KIND_BY_LOWER = {k.lower(): k for k in KINDS}
 

@@ -18,16 +18,15 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from substratus_cli import failpoints
+from substratus_cli import dispatch, failpoints
 from substratus_cli.action import Action
 from substratus_cli.address import Address
 from substratus_cli.diff import spec_hash
 from substratus_cli.exitcodes import ExitCode
 from substratus_cli.plan import Change, Plan
-from substratus_cli.planner import read_live
-from substratus_cli.provider import ApplyRequest, LiveObject, Provider
+from substratus_cli.planner import recorded_statuses
+from substratus_cli.provider import ApplyRequest, LiveObject, Provider, Registry
 from substratus_cli.state import StateSession
-from substratus_cli.wiring import Registry
 
 READY_TIMEOUT_SECONDS = 30 * 60
 
@@ -103,14 +102,16 @@ class Executor:
         """Bring inventory entries up to date where nothing live changes (after a crash)."""
         if not self.plan.refresh:
             return
-        live = read_live(self.registry, self.plan.refresh, self.session.inventory.lineage,
-                         resources=self.plan.documents, entries=self.session.inventory.entries)
+        inventory = self.session.inventory
+        live = dispatch.read_live(self.registry, self.plan.refresh, inventory.lineage,
+                                  resources=self.plan.documents,
+                                  recorded=recorded_statuses(inventory.entries))
         for a in self.plan.refresh:
             change = self.plan.change_for(a)
             if a in live and change is not None and change.desired is not None:
                 self._record(change, live[a])
             elif a not in live:
-                self.session.forget(str(a))
+                self.session.forget(a)
 
     def _walk(self) -> Outcome:
         changes = {c.address: c for c in self.plan.actionable}
@@ -157,20 +158,22 @@ class Executor:
         provider = self._provider(change)
         self.reporter.started(change)
         failpoints.hit("apply.before-journal")
-        self.session.mark_pending(str(change.address), provider.name, change.action.value)
+        self.session.mark_pending(change.address, provider.name, change.action.value)
         failpoints.hit("apply.after-journal")
         try:
-            response = provider.apply(ApplyRequest(
-                change.address, change.action, change.desired,
-                self._live_before(change), change.planned_status))
+            response = dispatch.apply(provider, ApplyRequest(
+                change.address, change.action, change.desired, change.live,
+                change.planned_status, change.private))
         except Exception as e:  # a provider bug must not take the other branches down
             return self._failed(change, started, f"{type(e).__name__}: {e}")
         failpoints.hit("apply.after-provider")
-        if response.error is not None:
-            return self._failed(change, started, response.error)
+        if response.errors:
+            documents = {r.address: r for r in self.plan.documents}
+            return self._failed(change, started, "; ".join(
+                dispatch.message(d, documents) for d in response.errors))
         live = response.live
         if live is None:
-            self.session.forget(str(change.address))
+            self.session.forget(change.address)
         else:
             self._record(change, live)
         failpoints.hit("apply.after-state")
@@ -182,17 +185,11 @@ class Executor:
         return StepResult(change.address, change.action, StepState.DONE,
                           seconds=time.monotonic() - started, status=status)
 
-    def _live_before(self, change: Change) -> LiveObject | None:
-        if change.before is None:
-            return None
-        return LiveObject(change.address, change.before.get("spec", {}),
-                          change.before.get("status", {}), fingerprint=change.before_fingerprint or "")
-
     def _await_ready(self, provider: Provider, live: LiveObject) -> str | None:
         deadline = time.monotonic() + self.ready_timeout
         delay = 0.1
         while True:
-            readiness = provider.ready(live)
+            readiness = dispatch.ready(provider, live)
             if readiness.ready:
                 return None
             if readiness.failed:
@@ -205,10 +202,10 @@ class Executor:
     def _record(self, change: Change, live: LiveObject) -> None:
         r = change.desired
         self.session.record(
-            str(change.address), change.provider,
+            change.address, change.provider,
             spec_hash=spec_hash(r.spec, r.labels) if r else None,
             fingerprint=live.fingerprint, status=dict(live.status),
-            deps=tuple(str(d) for d in (r.refs if r else ())),
+            deps=r.refs if r else (),
         )
 
     def _failed(self, change: Change, started: float, message: str) -> StepResult:
@@ -216,9 +213,7 @@ class Executor:
                           time.monotonic() - started)
 
     def _provider(self, change: Change) -> Provider:
-        provider = self.registry.for_kind(change.address.kind)
-        assert provider is not None, f"no provider for {change.address}"
-        return provider
+        return self.registry[change.address.kind]
 
 
 class _handling_signals:  # noqa: N801 - used as a context manager

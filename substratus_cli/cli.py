@@ -21,11 +21,11 @@ from substratus_cli.config import json_schema
 from substratus_cli.diagnostics import DiagnosticsError
 from substratus_cli.exitcodes import EXIT_CODES_HELP, ExitCode, SubstratusError, UsageError
 from substratus_cli.graph import Graph
+from substratus_cli.operations import open_workspace
 from substratus_cli.planner import PlanOptions
 from substratus_cli.render.human import render_plan
 from substratus_cli.render.json_plan import plan_to_json
 from substratus_cli.render.progress import ConsoleReporter, render_outcome
-from substratus_cli.workspace import open_workspace
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -164,8 +164,8 @@ def state_list(directory: Path) -> None:
     pending marks."""
     ws = open_workspace(directory)
     inventory = ws.backend.read()
-    for key, entry in sorted((inventory.entries if inventory else {}).items()):
-        fields = [key]
+    for address, entry in sorted((inventory.entries if inventory else {}).items()):
+        fields = [str(address)]
         fields += [f"{k}={entry.status[k]}" for k in ("digest", "artifact", "endpoint")
                    if entry.status.get(k)]
         if entry.pending:

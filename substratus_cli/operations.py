@@ -1,4 +1,7 @@
-"""The commands' pipelines: load -> read live -> plan -> (lock) -> apply. No printing here."""
+"""The commands' pipelines: load -> read live -> plan -> (lock) -> apply. No printing here.
+
+The one module that composes providers (through `wiring`): a workspace's providers are built
+once per run, checked, and asked for what the files imply before anything is planned."""
 
 from __future__ import annotations
 
@@ -7,17 +10,19 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from substratus_cli import dispatch, wiring
 from substratus_cli.address import Address
 from substratus_cli.apply import Executor, Outcome, Reporter
+from substratus_cli.diagnostics import Diagnostics, DiagnosticsError
 from substratus_cli.exitcodes import ProviderError, UsageError
-from substratus_cli.plan import Plan, Target, before_of
+from substratus_cli.graph import find_cycles
+from substratus_cli.plan import Plan, Target
 from substratus_cli.planfile import check_fresh
 from substratus_cli.planfile import load as load_planfile
-from substratus_cli.planner import PlanOptions, build_plan, read_live
-from substratus_cli.provider import LogSource, Opener, Provider, Targeted
+from substratus_cli.planner import PlanOptions, build_plan, recorded_statuses
+from substratus_cli.provider import LogSource, Opener, Provider, Registry, Targeted
 from substratus_cli.state import Inventory, StateSession
-from substratus_cli.wiring import Registry
-from substratus_cli.workspace import Workspace, from_resources, open_workspace
+from substratus_cli.workspace import Loaded, Workspace, load
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +35,35 @@ class ApplySettings:
     show: Callable[[Plan], None] | None = None
 
 
-def target_of(ws: Workspace, inventory: Inventory | None, registry: Registry) -> Target:
-    endpoint = "; ".join(p.endpoint() for p in registry.providers if isinstance(p, Targeted))
+def open_workspace(directory: Path) -> Workspace:
+    """Load, validate and wire a directory; every error of the run is raised together (exit 3)."""
+    return _wire(load(directory), expand=True)
+
+
+def _wire(loaded: Loaded, *, expand: bool) -> Workspace:
+    backend = wiring.open_state_backend(loaded.state_url, loaded.workdir)
+    inventory = backend.read()
+    lineage = inventory.lineage if inventory else Inventory.new().lineage
+
+    def registry_for(part_of: str) -> Registry:
+        return wiring.build_registry(loaded, part_of)
+
+    registry = registry_for(lineage)
+    resources = loaded.resources
+    if expand:  # a saved plan holds its documents already expanded
+        resources = wiring.expand(registry, resources, loaded.settings)
+        diagnostics = Diagnostics(find_cycles(resources))
+        diagnostics.raise_if_errors()
+    problems = wiring.unsupported(resources, registry, loaded.environment)
+    problems += dispatch.check(registry, resources)
+    if problems:
+        raise DiagnosticsError(Diagnostics(problems))
+    return Workspace(loaded.workdir, resources, loaded.environment, loaded.settings, backend,
+                     lineage, registry, registry_for)
+
+
+def target_of(ws: Workspace, inventory: Inventory | None) -> Target:
+    endpoint = "; ".join(p.endpoint() for p in ws.registry.providers if isinstance(p, Targeted))
     return Target(runtime=ws.runtime, workdir=str(ws.workdir), state=ws.backend.location,
                   artifacts=ws.artifacts_url, lineage=inventory.lineage if inventory else None,
                   serial=inventory.serial if inventory else None, endpoint=endpoint)
@@ -39,9 +71,10 @@ def target_of(ws: Workspace, inventory: Inventory | None, registry: Registry) ->
 
 def plan_workspace(ws: Workspace, options: PlanOptions) -> Plan:
     inventory = ws.backend.read()
-    registry = ws.registry(part_of=inventory.lineage if inventory else "")
-    return build_plan(resources=ws.resources, registry=registry, inventory=inventory,
-                      target=target_of(ws, inventory, registry), options=options,
+    if inventory is not None:
+        ws.registry_for(inventory.lineage)
+    return build_plan(resources=ws.resources, registry=ws.registry, inventory=inventory,
+                      target=target_of(ws, inventory), options=options,
                       environment=ws.environment)
 
 
@@ -77,16 +110,18 @@ def apply_directory(directory: Path, options: PlanOptions,
 def apply_saved(path: Path, settings: ApplySettings) -> tuple[Plan, Outcome | None]:
     """Apply exactly a saved plan, refusing it (exit 5) if anything moved since it was made."""
     plan = load_planfile(path)
-    ws = from_resources(Path(plan.target.workdir), list(plan.documents), plan.environment)
+    ws = _wire(Loaded(Path(plan.target.workdir), list(plan.documents), plan.environment),
+               expand=False)
     with _locked(ws, "apply", settings.lock_timeout):
         inventory = ws.backend.read()
-        registry = ws.registry(part_of=inventory.lineage if inventory else "")
-        live = read_live(registry, [c.address for c in plan.changes],
-                         inventory.lineage if inventory else "", resources=plan.documents,
-                         entries=inventory.entries if inventory else None)
-        check_fresh(plan, target_of(ws, inventory, registry), inventory, live)
-        fresh = tuple(dataclasses.replace(c, before=before_of(live.get(c.address)))
-                      for c in plan.changes)
+        if inventory is not None:
+            ws.registry_for(inventory.lineage)
+        live = dispatch.read_live(ws.registry, [c.address for c in plan.changes],
+                                  inventory.lineage if inventory else "", resources=plan.documents,
+                                  recorded=recorded_statuses(inventory.entries if inventory else {}))
+        check_fresh(plan, target_of(ws, inventory), inventory, live)
+        # The same objects (their fingerprints matched), with what the provider reads now.
+        fresh = tuple(dataclasses.replace(c, live=live.get(c.address)) for c in plan.changes)
         plan = dataclasses.replace(plan, changes=fresh)
         if settings.show:
             settings.show(plan)
@@ -96,17 +131,15 @@ def apply_saved(path: Path, settings: ApplySettings) -> tuple[Plan, Outcome | No
 
 
 def _execute(ws: Workspace, plan: Plan, settings: ApplySettings) -> Outcome:
-    session = StateSession(ws.backend, ws.backend.read())
+    session = StateSession(ws.backend, ws.backend.read(), lineage=ws.lineage)
     session.ensure_stored()
-    registry = ws.registry(part_of=session.inventory.lineage)
-    executor = Executor(plan, registry, session, parallelism=settings.parallelism,
-                        reporter=settings.reporter)
+    executor = Executor(plan, ws.registry_for(session.inventory.lineage), session,
+                        parallelism=settings.parallelism, reporter=settings.reporter)
     return executor.run()
 
 
 def _provider_of(ws: Workspace, address: Address) -> Provider:
-    inventory = ws.backend.read()
-    provider = ws.registry(part_of=inventory.lineage if inventory else "").for_kind(address.kind)
+    provider = ws.registry.for_kind(address.kind)
     if provider is None:
         raise UsageError(f"no provider runs {address.kind} objects on the {ws.runtime} runtime")
     return provider
@@ -126,3 +159,11 @@ def open_url(directory: Path, address: Address) -> str:
     if not isinstance(provider, Opener):
         raise ProviderError(f"the {provider.name} provider cannot open {address.kind} objects")
     return provider.open_url(address)
+
+
+def inventory_of(directory: Path) -> tuple[Workspace, Inventory | None]:
+    """A workspace and what its state holds (`state list`)."""
+    ws = open_workspace(directory)
+    return ws, ws.backend.read()
+
+

@@ -8,7 +8,7 @@ from typing import Any
 
 from substratus_cli.action import Action, FieldChange
 from substratus_cli.address import Address
-from substratus_cli.provider import LiveObject
+from substratus_cli.provider import LiveObject, Private
 from substratus_cli.resource import Resource
 
 
@@ -36,12 +36,23 @@ class Change:
     reason: str = ""
     field_changes: tuple[FieldChange, ...] = ()
     desired: Resource | None = None
-    before: Mapping[str, Any] | None = None  # live spec and status, None if absent
-    before_fingerprint: str | None = None
+    live: LiveObject | None = None  # as read for the plan, None if absent
     planned_status: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     notes: tuple[str, ...] = ()  # the provider's lines under the change (sizing arithmetic)
+    private: Private = dataclasses.field(default_factory=dict)  # the provider's, for its apply
     # Addresses that must be done first (creates/updates) or after (deletes run in reverse).
     depends_on: tuple[Address, ...] = ()
+
+    @property
+    def before(self) -> dict[str, Any] | None:
+        """The live spec and status, as shown and as Terraform's `change.before`."""
+        if self.live is None:
+            return None
+        return {"spec": dict(self.live.spec), "status": dict(self.live.status)}
+
+    @property
+    def before_fingerprint(self) -> str | None:
+        return self.live.fingerprint if self.live is not None else None
 
     @property
     def replace_paths(self) -> list[str]:
@@ -103,9 +114,3 @@ class Plan:
 
     def change_for(self, address: Address) -> Change | None:
         return next((c for c in self.changes if c.address == address), None)
-
-
-def before_of(live: LiveObject | None) -> dict[str, Any] | None:
-    if live is None:
-        return None
-    return {"spec": dict(live.spec), "status": dict(live.status)}

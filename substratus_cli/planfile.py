@@ -1,8 +1,9 @@
 """Saved plans: `plan --out FILE` writes them, `apply FILE` and `show FILE` read them back.
 
-A saved plan is the JSON plan plus a `substratus` section holding what apply needs: the desired
-documents (secret references, never values), the target it was made for, the inventory serial and
-the live fingerprint of every resource it changes. Apply refuses it when any of those moved.
+A saved plan is its own JSON format (`format_version` 2; `show --json` renders it the way
+`plan --json` does): the desired documents (secret references, never values), the target it was
+made for with the inventory serial, and per change the action, what was read (with its live
+fingerprint) and the provider's private data for apply. Apply refuses it when any of those moved.
 """
 
 from __future__ import annotations
@@ -14,59 +15,63 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from substratus_cli import __version__
 from substratus_cli.action import UNKNOWN, Action, FieldChange
 from substratus_cli.address import Address
 from substratus_cli.exitcodes import StalePlanError, UsageError
 from substratus_cli.plan import Change, Drift, Plan, Target
 from substratus_cli.provider import LiveObject
-from substratus_cli.render.json_plan import plan_to_json
 from substratus_cli.resource import Resource
 from substratus_cli.secrets import redact
 from substratus_cli.state import Inventory
 
 KIND = "substratus-plan"
+FORMAT_VERSION = 2
 _UNKNOWN = {"$unknown": True}
 
 
 def save(plan: Plan, path: Path) -> None:
-    doc = plan_to_json(plan)
-    doc["substratus"] = {
+    doc = {
         "kind": KIND,
+        "format_version": FORMAT_VERSION,
+        "substratus_version": __version__,
         "target": dataclasses.asdict(plan.target),
+        "destroy": plan.destroy,
         "environment": _resource_to_json(plan.environment) if plan.environment else None,
         "documents": [_resource_to_json(r) for r in plan.documents],
-        "changes": [_change_internal(c) for c in plan.changes],
+        "changes": [_change_to_json(c) for c in plan.changes],
+        "drift": [{"address": str(d.address), "reason": d.reason,
+                   "field_changes": [_field_change_to_json(f) for f in d.field_changes]}
+                  for d in plan.drift],
         "refresh": [str(a) for a in plan.refresh],
     }
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False))
+    tmp.write_text(json.dumps(doc, indent=2))
     os.replace(tmp, path)
 
 
 def load(path: Path) -> Plan:
     try:
         doc = json.loads(path.read_text())
-        internal = doc["substratus"]
-        if internal.get("kind") != KIND:
+        if doc.get("kind") != KIND:
             raise KeyError("kind")
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        if doc.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"format_version {doc.get('format_version')}, this substratus reads "
+                             f"{FORMAT_VERSION}")
+        documents = {r.address: r for r in map(_resource_from_json, doc["documents"])}
+        env = doc["environment"]
+        return Plan(
+            target=Target(**doc["target"]),
+            changes=tuple(_change_from_json(c, documents) for c in doc["changes"]),
+            drift=tuple(Drift(Address.parse(d["address"]), d["reason"],
+                              tuple(map(_field_change_from_json, d["field_changes"])))
+                        for d in doc["drift"]),
+            destroy=bool(doc["destroy"]), refresh=tuple(map(Address.parse, doc["refresh"])),
+            environment=_resource_from_json(env) if env else None,
+            documents=tuple(documents.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise UsageError(f"{path} is not a saved substratus plan ({e})",
                          hint="make one with `substratus plan --out FILE`") from None
-    documents = {r.address: r for r in map(_resource_from_json, internal["documents"])}
-    changes = []
-    for public, private in zip(doc["resource_changes"], internal["changes"], strict=True):
-        changes.append(_change_from_json(public, private, documents))
-    # The JSON reads drift from the last apply to live; a Drift holds it the plan's way round.
-    drift = []
-    for d in doc["resource_drift"]:
-        as_read = Drift(Address.parse(d["address"]), d["reason"],
-                        tuple(map(_field_change_from_json, d["field_changes"])))
-        drift.append(dataclasses.replace(as_read, field_changes=as_read.live_changes()))
-    env = internal.get("environment")
-    return Plan(target=Target(**internal["target"]), changes=tuple(changes), drift=tuple(drift),
-                destroy=bool(doc.get("destroy")), refresh=tuple(map(Address.parse, internal["refresh"])),
-                environment=_resource_from_json(env) if env else None,
-                documents=tuple(documents.values()))
 
 
 def check_fresh(plan: Plan, current: Target, inventory: Inventory | None,
@@ -112,32 +117,50 @@ def _resource_from_json(d: Mapping[str, Any]) -> Resource:
                     line=d["source"]["line"], refs=tuple(map(Address.parse, d["refs"])))
 
 
-def _change_internal(c: Change) -> dict[str, Any]:
-    return {"before_fingerprint": c.before_fingerprint,
-            "before": redact(dict(c.before)) if c.before is not None else None,
-            "planned_status": {k: (_UNKNOWN if v is UNKNOWN else v)
-                               for k, v in c.planned_status.items()},
-            "notes": list(c.notes)}
+def _change_to_json(c: Change) -> dict[str, Any]:
+    live = c.live
+    return {
+        "address": str(c.address), "provider": c.provider, "action": c.action.value,
+        "reason": c.reason, "field_changes": [_field_change_to_json(f) for f in c.field_changes],
+        # What the plan read (no private data: apply reads the objects again).
+        "live": None if live is None else {
+            "spec": redact(dict(live.spec)), "status": redact(dict(live.status)),
+            "labels": dict(live.labels), "fingerprint": live.fingerprint},
+        "planned_status": {k: (_UNKNOWN if v is UNKNOWN else v)
+                           for k, v in c.planned_status.items()},
+        "notes": list(c.notes), "private": dict(c.private),
+        "depends_on": [str(d) for d in c.depends_on],
+    }
 
 
-def _change_from_json(public: Mapping[str, Any], private: Mapping[str, Any],
-                      documents: Mapping[Address, Resource]) -> Change:
-    address = Address.parse(public["address"])
-    actions = public["change"]["actions"]
-    action = next(a for a in Action if a.json_actions == actions)
+def _change_from_json(d: Mapping[str, Any], documents: Mapping[Address, Resource]) -> Change:
+    address = Address.parse(d["address"])
+    action = Action(d["action"])
+    live = d["live"]
     return Change(
-        address=address, provider=public["provider_name"], action=action,
-        reason=public["action_reason"],
-        field_changes=tuple(map(_field_change_from_json, public["change"]["field_changes"])),
+        address=address, provider=d["provider"], action=action, reason=d["reason"],
+        field_changes=tuple(map(_field_change_from_json, d["field_changes"])),
         desired=documents.get(address) if action is not Action.DELETE else None,
-        before=private["before"], before_fingerprint=private["before_fingerprint"],
+        live=None if live is None else LiveObject(address, live["spec"], live["status"],
+                                                  live["labels"], live["fingerprint"]),
         planned_status={k: (UNKNOWN if v == _UNKNOWN else v)
-                        for k, v in private["planned_status"].items()},
-        notes=tuple(private.get("notes", ())),
-        depends_on=tuple(map(Address.parse, public["depends_on"])),
+                        for k, v in d["planned_status"].items()},
+        notes=tuple(d["notes"]), private=d["private"],
+        depends_on=tuple(map(Address.parse, d["depends_on"])),
     )
 
 
+def _field_change_to_json(f: FieldChange) -> dict[str, Any]:
+    def value(v: Any) -> Any:
+        return _UNKNOWN if v is UNKNOWN else redact(v)
+
+    return {"path": f.path, "before": value(f.before), "after": value(f.after),
+            "forces_replacement": f.forces_replacement, "sensitive": f.sensitive}
+
+
 def _field_change_from_json(f: Mapping[str, Any]) -> FieldChange:
-    return FieldChange(f["path"], f["before"], UNKNOWN if f.get("after_unknown") else f["after"],
+    def value(v: Any) -> Any:
+        return UNKNOWN if v == _UNKNOWN else v
+
+    return FieldChange(f["path"], value(f["before"]), value(f["after"]),
                        f["forces_replacement"], f["sensitive"])

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from substratus_cli import dispatch
 from substratus_cli.action import Action
 from substratus_cli.address import Address
 from substratus_cli.diff import spec_hash
-from substratus_cli.exitcodes import ProviderError, SubstratusError
+from substratus_cli.exitcodes import SubstratusError
 from substratus_cli.graph import Graph
-from substratus_cli.plan import Change, Drift, Plan, Target, before_of
-from substratus_cli.provider import LiveObject, PlanItem, ReadRequest
+from substratus_cli.plan import Change, Drift, Plan, Target
+from substratus_cli.provider import LiveObject, PlanItem, Registry
 from substratus_cli.resource import Resource
 from substratus_cli.state import Inventory, InventoryEntry
-from substratus_cli.wiring import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,27 +29,6 @@ class UnmanagedObjectError(SubstratusError):
     """Objects exist at declared addresses but substratus (this workspace) does not manage them."""
 
 
-def read_live(registry: Registry, addresses: Iterable[Address], part_of: str, *,
-              resources: Iterable[Resource] = (),
-              entries: Mapping[str, InventoryEntry] | None = None) -> dict[Address, LiveObject]:
-    """One read per kind for all of its addresses (a LIST, not N GETs). `resources` and the
-    inventory `entries` tell a provider where objects live (see ReadRequest)."""
-    declared = {r.address: r for r in resources}
-    recorded = {Address.parse(k): e.status for k, e in (entries or {}).items()}
-    by_kind: dict[str, set[Address]] = defaultdict(set)
-    for a in addresses:
-        by_kind[a.kind].add(a)
-    live: dict[Address, LiveObject] = {}
-    for kind in sorted(by_kind):
-        provider = registry.for_kind(kind)
-        if provider is None:
-            raise ProviderError(f"no provider can read {kind} objects in this environment")
-        response = provider.read(ReadRequest(kind, tuple(sorted(by_kind[kind])), part_of,
-                                             declared, recorded))
-        live.update(response.objects)
-    return live
-
-
 def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: Inventory | None,
                target: Target, options: PlanOptions,
                environment: Resource | None = None) -> Plan:
@@ -57,20 +36,14 @@ def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: 
     entries = inventory.entries if inventory else {}
     declared = {r.address: r for r in resources}
     desired = {} if options.destroy else declared
-    inventoried = {Address.parse(a) for a in entries}
-    live = read_live(registry, (declared.keys() | inventoried), lineage, resources=resources,
-                     entries=entries)
+    inventoried = set(entries)
+    live = dispatch.read_live(registry, (declared.keys() | inventoried), lineage,
+                              resources=resources, recorded=recorded_statuses(entries))
     _refuse_unmanaged(live, lineage, declared)
 
     addresses = sorted(desired.keys() | live.keys())
-    items_by_provider: dict[str, list[PlanItem]] = defaultdict(list)
-    for a in addresses:
-        items_by_provider[_provider_name(registry, a)].append(
-            PlanItem(a, desired.get(a), live.get(a)))
-    planned = {}
-    for provider in registry.providers:
-        for pc in provider.plan(items_by_provider.get(provider.name, [])):
-            planned[pc.address] = pc
+    planned = dispatch.plan(registry, [PlanItem(a, desired.get(a), live.get(a)) for a in addresses],
+                            resources)
 
     deps, recorded = _dependencies(declared if not options.destroy else {}, entries)
     changes: dict[Address, Change] = {}
@@ -82,10 +55,9 @@ def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: 
         if options.destroy and action is Action.DELETE:
             reason = "destroy requested"
         changes[a] = Change(
-            address=a, provider=_provider_name(registry, a), action=action, reason=reason,
-            field_changes=pc.field_changes, desired=desired.get(a), before=before_of(live.get(a)),
-            before_fingerprint=live[a].fingerprint if a in live else None,
-            planned_status=pc.planned_status, notes=pc.notes,
+            address=a, provider=registry[a.kind].name, action=action, reason=reason,
+            field_changes=pc.field_changes, desired=desired.get(a), live=live.get(a),
+            planned_status=pc.planned_status, notes=pc.notes, private=pc.private,
         )
     changes = _with_order(changes, deps, recorded)
     if options.targets:
@@ -98,9 +70,9 @@ def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: 
                 documents=tuple(resources))
 
 
-def _provider_name(registry: Registry, address: Address) -> str:
-    provider = registry.for_kind(address.kind)
-    return provider.name if provider else "?"
+def recorded_statuses(entries: Mapping[Address, InventoryEntry]) -> dict[Address, Mapping[str, Any]]:
+    """The status each address had at its last apply (where a provider finds it, see ReadRequest)."""
+    return {a: e.status for a, e in entries.items()}
 
 
 def _refuse_unmanaged(live: Mapping[Address, LiveObject], lineage: str,
@@ -122,11 +94,11 @@ def _refuse_unmanaged(live: Mapping[Address, LiveObject], lineage: str,
                  "adopts or deletes objects without its ownership labels")
 
 
-def _dependencies(declared: Mapping[Address, Resource], entries: Mapping[str, InventoryEntry],
+def _dependencies(declared: Mapping[Address, Resource], entries: Mapping[Address, InventoryEntry],
                   ) -> tuple[dict[Address, set[Address]], dict[Address, set[Address]]]:
     """(current, recorded): references in the files (else as recorded for what left them), and
     the references recorded at the last apply, which only order deletes."""
-    recorded = {Address.parse(k): {Address.parse(d) for d in e.deps} for k, e in entries.items()}
+    recorded = {a: set(e.deps) for a, e in entries.items()}
     current = dict(recorded)
     for a, r in declared.items():
         current[a] = set(r.refs)
@@ -162,11 +134,11 @@ def _apply_order(changes: Mapping[Address, Change]) -> list[Address]:
 
 
 def _drift(changes: Mapping[Address, Change], live: Mapping[Address, LiveObject],
-           entries: Mapping[str, InventoryEntry],
+           entries: Mapping[Address, InventoryEntry],
            desired: Mapping[Address, Resource]) -> list[Drift]:
     out = []
     for a, c in changes.items():
-        entry = entries.get(str(a))
+        entry = entries.get(a)
         if entry is None or entry.pending is not None:
             continue
         obj = live.get(a)
@@ -183,13 +155,13 @@ def _drift(changes: Mapping[Address, Change], live: Mapping[Address, LiveObject]
 
 
 def _refresh(changes: Mapping[Address, Change], live: Mapping[Address, LiveObject],
-             entries: Mapping[str, InventoryEntry], planned: set[Address]) -> list[Address]:
+             entries: Mapping[Address, InventoryEntry], planned: set[Address]) -> list[Address]:
     """No-op resources whose inventory entry is missing, pending or out of date; vanished entries."""
     out = []
     for a, c in changes.items():
         if c.action is not Action.NOOP:
             continue
-        entry = entries.get(str(a))
+        entry = entries.get(a)
         obj = live.get(a)
         r = c.desired
         if obj is None or r is None:
@@ -197,8 +169,7 @@ def _refresh(changes: Mapping[Address, Change], live: Mapping[Address, LiveObjec
         if (entry is None or entry.pending is not None or entry.fingerprint != obj.fingerprint
                 or entry.spec_hash != spec_hash(r.spec, r.labels)):
             out.append(a)
-    for key in entries:
-        a = Address.parse(key)
+    for a in entries:
         if a not in live and a not in planned:
             out.append(a)
     return sorted(out)

@@ -1,8 +1,9 @@
-"""The provider contract: five batch-shaped verbs over frozen request/response values.
+"""The provider contract (v2): five batch-shaped verbs, one frozen request and response per verb.
 
 A provider owns some kinds on one runtime. The engine never imports a provider's internals; it
-calls these verbs through `wiring.py`. A read that cannot tell whether an object exists raises
-ProviderError; it never answers "absent".
+calls these verbs through a `Registry` that `wiring.py` composes once per run. A read that cannot
+tell whether an object exists raises ProviderError; it never answers "absent". What a provider
+carries from read to plan to apply travels in `private` values the engine never looks into.
 """
 
 from __future__ import annotations
@@ -16,14 +17,19 @@ from typing import Any, Protocol, runtime_checkable
 from substratus_cli.action import Action, FieldChange
 from substratus_cli.address import Address
 from substratus_cli.artifacts import ArtifactStore
-from substratus_cli.diagnostics import Diagnostic
-from substratus_cli.exitcodes import ProviderError
+from substratus_cli.config.schema import EnvironmentSpec
+from substratus_cli.diagnostics import Severity
+from substratus_cli.exitcodes import ProviderError, SubstratusError
 from substratus_cli.resource import Resource
 
 # Labels every object substratus creates carries (ApplySet style): never adopt or delete without them.
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "substratus"
 PART_OF_LABEL = "substratus.ai/part-of"
+
+# What a provider hands itself from one verb to the next: JSON values only (a saved plan keeps a
+# PlannedChange's), opaque to the engine.
+Private = Mapping[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +43,8 @@ class LiveObject:
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Changes whenever anyone writes the object (uid + version, resourceVersion, generation).
     fingerprint: str = ""
+    # The provider's own view of the object (the raw API objects), for its plan and apply.
+    private: Private = dataclasses.field(default_factory=dict)
 
     @property
     def owner(self) -> str | None:
@@ -44,6 +52,23 @@ class LiveObject:
         if self.labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
             return None
         return self.labels.get(PART_OF_LABEL)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProviderDiagnostic:
+    """A problem a provider found. It names the address and the field path; the engine, which
+    holds the files, places it at file:line. `path` None: not about a place in the files."""
+
+    summary: str
+    detail: str = ""
+    address: Address | None = None
+    path: str | None = None
+    severity: Severity = Severity.ERROR
+
+    @classmethod
+    def of(cls, error: SubstratusError, address: Address | None = None,
+           path: str | None = None) -> ProviderDiagnostic:
+        return cls(error.message, error.hint or "", address, path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +103,22 @@ class ProviderContext:
         return self.open_artifacts()
 
 
+# -- check ------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class CheckRequest:
+    resources: tuple[Resource, ...]  # this provider's kinds only
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResponse:
+    """What cannot run here (a kind on this runtime, an unsupported source), each with its field."""
+
+    diagnostics: tuple[ProviderDiagnostic, ...] = ()
+
+
+# -- read -------------------------------------------------------------------------------------
+
 @dataclasses.dataclass(frozen=True)
 class ReadRequest:
     kind: str
@@ -97,11 +138,41 @@ class ReadResponse:
     requests: int = 1  # API requests spent (benchmarks report it)
 
 
+# -- plan -------------------------------------------------------------------------------------
+
 @dataclasses.dataclass(frozen=True)
 class PlanItem:
     address: Address
     desired: Resource | None  # None: the object should not exist
     live: LiveObject | None
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanRequest:
+    items: tuple[PlanItem, ...]  # this provider's addresses, desired or live
+    # Every resource of the workspace (any kind): what a plan may size against (declared pools).
+    resources: tuple[Resource, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedChange:
+    address: Address
+    action: Action
+    reason: str = ""
+    field_changes: tuple[FieldChange, ...] = ()
+    # Outputs shown to the user ahead of apply (a path snapshot's digest), or UNKNOWN.
+    planned_status: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # Lines printed under the change, e.g. the GPU sizing arithmetic.
+    notes: tuple[str, ...] = ()
+    # What apply must render again exactly as planned (versions, chosen GPU); saved with a plan.
+    private: Private = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanResponse:
+    changes: tuple[PlannedChange, ...]  # exactly one per item
+    # An error here fails the plan, placed at the resource's file:line.
+    diagnostics: tuple[ProviderDiagnostic, ...] = ()
 
 
 def in_dependency_order(items: Sequence[PlanItem], kind_order: Sequence[str]) -> list[PlanItem]:
@@ -118,25 +189,16 @@ def in_dependency_order(items: Sequence[PlanItem], kind_order: Sequence[str]) ->
     return sorted(items, key=lambda i: (rank.get(i.address.kind, len(rank)), position[i.address]))
 
 
-@dataclasses.dataclass(frozen=True)
-class PlannedChange:
-    address: Address
-    action: Action
-    reason: str = ""
-    field_changes: tuple[FieldChange, ...] = ()
-    # Outputs the provider can compute ahead of apply (a path snapshot's digest) or UNKNOWN.
-    planned_status: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    # Lines printed under the change, e.g. the GPU sizing arithmetic.
-    notes: tuple[str, ...] = ()
-
+# -- apply ------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
 class ApplyRequest:
     address: Address
     action: Action
     desired: Resource | None
-    live: LiveObject | None
+    live: LiveObject | None  # as read for the plan (or, for a saved plan, just before apply)
     planned_status: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    private: Private = dataclasses.field(default_factory=dict)  # the PlannedChange's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,11 +206,29 @@ class ApplyResponse:
     # The object after the change (None after a delete). A failed apply still returns the most
     # recent live object it knows of, so the inventory and the next plan converge.
     live: LiveObject | None
-    error: str | None = None
+    diagnostics: tuple[ProviderDiagnostic, ...] = ()  # an error: the step failed
+
+    @classmethod
+    def failed(cls, live: LiveObject | None, error: SubstratusError,
+               path: str | None = None) -> ApplyResponse:
+        return cls(live, (ProviderDiagnostic.of(error, live.address if live else None, path),))
+
+    @property
+    def errors(self) -> list[ProviderDiagnostic]:
+        return [d for d in self.diagnostics if d.severity is Severity.ERROR]
+
+
+# -- ready ------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ReadyRequest:
+    live: LiveObject  # as apply returned it, private included
 
 
 @dataclasses.dataclass(frozen=True)
 class Readiness:
+    """The answer to a ReadyRequest: ready, still coming (asked again), or failed for good."""
+
     ready: bool
     failed: bool = False
     message: str = ""
@@ -159,21 +239,35 @@ class Provider(Protocol):
     name: str
     kinds: frozenset[str]
 
-    def check(self, resources: Sequence[Resource]) -> Sequence[Diagnostic]:
-        """Refuse what this provider cannot run (kind on this runtime, unsupported source)."""
-        ...
+    def check(self, request: CheckRequest) -> CheckResponse: ...
 
     def read(self, request: ReadRequest) -> ReadResponse: ...
 
-    def plan(self, items: Sequence[PlanItem]) -> Sequence[PlannedChange]: ...
+    def plan(self, request: PlanRequest) -> PlanResponse: ...
 
     def apply(self, request: ApplyRequest) -> ApplyResponse: ...
 
-    def ready(self, live: LiveObject) -> Readiness: ...
+    def ready(self, request: ReadyRequest) -> Readiness: ...
 
 
-# Optional capabilities: a provider has them when it implements the method (checked with isinstance).
+class Registry:
+    """kind -> provider, for one run of one workspace (built once by wiring)."""
 
+    def __init__(self, providers: Sequence[Provider]) -> None:
+        self.providers = list(providers)
+        self._by_kind = {k: p for p in providers for k in p.kinds}
+
+    def for_kind(self, kind: str) -> Provider | None:
+        return self._by_kind.get(kind)
+
+    def __getitem__(self, kind: str) -> Provider:
+        provider = self._by_kind.get(kind)
+        if provider is None:
+            raise ProviderError(f"no provider can run {kind} objects in this environment")
+        return provider
+
+
+# -- optional capabilities: a provider has one when it implements the method (isinstance) -----
 
 @runtime_checkable
 class LogSource(Protocol):
@@ -195,4 +289,13 @@ class Targeted(Protocol):
     def endpoint(self) -> str:
         """What this provider runs against (API server URL and cluster id): a saved plan made
         against another endpoint is refused. Reaching it may fail with ProviderError."""
+        ...
+
+
+@runtime_checkable
+class Expander(Protocol):
+    def expand(self, resources: Sequence[Resource],
+               environment: EnvironmentSpec) -> Sequence[Resource]:
+        """The resources the files declare plus those they imply (a GPU node pool for a sized
+        workload), with the reference edges to them. Called once when a workspace is opened."""
         ...

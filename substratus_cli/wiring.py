@@ -3,34 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from substratus_cli.artifacts import ArtifactStore, open_store
+from substratus_cli.config.schema import EnvironmentSpec
 from substratus_cli.diagnostics import Diagnostic, Subject
 from substratus_cli.exitcodes import UsageError
-from substratus_cli.provider import Provider, ProviderContext
+from substratus_cli.provider import Expander, Provider, ProviderContext, Registry
 from substratus_cli.resource import Resource
+from substratus_cli.secrets import resolve_from_environ
 from substratus_cli.state import StateBackend, open_backend
+from substratus_cli.workspace import DATA_DIR, Loaded
 
 if TYPE_CHECKING:
     from substratus_providers.gcp.provider import GCPProvider
-
-INFRA_KINDS = ("Cluster", "NodePool", "Bucket")
-ML_KINDS = ("Dataset", "Model", "ModelServer", "Notebook")
-
-
-class Registry:
-    """kind -> provider, for one workspace."""
-
-    def __init__(self, providers: Sequence[Provider]) -> None:
-        self.providers = list(providers)
-        self._by_kind = {k: p for p in providers for k in p.kinds}
-
-    def for_kind(self, kind: str) -> Provider | None:
-        return self._by_kind.get(kind)
-
 
 def open_state_backend(url: str, base: Path) -> StateBackend:
     """file:// from the core; gs:// from the gcp provider (google-cloud-storage)."""
@@ -56,21 +44,27 @@ def open_artifact_store(url: str, base: Path) -> ArtifactStore:
     return GCSArtifactStore(url)
 
 
-def build_registry(settings: Mapping[str, Any], context: ProviderContext,
-                   resources: Sequence[Resource] = ()) -> Registry:
-    runtime = settings.get("runtime", "local")
+def build_registry(loaded: Loaded, part_of: str) -> Registry:
+    """The providers of one run: the runtime's for the ML kinds, gcp's for the infrastructure."""
+    settings = loaded.settings
+    context = ProviderContext(
+        workdir=loaded.workdir, data_dir=loaded.workdir / DATA_DIR, part_of=part_of,
+        artifacts_url=loaded.artifacts_url,
+        settings=dict(loaded.environment.spec) if loaded.environment else {},
+        resolve_secret=resolve_from_environ,
+        open_artifacts=lambda: open_artifact_store(loaded.artifacts_url, loaded.workdir))
     gcp = _gcp_provider(context)
     providers: list[Provider] = []
-    cluster = _named_cluster(settings, resources)
+    cluster = _named_cluster(settings, loaded.resources)
     if cluster is not None:
         # The kubernetes runtime reaches the cluster a Cluster resource makes (endpoint, CA,
         # an ADC token), not a kubeconfig context.
         context = dataclasses.replace(context, cluster_access=lambda: gcp.cluster_access(cluster))
-    if runtime == "local":
+    if settings.runtime == "local":
         from substratus_providers.local import LocalProvider
 
         providers.append(LocalProvider(context))
-    elif runtime == "kubernetes":
+    else:
         try:
             from substratus_providers.kubernetes.provider import KubernetesProvider
         except ImportError as e:
@@ -81,21 +75,22 @@ def build_registry(settings: Mapping[str, Any], context: ProviderContext,
     return Registry(providers)
 
 
-def with_derived_resources(resources: Sequence[Resource],
-                           environment: Resource | None) -> list[Resource]:
-    """The resources the files declare, plus what they imply: GPU node pools sized for the
-    workloads on a GKE Cluster this workspace makes (the gcp provider decides which)."""
-    if not any(r.kind == "Cluster" for r in resources):
-        return list(resources)
-    from substratus_providers.gcp.gpu_pools import with_gpu_pools
+def expand(registry: Registry, resources: Sequence[Resource],
+           environment: EnvironmentSpec) -> list[Resource]:
+    """The resources the files declare, plus what the providers derive from them."""
+    out = list(resources)
+    for provider in registry.providers:
+        if isinstance(provider, Expander):
+            out = list(provider.expand(out, environment))
+    return out
 
-    return with_gpu_pools(resources, environment)
 
-
-def _named_cluster(settings: Mapping[str, Any], resources: Sequence[Resource]) -> Resource | None:
-    name = ((settings.get("kubernetes") or {}).get("cluster") or {}).get("name")
-    return next((r for r in resources if r.kind == "Cluster" and r.name == name), None) \
-        if name else None
+def _named_cluster(settings: EnvironmentSpec, resources: Sequence[Resource]) -> Resource | None:
+    kubernetes = settings.kubernetes
+    if kubernetes is None or kubernetes.cluster is None:
+        return None
+    name = kubernetes.cluster.name
+    return next((r for r in resources if r.kind == "Cluster" and r.name == name), None)
 
 
 def _gcp_provider(context: ProviderContext) -> GCPProvider:

@@ -1,46 +1,69 @@
-"""A workspace: the resource files of one directory, their Environment, state backend and providers."""
+"""A workspace: the resource files of one directory, their Environment, state backend and the
+providers of this run (composed once by `operations` through `wiring`)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from substratus_cli.config import load_directory
-from substratus_cli.diagnostics import Diagnostics, DiagnosticsError
-from substratus_cli.graph import find_cycles
-from substratus_cli.provider import ProviderContext
+from substratus_cli.config.schema import EnvironmentSpec
+from substratus_cli.diagnostics import Diagnostics
+from substratus_cli.provider import Registry
 from substratus_cli.resource import Resource
-from substratus_cli.secrets import resolve_from_environ
 from substratus_cli.state import StateBackend
-from substratus_cli.wiring import (
-    Registry,
-    build_registry,
-    open_artifact_store,
-    open_state_backend,
-    unsupported,
-    with_derived_resources,
-)
 
 DATA_DIR = ".substratus"
 DEFAULT_STATE = f"file://{DATA_DIR}/state"
 DEFAULT_ARTIFACTS = f"file://{DATA_DIR}/artifacts"
 
 
-@dataclasses.dataclass
-class Workspace:
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """Validated resource files: every error of the run was raised together (exit 3) before."""
+
     workdir: Path
     resources: list[Resource]
     environment: Resource | None
-    backend: StateBackend
 
     @property
-    def settings(self) -> dict[str, Any]:
-        return dict(self.environment.spec) if self.environment else {}
+    def settings(self) -> EnvironmentSpec:
+        spec = self.environment.spec if self.environment else {}
+        return EnvironmentSpec.model_validate(dict(spec))
+
+    @property
+    def state_url(self) -> str:
+        return self.settings.state or DEFAULT_STATE
+
+    @property
+    def artifacts_url(self) -> str:
+        return self.settings.artifacts or DEFAULT_ARTIFACTS
+
+
+def load(directory: Path) -> Loaded:
+    workdir = directory.resolve()
+    result = load_directory(workdir)
+    Diagnostics(result.diagnostics).raise_if_errors()
+    return Loaded(workdir, result.resources, result.environment)
+
+
+@dataclasses.dataclass
+class Workspace:
+    workdir: Path
+    resources: list[Resource]  # declared, plus what providers derive from them
+    environment: Resource | None
+    settings: EnvironmentSpec
+    backend: StateBackend
+    # The lineage the providers were built for: the inventory's, or the id a first apply gives it.
+    lineage: str
+    registry: Registry
+    # Providers for another lineage (state created by someone else since this run began).
+    rewire: Callable[[str], Registry]
 
     @property
     def runtime(self) -> str:
-        return str(self.settings.get("runtime", "local"))
+        return self.settings.runtime
 
     @property
     def data_dir(self) -> Path:
@@ -48,39 +71,9 @@ class Workspace:
 
     @property
     def artifacts_url(self) -> str:
-        return str(self.settings.get("artifacts", DEFAULT_ARTIFACTS))
+        return self.settings.artifacts or DEFAULT_ARTIFACTS
 
-    def registry(self, part_of: str) -> Registry:
-        context = ProviderContext(
-            workdir=self.workdir, data_dir=self.data_dir, part_of=part_of,
-            artifacts_url=self.artifacts_url, settings=self.settings,
-            resolve_secret=resolve_from_environ,
-            open_artifacts=lambda: open_artifact_store(self.artifacts_url, self.workdir),
-        )
-        return build_registry(self.settings, context, self.resources)
-
-
-def open_workspace(directory: Path) -> Workspace:
-    """Load and validate a directory; every error of the run is raised together (exit 3)."""
-    workdir = directory.resolve()
-    result = load_directory(workdir)
-    diagnostics = Diagnostics(result.diagnostics)
-    diagnostics.raise_if_errors()
-    resources = with_derived_resources(result.resources, result.environment)
-    diagnostics.extend(find_cycles(resources))
-    diagnostics.raise_if_errors()
-    return from_resources(workdir, resources, result.environment)
-
-
-def from_resources(workdir: Path, resources: list[Resource],
-                   environment: Resource | None) -> Workspace:
-    settings = dict(environment.spec) if environment else {}
-    backend = open_state_backend(str(settings.get("state", DEFAULT_STATE)), workdir)
-    ws = Workspace(workdir, resources, environment, backend)
-    registry = ws.registry(part_of="")
-    problems = unsupported(resources, registry, environment)
-    for provider in registry.providers:
-        problems.extend(provider.check([r for r in resources if r.kind in provider.kinds]))
-    if problems:
-        raise DiagnosticsError(Diagnostics(problems))
-    return ws
+    def registry_for(self, lineage: str) -> Registry:
+        if lineage != self.lineage:
+            self.lineage, self.registry = lineage, self.rewire(lineage)
+        return self.registry

@@ -38,10 +38,8 @@ SHORT = {"nvidia-tesla-t4": "t4", "nvidia-l4": "l4", "nvidia-tesla-a100": "a100"
          "nvidia-a100-80gb": "a100-80gb", "nvidia-h100-80gb": "h100"}
 
 
-def with_gpu_pools(resources: Sequence[Resource], environment: Resource | None) -> list[Resource]:
-    """`resources`, plus the NodePools the workloads need and the edges to them."""
-    cluster_name = (((environment.spec.get("kubernetes") or {}).get("cluster") or {}).get("name")
-                    if environment is not None else None)
+def with_gpu_pools(resources: Sequence[Resource], cluster_name: str) -> list[Resource]:
+    """`resources`, plus the NodePools the workloads on `cluster_name` need and the edges to them."""
     cluster = next((r for r in resources if r.kind == "Cluster" and r.name == cluster_name), None)
     if cluster is None:
         return list(resources)

@@ -81,22 +81,27 @@ def plan(item: PlanItem, place: ClusterPlace | None) -> PlannedChange:
         return PlannedChange(a, Action.DELETE, "not in the resource files")
     assert place is not None, f"{a} without its cluster's place"
     status = {"cluster": place.path}
+
+    def planned(action: Action, reason: str = "",
+                changes: tuple[FieldChange, ...] = ()) -> PlannedChange:
+        # The cluster is shown, and apply creates the pool there whatever the files say by then.
+        return PlannedChange(a, action, reason, changes, status, private=status)
+
     if live is None:
-        return PlannedChange(a, Action.CREATE, planned_status=status)
+        return planned(Action.CREATE)
     if live.status.get("state") == "ERROR":
-        return PlannedChange(a, Action.REPLACE, f"GKE reports it failed: "
-                             f"{live.status.get('message') or 'status ERROR'}",
-                             planned_status=status)
+        return planned(Action.REPLACE,
+                       f"GKE reports it failed: {live.status.get('message') or 'status ERROR'}")
     changes = list(field_changes(live.spec, wanted(r, live.spec), forces_replacement=_replaced))
     was = ClusterPlace.parse(str(live.status.get("cluster", "")))
     if was is not None and was != place and was.name == place.name:
         changes.append(FieldChange("spec.cluster", str(was), str(place), forces_replacement=True))
     if not changes:
-        return PlannedChange(a, Action.NOOP, planned_status=status)
+        return planned(Action.NOOP)
     if any(c.forces_replacement for c in changes):
-        return PlannedChange(a, Action.REPLACE, "GKE cannot change a node pool's accelerator, "
-                             "spot or cluster", tuple(changes), status)
-    return PlannedChange(a, Action.UPDATE, "", tuple(changes), status)
+        return planned(Action.REPLACE, "GKE cannot change a node pool's accelerator, spot or "
+                       "cluster", tuple(changes))
+    return planned(Action.UPDATE, "", tuple(changes))
 
 
 class NodePools:
@@ -140,7 +145,7 @@ class NodePools:
             if request.action is Action.DELETE:
                 return None
         assert r is not None, f"{request.action} of {a} without a resource"
-        place = ClusterPlace.parse(str(request.planned_status.get("cluster", "")))
+        place = ClusterPlace.parse(str(request.private.get("cluster", "")))
         assert place is not None, f"{a}: the plan holds no cluster for it"
         if request.action is Action.UPDATE:
             return self._update(a, r, place)

@@ -18,19 +18,22 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from substratus_cli.address import Address
-from substratus_cli.diagnostics import Diagnostic, Subject
+from substratus_cli.config.schema import EnvironmentSpec
 from substratus_cli.exitcodes import ProviderError, SubstratusError, UsageError
 from substratus_cli.provider import (
     ApplyRequest,
     ApplyResponse,
+    CheckRequest,
+    CheckResponse,
     ClusterAccess,
-    LiveObject,
-    PlanItem,
-    PlannedChange,
+    PlanRequest,
+    PlanResponse,
     ProviderContext,
+    ProviderDiagnostic,
     Readiness,
     ReadRequest,
     ReadResponse,
+    ReadyRequest,
 )
 from substratus_cli.resource import Resource
 from substratus_providers.gcp.ownership import label_problems
@@ -121,29 +124,35 @@ class GCPProvider:
 
     # -- the contract --------------------------------------------------------------------------
 
-    def check(self, resources: Sequence[Resource]) -> Sequence[Diagnostic]:
+    def expand(self, resources: Sequence[Resource],
+               environment: EnvironmentSpec) -> list[Resource]:
+        from substratus_providers.gcp.expand import expand
+
+        return expand(resources, environment)
+
+    def check(self, request: CheckRequest) -> CheckResponse:
+        resources = request.resources
         out = [*_missing_libraries(resources), *_duplicates(resources)]
         for r in resources:
-            name = Subject(r.file, r.line_of("metadata.name"), "metadata.name")
-            labels = Subject(r.file, r.line_of("metadata.labels"), "metadata.labels")
+            name, labels = "metadata.name", "metadata.labels"
             if r.kind in ("Cluster", "NodePool") and not _GKE_NAME.fullmatch(r.name):
-                out.append(Diagnostic(
+                out.append(ProviderDiagnostic(
                     f"{r.kind} {r.name!r}: GKE names are at most 40 lowercase letters, digits "
-                    "and '-', starting with a letter", "", name))
+                    "and '-', starting with a letter", "", r.address, name))
             if r.kind in ("Cluster", "NodePool") and r.labels:
-                out.append(Diagnostic(
+                out.append(ProviderDiagnostic(
                     f"{r.kind} {r.name!r}: labels on GKE clusters and node pools are not built "
                     "yet", "remove metadata.labels (GKE resources carry only substratus's "
-                    "ownership labels for now)", labels))
+                    "ownership labels for now)", r.address, labels))
             if r.kind == "Bucket":
                 if r.name.startswith("goog") or "google" in r.name or len(r.name) < 3:
-                    out.append(Diagnostic(
+                    out.append(ProviderDiagnostic(
                         f"Bucket {r.name!r}: not a Cloud Storage bucket name",
                         "bucket names have 3 to 63 characters and neither start with \"goog\" "
-                        "nor contain \"google\"", name))
-                out += [Diagnostic(f"Bucket {r.name!r}: {p}", "", labels)
+                        "nor contain \"google\"", r.address, name))
+                out += [ProviderDiagnostic(f"Bucket {r.name!r}: {p}", "", r.address, labels)
                         for p in label_problems(r.labels)]
-        return out
+        return CheckResponse(tuple(out))
 
     def read(self, request: ReadRequest) -> ReadResponse:
         # GKE names a cluster by project and location: the files say where each one should be,
@@ -154,9 +163,8 @@ class GCPProvider:
                                                               places)
         return ReadResponse(objects, requests=requests)
 
-    def plan(self, items: Sequence[PlanItem]) -> Sequence[PlannedChange]:
-        if not items:  # the planner asks every provider; a workspace without GCP kinds costs nothing
-            return []
+    def plan(self, request: PlanRequest) -> PlanResponse:
+        items = request.items
         from substratus_providers.gcp import buckets, clusters, nodepools
 
         # A node pool goes where its cluster's resource file puts the cluster.
@@ -172,18 +180,18 @@ class GCPProvider:
                 out.append(nodepools.plan(item, place))
             else:
                 out.append(buckets.plan(item))
-        return out
+        return PlanResponse(tuple(out))
 
     def apply(self, request: ApplyRequest) -> ApplyResponse:
         try:
             return ApplyResponse(self._handler(request.address.kind).apply(request))
         except SubstratusError as e:
-            r = request.desired
-            where = f"{r.file}:{r.line}: " if r is not None and r.file else ""
-            hint = f" ({e.hint})" if e.hint else ""
-            return ApplyResponse(request.live, error=f"{where}{e.message}{hint}")
+            # Placed at the resource's file:line: GKE's answers name only the cluster or pool.
+            return ApplyResponse(request.live,
+                                 (ProviderDiagnostic.of(e, request.address, path=""),))
 
-    def ready(self, live: LiveObject) -> Readiness:
+    def ready(self, request: ReadyRequest) -> Readiness:
+        live = request.live
         try:
             answer: Readiness = self._handler(live.address.kind).ready(live)
         except SubstratusError as e:
@@ -204,7 +212,7 @@ def poll_seconds() -> float:
     return value
 
 
-def _missing_libraries(resources: Sequence[Resource]) -> list[Diagnostic]:
+def _missing_libraries(resources: Sequence[Resource]) -> list[ProviderDiagnostic]:
     out = []
     for r in resources:
         module, package = _LIBRARIES[r.kind]
@@ -213,12 +221,13 @@ def _missing_libraries(resources: Sequence[Resource]) -> list[Diagnostic]:
         except ModuleNotFoundError:
             found = False
         if not found:
-            out.append(Diagnostic(f"{r.kind} {r.name!r} needs {package}, which is not installed",
-                                  "pip install 'substratus[gcp]'", Subject(r.file, r.line, "kind")))
+            out.append(ProviderDiagnostic(
+                f"{r.kind} {r.name!r} needs {package}, which is not installed",
+                "pip install 'substratus[gcp]'", r.address, "kind"))
     return out
 
 
-def _duplicates(resources: Sequence[Resource]) -> list[Diagnostic]:
+def _duplicates(resources: Sequence[Resource]) -> list[ProviderDiagnostic]:
     """Two resources that would be one GKE cluster (namespaces do not separate them) or one
     bucket (bucket names are global)."""
     seen: dict[Any, list[Resource]] = defaultdict(list)
@@ -231,10 +240,10 @@ def _duplicates(resources: Sequence[Resource]) -> list[Diagnostic]:
     for (kind, what), rs in seen.items():
         first = rs[0]
         for other in rs[1:]:
-            out.append(Diagnostic(
+            out.append(ProviderDiagnostic(
                 f"{kind} {other.address} is the same {'GKE cluster' if kind == 'Cluster' else 'bucket'} "
                 f"({what}) as {first.address} at {first.file}:{first.line}",
-                "rename one of them", Subject(other.file, other.line, "metadata.name")))
+                "rename one of them", other.address, "metadata.name"))
     return out
 
 

@@ -40,6 +40,7 @@ class Cluster:
 
 @dataclasses.dataclass(frozen=True)
 class Desired:
+    planned: Planned
     version: str
     artifact: str | None  # the ref URL this resource's artifact is published at
     digest: str | None  # a path source's snapshot digest, known at plan time
@@ -108,7 +109,7 @@ def desired(resource: Resource, cluster: Cluster, store: ArtifactStore,
 
 @dataclasses.dataclass(frozen=True)
 class Planned:
-    """The outputs of planning that apply renders from again (kept in the plan's status)."""
+    """The outputs of planning that apply renders from again (the plan's private data)."""
 
     version: str
     artifact: str | None
@@ -116,10 +117,13 @@ class Planned:
     digest: str | None
     gpu: Mapping[str, Any] | None  # {"type", "count"}: chosen at plan time, so apply keeps it
 
+    def to_private(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
     @classmethod
-    def from_status(cls, status: Mapping[str, Any]) -> Planned:
-        return cls(str(status["version"]), status.get("artifact"), dict(status.get("inputs") or {}),
-                   status.get("digest"), status.get("gpu"))
+    def from_private(cls, private: Mapping[str, Any]) -> Planned:
+        return cls(str(private["version"]), private.get("artifact"),
+                   dict(private.get("inputs") or {}), private.get("digest"), private.get("gpu"))
 
 
 def build(resource: Resource, cluster: Cluster, planned: Planned, note: str = "") -> Desired:
@@ -127,6 +131,6 @@ def build(resource: Resource, cluster: Cluster, planned: Planned, note: str = ""
                         registry=cluster.registry, image_tag=cluster.image_tag,
                         inputs=planned.inputs, artifacts=planned.artifact, gpu=planned.gpu,
                         version=planned.version, digest=planned.digest)
-    return Desired(planned.version, planned.artifact,
+    return Desired(planned, planned.version, planned.artifact,
                    planned.digest if uploads(resource) else None, planned.inputs, planned.gpu,
                    render(resource, ctx), note)

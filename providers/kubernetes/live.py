@@ -91,7 +91,13 @@ def live_object(address: Address, objects: Mapping[str, Obj]) -> LiveObject:
         status["endpoint"] = (f"http://{service['name']}.{address.namespace}.svc.cluster.local"
                               f":{SERVER_PORT}")
     return LiveObject(address, {k: normalize(objects[k]) for k in order}, status,
-                      dict(meta.get("labels") or {}), ";".join(parts))
+                      dict(meta.get("labels") or {}), ";".join(parts),
+                      private={"objects": {k: objects[k] for k in order}})
+
+
+def objects_of(live: LiveObject | None) -> dict[str, Obj]:
+    """The API objects a live object was read from, by object kind (its first is the primary)."""
+    return dict(live.private.get("objects") or {}) if live is not None else {}
 
 
 def _containers(obj: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:

@@ -18,21 +18,26 @@ from typing import Any
 
 from substratus_cli import __version__
 from substratus_cli.action import Action, FieldChange
-from substratus_cli.address import Address
+from substratus_cli.address import ML_KINDS, Address
 from substratus_cli.artifacts import ArtifactStore, StatCache, snapshot_tree
-from substratus_cli.diagnostics import Diagnostic, Subject
 from substratus_cli.diff import field_changes, spec_hash
 from substratus_cli.exitcodes import ProviderError, SubstratusError
 from substratus_cli.provider import (
     ApplyRequest,
     ApplyResponse,
+    CheckRequest,
+    CheckResponse,
     LiveObject,
     PlanItem,
     PlannedChange,
+    PlanRequest,
+    PlanResponse,
     ProviderContext,
+    ProviderDiagnostic,
     Readiness,
     ReadRequest,
     ReadResponse,
+    ReadyRequest,
     in_dependency_order,
 )
 from substratus_cli.resource import Resource
@@ -51,12 +56,12 @@ from substratus_providers.kubernetes.desired import (
 )
 from substratus_providers.kubernetes.gpus import catalogued, offered
 from substratus_providers.kubernetes.live import (
-    OBJECT_KINDS,
     Obj,
     get_any,
     key,
     list_owned,
     live_object,
+    objects_of,
 )
 from substratus_providers.kubernetes.manifests import (
     KIND_LABEL,
@@ -73,7 +78,6 @@ from substratus_providers.kubernetes.manifests import (
 from substratus_providers.kubernetes.normalize import normalize
 from substratus_providers.kubernetes.pods import user_env
 
-KIND_ORDER = ("Dataset", "Model", "ModelServer", "Notebook")
 DELETE_WAIT_SECONDS = 120.0
 # Annotations that say which spec and version an object was written for: they change with
 # every change, and the change itself is what a plan shows.
@@ -82,7 +86,7 @@ QUIET_PATHS = (f"metadata.annotations.{SPEC_HASH}",)
 
 class KubernetesProvider:
     name = "kubernetes"
-    kinds = frozenset(KIND_ORDER)
+    kinds = frozenset(ML_KINDS)
 
     def __init__(self, context: ProviderContext, client: Client | None = None) -> None:
         self.context = context
@@ -91,11 +95,8 @@ class KubernetesProvider:
         self.namespace: str = settings.get("namespace") or "default"
         self._client = client
         self._lock = threading.Lock()
-        self._raw: dict[Address, dict[str, Obj]] = {}
-        self._cluster: Cluster | None = None
         self._store: ArtifactStore | None = None
         self._namespaces: set[str] = set()
-        self._declared_gpus: dict[str, int] = {}
 
     # -- connections, made on first use ------------------------------------------------------
 
@@ -127,24 +128,23 @@ class KubernetesProvider:
                 self._store = self.context.artifact_store()
             return self._store
 
-    def cluster(self) -> Cluster:
-        """The GPU types the cluster's nodes offer (one LIST of Nodes), and the workspace."""
-        if self._cluster is None:
+    def cluster(self, resources: Sequence[Resource] = ()) -> Cluster:
+        """The workspace, and the GPU types the cluster's nodes offer (one LIST of Nodes) and the
+        NodePools among `resources` will; with no resources (apply), the workspace only."""
+        per_node: dict[str, int] = {}
+        if resources:
             client = self._connect()
             # A cluster still to be created offers no GPU yet.
             nodes = client.list("v1", "Node")[0] if client is not None else []
             # What the nodes offer, and what declared node pools will (scaled to zero, or not
             # created yet): a workload sized for such a pool is scheduled when a node comes.
-            per_node = {**self._declared_gpus}
+            per_node = declared_gpus(resources)
             for kind, count in offered(nodes).items():
                 per_node[kind] = max(count, per_node.get(kind, 0))
-            accelerators, _ = catalogued(per_node)
-            self._cluster = Cluster(part_of=self.context.part_of,
-                                    registry=str(self.context.settings.get("registry")
-                                                 or "substratus"),
-                                    image_tag=__version__, accelerators=accelerators,
-                                    per_node=per_node)
-        return self._cluster
+        accelerators, _ = catalogued(per_node)
+        return Cluster(part_of=self.context.part_of,
+                       registry=str(self.context.settings.get("registry") or "substratus"),
+                       image_tag=__version__, accelerators=accelerators, per_node=per_node)
 
     def endpoint(self) -> str:
         client = self._connect()
@@ -155,25 +155,24 @@ class KubernetesProvider:
 
     # -- check ---------------------------------------------------------------------------------
 
-    def check(self, resources: Sequence[Resource]) -> Sequence[Diagnostic]:
+    def check(self, request: CheckRequest) -> CheckResponse:
         out = []
-        for r in resources:
+        for r in request.resources:
             if r.spec.get("build"):
-                out.append(Diagnostic(
+                out.append(ProviderDiagnostic(
                     f"{r.kind} {r.name!r}: image builds are not built yet on the kubernetes runtime",
                     "build and push the image yourself and give it as spec.image",
-                    Subject(r.file, r.line_of("spec.build"), "spec.build")))
+                    r.address, "spec.build"))
             try:
                 user_env(r.spec.get("env") or {})
             except ValueError as e:
-                out.append(Diagnostic(f"{r.kind} {r.name!r}: {e}", "",
-                                      Subject(r.file, r.line_of("spec.env"), "spec.env")))
-        return out
+                out.append(ProviderDiagnostic(f"{r.kind} {r.name!r}: {e}", "", r.address,
+                                              "spec.env"))
+        return CheckResponse(tuple(out))
 
     # -- read ----------------------------------------------------------------------------------
 
     def read(self, request: ReadRequest) -> ReadResponse:
-        self._declared_gpus = declared_gpus(request.resources.values())
         if self._connect() is None:
             return ReadResponse({}, requests=0)  # nothing can run on a cluster not made yet
         before = self.client.requests
@@ -184,19 +183,20 @@ class KubernetesProvider:
         for a in request.addresses:
             if a not in found and (others := get_any(self.client, a)):
                 found[a] = others
-        self._raw.update(found)
         objects = {a: live_object(a, objs) for a, objs in found.items()}
         return ReadResponse(objects, requests=self.client.requests - before)
 
     # -- plan ----------------------------------------------------------------------------------
 
-    def plan(self, items: Sequence[PlanItem]) -> Sequence[PlannedChange]:
+    def plan(self, request: PlanRequest) -> PlanResponse:
+        items = request.items
         models = {i.desired.address: i.desired for i in items
                   if i.desired is not None and i.address.kind == "Model"}
+        cluster = self.cluster(request.resources)
         cache = StatCache(self.context.data_dir / "cache" / "stat.json")
         planned: dict[Address, tuple[str, str]] = {}  # address -> (ref name, version)
         out = []
-        for item in in_dependency_order(items, KIND_ORDER):
+        for item in in_dependency_order(items, ML_KINDS):
             r = item.desired
             if r is None:
                 out.append(PlannedChange(item.address, Action.DELETE, "not in the resource files"))
@@ -209,18 +209,18 @@ class KubernetesProvider:
                 versions[role] = planned[dep]
             digest = path_digest(r, self.context.workdir, cache) if uploads(r) else None
             with _as_provider_error(r):
-                want = desired(r, self.cluster(), self.store, versions, declared_size(r, models),
+                want = desired(r, cluster, self.store, versions, declared_size(r, models),
                                digest)
             planned[r.address] = (ref_name(r.address, want.version), want.version)
             out.append(self._compare(item, r, want))
-        return out
+        return PlanResponse(tuple(out))
 
     def _compare(self, item: PlanItem, r: Resource, want: Desired) -> PlannedChange:
         notes = (want.note,) if want.note else ()
-        status = want.planned_status
-        live = self._raw.get(item.address, {}) if item.live is not None else {}
+        status, private = want.planned_status, want.planned.to_private()
+        live = objects_of(item.live)
         if not live:
-            return PlannedChange(item.address, Action.CREATE, "", (), status, notes)
+            return PlannedChange(item.address, Action.CREATE, "", (), status, notes, private)
         changes: list[FieldChange] = []
         replace = False
         wanted = {m["kind"]: m for m in want.manifests}
@@ -238,10 +238,10 @@ class KubernetesProvider:
                 changes.append(FieldChange(key(obj), "(object)", None, forces_replacement=True))
                 replace = True
         if not changes:
-            return PlannedChange(item.address, Action.NOOP, "", (), status, notes)
+            return PlannedChange(item.address, Action.NOOP, "", (), status, notes, private)
         action = Action.REPLACE if replace else Action.UPDATE
         return PlannedChange(item.address, action, _reason(r, live, want, replace),
-                             tuple(changes), status, notes)
+                             tuple(changes), status, notes, private)
 
     def _object_diff(self, manifest: Obj, obj: Obj) -> tuple[FieldChange, ...]:
         """The fields of `obj` that applying `manifest` would change, as the server sees it."""
@@ -275,12 +275,11 @@ class KubernetesProvider:
             assert request.desired is not None, f"{request.action} of {a} without a resource"
             return ApplyResponse(self._write(request, request.desired))
         except SubstratusError as e:
-            hint = f" ({e.hint})" if e.hint else ""
-            return ApplyResponse(request.live, error=e.message + hint)
+            return ApplyResponse.failed(request.live, e)
 
     def _write(self, request: ApplyRequest, r: Resource) -> LiveObject:
         a = request.address
-        planned = Planned.from_status(request.planned_status)
+        planned = Planned.from_private(request.private)
         with _as_provider_error(r):
             want = build(r, self.cluster(), planned)
         self._ensure_namespace(a.namespace)
@@ -356,12 +355,13 @@ class KubernetesProvider:
 
     # -- ready ---------------------------------------------------------------------------------
 
-    def ready(self, live: LiveObject) -> Readiness:
+    def ready(self, request: ReadyRequest) -> Readiness:
+        live = request.live
         a = live.address
-        kind = str(live.status.get("objects", "")).partition("/")[0]
-        api_version = dict((k, v) for v, k in OBJECT_KINDS[a.kind]).get(kind)
-        if api_version is None:
+        primary = next(iter(objects_of(live).values()), None)
+        if primary is None:
             return Readiness(False, failed=True, message=f"{a.short()} has no objects")
+        kind, api_version = primary["kind"], primary["apiVersion"]
         name = object_name(a.kind, a.name)
         obj = self.client.get(api_version, kind, a.namespace, name)
         if obj is None:

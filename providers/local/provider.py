@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from substratus_cli.action import Action
-from substratus_cli.address import Address
+from substratus_cli.address import ML_KINDS, Address
 from substratus_cli.artifacts import StatCache
-from substratus_cli.diagnostics import Diagnostic, Subject
 from substratus_cli.exitcodes import ProviderError, SubstratusError
 from substratus_cli.provider import (
     MANAGED_BY_LABEL,
@@ -19,16 +18,20 @@ from substratus_cli.provider import (
     PART_OF_LABEL,
     ApplyRequest,
     ApplyResponse,
+    CheckRequest,
+    CheckResponse,
     LiveObject,
-    PlanItem,
     PlannedChange,
+    PlanRequest,
+    PlanResponse,
     ProviderContext,
+    ProviderDiagnostic,
     Readiness,
     ReadRequest,
     ReadResponse,
+    ReadyRequest,
     in_dependency_order,
 )
-from substratus_cli.resource import Resource
 from substratus_providers.local import secret_env
 from substratus_providers.local.book import ProcessBook
 from substratus_providers.local.dataset import DatasetPlanner
@@ -39,14 +42,12 @@ from substratus_providers.local.records import RecordStore
 from substratus_providers.local.runs import Runtime
 from substratus_providers.local.servers import ServerPlanner
 
-# Plan order inside one batch: what a kind's plan reads (a dataset's digest) is planned first.
-KIND_ORDER = ("Dataset", "Model", "ModelServer", "Notebook")
 WORKLOAD_KINDS = ("Model", "ModelServer", "Notebook")
 
 
 class LocalProvider:
     name = "local"
-    kinds = frozenset(KIND_ORDER)
+    kinds = frozenset(ML_KINDS)
 
     def __init__(self, context: ProviderContext) -> None:
         self.context = context
@@ -78,32 +79,30 @@ class LocalProvider:
     def datasets(self) -> DatasetPlanner:
         return self._part("datasets")
 
-    def check(self, resources: Sequence[Resource]) -> Sequence[Diagnostic]:
+    def check(self, request: CheckRequest) -> CheckResponse:
+        resources = request.resources
         out = []
         for r in resources:
             if r.kind == "Dataset" and "source" not in r.spec:
-                out.append(Diagnostic(
+                out.append(ProviderDiagnostic(
                     f"Dataset {r.name!r}: loader images cannot run on the local runtime",
                     "give a `source` (path, url or huggingface) instead of an image or build, or "
-                    "use the kubernetes runtime",
-                    Subject(r.file, r.line_of("spec"), "spec.source")))
+                    "use the kubernetes runtime", r.address, "spec.source"))
             for field in ("image", "build"):
                 if r.kind in WORKLOAD_KINDS and field in r.spec:
-                    out.append(Diagnostic(
+                    out.append(ProviderDiagnostic(
                         f"{r.kind} {r.name!r}: the local runtime runs workloads as processes, "
                         f"not container images (spec.{field})",
                         "remove it to use substratus's own workload, give `command` to run your "
-                        "own program, or use the kubernetes runtime",
-                        Subject(r.file, r.line_of(f"spec.{field}"), f"spec.{field}")))
+                        "own program, or use the kubernetes runtime", r.address, f"spec.{field}"))
         workloads = [r for r in resources if r.kind in WORKLOAD_KINDS
                      and not r.spec.get("command")]
         if workloads and not _workloads_installed():
             r = workloads[0]
-            out.append(Diagnostic(
+            out.append(ProviderDiagnostic(
                 f"{r.kind} {r.name!r} needs the workloads extra (torch, transformers, jupyterlab)",
-                "install it: pip install 'substratus[workloads]'",
-                Subject(r.file, r.line, "kind")))
-        return out
+                "install it: pip install 'substratus[workloads]'", r.address, "kind"))
+        return CheckResponse(tuple(out))
 
     def read(self, request: ReadRequest) -> ReadResponse:
         listed = self.records.list(request.kind)
@@ -121,10 +120,10 @@ class LocalProvider:
         return dataclasses.replace(live, status={**live.status, "problem": problem},
                                    fingerprint=f"{live.fingerprint}/down")
 
-    def plan(self, items: Sequence[PlanItem]) -> Sequence[PlannedChange]:
+    def plan(self, request: PlanRequest) -> PlanResponse:
         outputs: dict[Address, dict[str, Any]] = {}
-        out = []
-        for item in in_dependency_order(items, KIND_ORDER):
+        out: list[PlannedChange] = []
+        for item in in_dependency_order(request.items, ML_KINDS):
             kind = item.address.kind
             if item.desired is None:
                 change = PlannedChange(item.address, Action.DELETE, "not in the resource files")
@@ -140,7 +139,7 @@ class LocalProvider:
                 change = self._part(planner).plan(item, outputs)
             outputs[item.address] = dict(change.planned_status)
             out.append(change)
-        return out
+        return PlanResponse(tuple(out))
 
     def apply(self, request: ApplyRequest) -> ApplyResponse:
         a = request.address
@@ -157,7 +156,7 @@ class LocalProvider:
                 live, error = self._part("servers").apply(a, desired, labels, request.live)
             else:
                 live, error = self._part("notebooks").apply(a, desired, labels)
-            return ApplyResponse(live, error)
+            return ApplyResponse(live, (ProviderDiagnostic(error, address=a),) if error else ())
         try:
             if request.action is Action.UPDATE and request.live is not None:
                 status = {k: v for k, v in request.live.status.items() if k != "problem"}
@@ -172,8 +171,7 @@ class LocalProvider:
                     new_object=True))
                 status = self._part("models").build(desired, request.planned_status.get("digest"))
         except SubstratusError as e:
-            hint = f" ({e.hint})" if e.hint else ""
-            return ApplyResponse(request.live, error=e.message + hint)
+            return ApplyResponse.failed(request.live, e)
         live = self.records.put(a, spec=desired.spec, status=status, labels=labels,
                                 new_object=request.action is not Action.UPDATE and kind != "Model")
         return ApplyResponse(live)
@@ -189,7 +187,8 @@ class LocalProvider:
                 self._part("runtime").clear(a)
             self.records.delete(a)
 
-    def ready(self, live: LiveObject) -> Readiness:
+    def ready(self, request: ReadyRequest) -> Readiness:
+        live = request.live
         if live.address.kind == "ModelServer":
             return self._part("servers").ready(live)
         if live.address.kind == "Notebook":

@@ -80,39 +80,11 @@ def load_directory(path: Path) -> LoadResult:
     resources = [_resource(e, a) for a, e in addressed.items() if e.validated is not None]
     env_resource = next((_resource(e, a) for a, e in addressed_env.items()
                          if e.validated is not None), None)
-    resources = _with_infrastructure_edges(resources, env_resource)
     # Reported in the order of the files and lines they are about, as a compiler would.
     order = {relative: index for index, (_, relative) in enumerate(files)}
     in_order = sorted(diagnostics, key=lambda d: (order.get(d.subject.file or "", -1),
                                                   d.subject.line or 0))
     return LoadResult(resources, env_resource, Diagnostics(in_order))
-
-
-ML_KINDS = ("Dataset", "Model", "ModelServer", "Notebook")
-
-
-def _with_infrastructure_edges(resources: list[Resource],
-                               environment: Resource | None) -> list[Resource]:
-    """ML resources depend on what they run on, though they do not name it: the Cluster the
-    Environment names and its NodePools, and the Bucket its `artifacts` URL is in. So one plan
-    creates the cluster, its pools and the bucket first, and destroy removes them last."""
-    if environment is None:
-        return resources
-    spec = environment.spec
-    cluster = ((spec.get("kubernetes") or {}).get("cluster") or {}).get("name")
-    bucket = str(spec.get("artifacts") or "").removeprefix("gs://").partition("/")[0] \
-        if str(spec.get("artifacts") or "").startswith("gs://") else None
-    under = []
-    for r in resources:
-        if ((r.kind == "Cluster" and r.name == cluster)
-                or (r.kind == "NodePool" and (r.spec.get("cluster") or {}).get("name") == cluster
-                    and cluster)
-                or (r.kind == "Bucket" and r.name == bucket)):
-            under.append(r.address)
-    if not under:
-        return resources
-    return [dataclasses.replace(r, refs=tuple(dict.fromkeys([*r.refs, *under])))
-            if r.kind in ML_KINDS else r for r in resources]
 
 
 def _default_namespace(environment: _Declared | None) -> str:

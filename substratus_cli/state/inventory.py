@@ -6,6 +6,8 @@ import dataclasses
 import uuid
 from typing import Any
 
+from substratus_cli.address import Address
+
 FORMAT_VERSION = 1
 
 
@@ -21,16 +23,17 @@ class Pending:
 
 @dataclasses.dataclass(frozen=True)
 class InventoryEntry:
-    address: str
+    address: Address
     provider: str
     spec_hash: str | None = None  # hash of the last applied spec
     fingerprint: str | None = None  # live fingerprint seen right after the last apply
     status: dict[str, Any] = dataclasses.field(default_factory=dict)  # digest, endpoint, …
     pending: Pending | None = None
-    deps: tuple[str, ...] = ()  # what it depended on when applied: destroy runs in reverse
+    deps: tuple[Address, ...] = ()  # what it depended on when applied: destroy runs in reverse
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        d["address"], d["deps"] = str(self.address), [str(a) for a in self.deps]
         if self.pending is None:
             d.pop("pending")
         return d
@@ -39,9 +42,10 @@ class InventoryEntry:
     def from_dict(cls, d: dict[str, Any]) -> InventoryEntry:
         pending = d.get("pending")
         return cls(
-            address=d["address"], provider=d["provider"], spec_hash=d.get("spec_hash"),
-            fingerprint=d.get("fingerprint"), status=dict(d.get("status") or {}),
-            pending=Pending(**pending) if pending else None, deps=tuple(d.get("deps", ())),
+            address=Address.parse(d["address"]), provider=d["provider"],
+            spec_hash=d.get("spec_hash"), fingerprint=d.get("fingerprint"),
+            status=dict(d.get("status") or {}), pending=Pending(**pending) if pending else None,
+            deps=tuple(map(Address.parse, d.get("deps", ()))),
         )
 
 
@@ -49,11 +53,11 @@ class InventoryEntry:
 class Inventory:
     lineage: str  # this workspace's identity; also the part-of label on every object it creates
     serial: int  # bumped on every write; compare-and-swap token
-    entries: dict[str, InventoryEntry]
+    entries: dict[Address, InventoryEntry]
 
     @classmethod
-    def new(cls) -> Inventory:
-        return cls(lineage=str(uuid.uuid4()), serial=0, entries={})
+    def new(cls, lineage: str | None = None) -> Inventory:
+        return cls(lineage=lineage or str(uuid.uuid4()), serial=0, entries={})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +76,6 @@ class Inventory:
     def with_entry(self, entry: InventoryEntry) -> Inventory:
         return dataclasses.replace(self, entries={**self.entries, entry.address: entry})
 
-    def without(self, address: str) -> Inventory:
+    def without(self, address: Address) -> Inventory:
         return dataclasses.replace(
             self, entries={k: v for k, v in self.entries.items() if k != address})

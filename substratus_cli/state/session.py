@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any
 
+from substratus_cli.address import Address
 from substratus_cli.state.backend import StateBackend
 from substratus_cli.state.inventory import Inventory, InventoryEntry, Pending
 
@@ -16,9 +17,11 @@ from substratus_cli.state.inventory import Inventory, InventoryEntry, Pending
 class StateSession:
     """Thread-safe: apply workers record their steps through one session."""
 
-    def __init__(self, backend: StateBackend, inventory: Inventory | None) -> None:
+    def __init__(self, backend: StateBackend, inventory: Inventory | None, *,
+                 lineage: str | None = None) -> None:
+        """`lineage`: the id a new inventory gets (the part-of the providers were built for)."""
         self.backend = backend
-        self._inventory = inventory or Inventory.new()
+        self._inventory = inventory or Inventory.new(lineage)
         self._stored_serial = inventory.serial if inventory else None
         self._mutex = threading.Lock()
 
@@ -26,20 +29,20 @@ class StateSession:
     def inventory(self) -> Inventory:
         return self._inventory
 
-    def mark_pending(self, address: str, provider: str, operation: str) -> None:
+    def mark_pending(self, address: Address, provider: str, operation: str) -> None:
         """Write-ahead: recorded durably before the provider is called."""
         pending = Pending(operation, time.time(), os.getpid(), socket.gethostname())
         with self._mutex:
             entry = self._inventory.entries.get(address) or InventoryEntry(address, provider)
             self._commit(self._inventory.with_entry(dataclasses.replace(entry, pending=pending)))
 
-    def record(self, address: str, provider: str, *, spec_hash: str | None,
-               fingerprint: str | None, status: dict[str, Any], deps: tuple[str, ...]) -> None:
+    def record(self, address: Address, provider: str, *, spec_hash: str | None,
+               fingerprint: str | None, status: dict[str, Any], deps: tuple[Address, ...]) -> None:
         entry = InventoryEntry(address, provider, spec_hash, fingerprint, status, None, deps)
         with self._mutex:
             self._commit(self._inventory.with_entry(entry))
 
-    def forget(self, address: str) -> None:
+    def forget(self, address: Address) -> None:
         with self._mutex:
             if address in self._inventory.entries:
                 self._commit(self._inventory.without(address))

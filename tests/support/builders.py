@@ -43,8 +43,8 @@ def entry(resource: Resource, fingerprint: str | None, *, pending: str | None = 
           provider: str = "simple") -> InventoryEntry:
     """The inventory entry a successful apply of `resource` leaves (or a pending mark on it)."""
     mark = Pending(pending, 0.0, 1, "host") if pending else None
-    return InventoryEntry(str(resource.address), provider, spec_hash(resource.spec, resource.labels),
-                          fingerprint, {}, mark, tuple(str(r) for r in resource.refs))
+    return InventoryEntry(resource.address, provider, spec_hash(resource.spec, resource.labels),
+                          fingerprint, {}, mark, resource.refs)
 
 
 def inventory(*entries: InventoryEntry, lineage: str = LINEAGE, serial: int = 1) -> Inventory:

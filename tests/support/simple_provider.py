@@ -8,15 +8,15 @@ the most applies seen running at once) and can be told to fail, wait or call a h
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from substratus_cli.action import Action
 from substratus_cli.address import Address
-from substratus_cli.diagnostics import Diagnostic
 from substratus_cli.diff import field_changes, matches_prefix
 from substratus_cli.provider import (
     MANAGED_BY_LABEL,
@@ -24,14 +24,19 @@ from substratus_cli.provider import (
     PART_OF_LABEL,
     ApplyRequest,
     ApplyResponse,
+    CheckRequest,
+    CheckResponse,
     LiveObject,
     PlanItem,
     PlannedChange,
+    PlanRequest,
+    PlanResponse,
+    ProviderDiagnostic,
     Readiness,
     ReadRequest,
     ReadResponse,
+    ReadyRequest,
 )
-from substratus_cli.resource import Resource
 
 OWN_LABELS = (MANAGED_BY_LABEL, PART_OF_LABEL)
 
@@ -55,6 +60,8 @@ class SimpleProvider:
         # What it was asked.
         self.reads: collections.Counter[str] = collections.Counter()
         self.read_requests: list[ReadRequest] = []
+        self.plan_requests: list[PlanRequest] = []
+        self.apply_requests: list[ApplyRequest] = []
         self.applied: list[tuple[Address, Action]] = []
         self.calls: list[tuple[str, str]] = []  # ("apply" | "ready", address) in order
         self.max_concurrency = 0
@@ -73,14 +80,14 @@ class SimpleProvider:
         if owned:
             labels.update({MANAGED_BY_LABEL: MANAGED_BY_VALUE, PART_OF_LABEL: self.part_of})
         obj = LiveObject(address, dict(spec), dict(status or {}), labels,
-                         f"{uid}/{int(version) + 1}")
+                         f"{uid}/{int(version) + 1}", private={"version": int(version) + 1})
         self.objects[address] = obj
         return obj
 
     # -- the Provider protocol ---------------------------------------------------------------
 
-    def check(self, resources: Sequence[Resource]) -> Sequence[Diagnostic]:
-        return []
+    def check(self, request: CheckRequest) -> CheckResponse:
+        return CheckResponse()
 
     def read(self, request: ReadRequest) -> ReadResponse:
         with self._mutex:
@@ -90,10 +97,17 @@ class SimpleProvider:
         return ReadResponse({a: o for a, o in self.objects.items() if a.kind == request.kind
                              and (a in wanted or (request.part_of and o.owner == request.part_of))})
 
-    def plan(self, items: Sequence[PlanItem]) -> Sequence[PlannedChange]:
-        return [self._plan_one(item) for item in items]
+    def plan(self, request: PlanRequest) -> PlanResponse:
+        self.plan_requests.append(request)
+        return PlanResponse(tuple(self._plan_one(item) for item in request.items))
 
     def _plan_one(self, item: PlanItem) -> PlannedChange:
+        change = self._planned(item)
+        # What apply gets back: the version this plan was made from, as the read handed it over.
+        seen = item.live.private.get("version") if item.live is not None else None
+        return dataclasses.replace(change, private={"planned_from": seen})
+
+    def _planned(self, item: PlanItem) -> PlannedChange:
         a, desired, live = item.address, item.desired, item.live
         status = self.planned_status.get(a, {})
         if desired is None:
@@ -117,6 +131,7 @@ class SimpleProvider:
             self._running += 1
             self.max_concurrency = max(self.max_concurrency, self._running)
             self.applied.append((a, request.action))
+            self.apply_requests.append(request)
             self.calls.append(("apply", str(a)))
         try:
             if self.hook is not None:
@@ -126,7 +141,7 @@ class SimpleProvider:
             elif self.delay:
                 time.sleep(self.delay)
             if a in self.fail:
-                return ApplyResponse(self.objects.get(a), error=self.fail[a])
+                return ApplyResponse(self.objects.get(a), (ProviderDiagnostic(self.fail[a]),))
             if request.action is Action.DELETE:
                 self.objects.pop(a, None)
                 return ApplyResponse(None)
@@ -140,7 +155,8 @@ class SimpleProvider:
             with self._mutex:
                 self._running -= 1
 
-    def ready(self, live: LiveObject) -> Readiness:
+    def ready(self, request: ReadyRequest) -> Readiness:
+        live = request.live
         with self._mutex:
             self.calls.append(("ready", str(live.address)))
         answer = self.readiness.get(live.address, Readiness(True))

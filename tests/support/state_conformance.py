@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
+from substratus_cli.address import Address
 from substratus_cli.exitcodes import ExitCode, SubstratusError
 from substratus_cli.state import (
     ConflictError,
@@ -28,9 +29,9 @@ def check_backend_conformance(make_backend: Callable[[], StateBackend]) -> None:
 
 
 def sample_inventory(serial: int) -> Inventory:
-    entry = InventoryEntry("Dataset/default/a", "local", "sha256:" + "0" * 64, "uid/1",
+    entry = InventoryEntry(Address.parse("Dataset/a"), "local", "sha256:" + "0" * 64, "uid/1",
                            {"digest": "sha256:" + "1" * 64}, Pending("create", 1.5, 42, "h"),
-                           ("Bucket/default/b",))
+                           (Address.parse("Bucket/b"),))
     return Inventory("lineage-1", serial, {entry.address: entry})
 
 

@@ -19,10 +19,9 @@ from substratus_cli.diff import spec_hash
 from substratus_cli.exitcodes import ExitCode
 from substratus_cli.plan import Plan
 from substratus_cli.planner import PlanOptions, build_plan
-from substratus_cli.provider import ApplyRequest, Readiness
+from substratus_cli.provider import ApplyRequest, Readiness, Registry
 from substratus_cli.resource import Resource
 from substratus_cli.state import InventoryEntry, LocalStateBackend, StateSession
-from substratus_cli.wiring import Registry
 from tests.support.builders import LINEAGE, addr, context, entry, inventory, res, target
 from tests.support.simple_provider import SimpleProvider
 
@@ -60,7 +59,7 @@ def states(outcome: Outcome) -> dict[str, tuple[StepState, str]]:
 def entries(backend: LocalStateBackend) -> dict[str, InventoryEntry]:
     inv = backend.read()
     assert inv is not None
-    return inv.entries
+    return {str(a): e for a, e in inv.entries.items()}
 
 
 def position(provider: SimpleProvider, call: str, address: str) -> int:
@@ -174,10 +173,10 @@ def test_inventory_after_success_holds_fingerprints_hashes_and_deps(
     assert before is not None and after is not None
     assert after.lineage == LINEAGE and after.serial > before.serial
     for r in resources:
-        e = after.entries[str(r.address)]
-        assert e == InventoryEntry(str(r.address), "simple", spec_hash(r.spec, r.labels),
+        e = after.entries[r.address]
+        assert e == InventoryEntry(r.address, "simple", spec_hash(r.spec, r.labels),
                                    provider.objects[r.address].fingerprint, {"applied": "create"},
-                                   None, tuple(str(d) for d in r.refs))
+                                   None, r.refs)
     assert make_plan(provider, backend, resources).has_changes is False
     assert make_plan(provider, backend, resources).refresh == ()
 
@@ -225,7 +224,7 @@ def test_refresh_rewrites_entries_without_calling_apply(
     outcome = Executor(plan, Registry([provider]), StateSession(backend, backend.read())).run()
     assert outcome.results == () and provider.applied == []
     assert entries(backend) == {"Dataset/default/a": InventoryEntry(
-        "Dataset/default/a", "simple", spec_hash(r.spec), live.fingerprint, {}, None, ())}
+        r.address, "simple", spec_hash(r.spec), live.fingerprint, {}, None, ())}
 
 
 # -- SIGINT -----------------------------------------------------------------------------------

@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from substratus_cli.address import Address
+from substratus_cli.config.schema import EnvironmentSpec
 from substratus_cli.resource import Resource
-from substratus_providers.gcp.gpu_pools import with_gpu_pools
+from substratus_providers.gcp.expand import expand as with_gpu_pools
 
-ENV = Resource(Address("Environment", "ml", "e"), {
+ENV = EnvironmentSpec.model_validate({
     "runtime": "kubernetes", "kubernetes": {"cluster": {"name": "gke"}, "namespace": "ml"}})
 CLUSTER = Resource(Address("Cluster", "ml", "gke"), {"project": "p", "location": "us-central1"})
 
@@ -36,7 +37,8 @@ def test_the_machine_with_the_least_gpu_memory_that_holds_the_model_is_added() -
         "accelerator": {"type": "nvidia-tesla-t4", "count": 2},
         "autoscaling": {"min": 0, "max": 1}}}
     server = next(x for x in out if x.kind == "ModelServer")
-    assert server.refs == (Address("Model", "ml", "m"), Address("NodePool", "ml", "gpu-t4-x2"))
+    assert server.refs == (Address("Model", "ml", "m"), Address("Cluster", "ml", "gke"),
+                           Address("NodePool", "ml", "gpu-t4-x2"))
     pool = next(x for x in out if x.kind == "NodePool")
     assert (pool.file, pool.line, pool.refs) == ("s.yaml", 3, (CLUSTER.address,))
 
@@ -58,7 +60,7 @@ def test_no_pool_when_a_declared_pool_holds_it_or_a_gpu_is_declared_or_no_cluste
     assert pools(with_gpu_pools([*served(13_000_000_000), l4s], ENV)) == {"l4": dict(l4s.spec)}
     declared = served(13_000_000_000, resources={"gpu": {"type": "nvidia-l4", "count": 2}})
     assert pools(with_gpu_pools(declared, ENV)) == {}
-    local = Resource(Address("Environment", "ml", "e"), {"runtime": "local"})
+    local = EnvironmentSpec(runtime="local")
     assert pools(with_gpu_pools(served(13_000_000_000), local)) == {}
     assert pools(with_gpu_pools(served(1_000_000), ENV)) == {"gpu-t4-x1": {
         "cluster": {"name": "gke"}, "machineType": "n1-standard-8",

@@ -11,6 +11,8 @@ import pytest
 from substratus_cli.address import Address
 from substratus_cli.config import LoadResult, load_directory
 from substratus_cli.config.loader import MAX_FILE_BYTES
+from substratus_cli.config.schema import EnvironmentSpec
+from substratus_providers.gcp.expand import expand
 
 HEAD = "apiVersion: substratus.ai/v1\n"
 
@@ -113,9 +115,11 @@ def test_valid_directory_loads_every_document(tmp_path: Path) -> None:
     assert pool.line_of("spec.taints.0.effect") == 14
     tuned = result.resources[4]
     assert tuned.line == 14
-    # What it names, then what it runs on: the Environment's cluster and that cluster's pools.
-    assert tuned.refs == (Address("Model", "ml", "tuned-base"), Address("Dataset", "ml", "colors"),
-                          Address("Cluster", "ml", "gke"), Address("NodePool", "ml", "l4"))
+    assert tuned.refs == (Address("Model", "ml", "tuned-base"), Address("Dataset", "ml", "colors"))
+    # Then what it runs on (the gcp provider's expansion): the Environment's cluster and its pools.
+    expanded = expand(result.resources, EnvironmentSpec.model_validate(result.environment.spec))
+    assert expanded[4].refs == (*tuned.refs, Address("Cluster", "ml", "gke"),
+                                Address("NodePool", "ml", "l4"))
     assert tuned.field_lines["spec.command.1"] == 18
     assert tuned.field_lines["spec.training.dataset.name"] == 21
 
@@ -482,7 +486,8 @@ def test_ml_resources_depend_on_the_bucket_their_artifacts_go_to(tmp_path: Path)
         spec: {source: {path: x}}
         """)
     result = load_directory(tmp_path)
-    assert messages(result) == []
-    by_name = {r.name: r for r in result.resources}
+    assert messages(result) == [] and result.environment is not None
+    by_name = {r.name: r for r in expand(result.resources,
+                                         EnvironmentSpec.model_validate(result.environment.spec))}
     assert by_name["d"].refs == (Address("Bucket", "default", "arts"),)
     assert by_name["arts"].refs == () and by_name["other"].refs == ()

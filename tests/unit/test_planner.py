@@ -10,9 +10,9 @@ import pytest
 from substratus_cli.action import Action, FieldChange
 from substratus_cli.plan import Drift, Plan
 from substratus_cli.planner import PlanOptions, UnmanagedObjectError, build_plan
+from substratus_cli.provider import Registry
 from substratus_cli.resource import Resource
 from substratus_cli.state import Inventory
-from substratus_cli.wiring import Registry
 from tests.support.builders import LINEAGE, addr, applied, context, entry, inventory, res, target
 from tests.support.simple_provider import SimpleProvider
 
@@ -54,7 +54,7 @@ def test_applied_resource_with_unchanged_files_is_a_noop(provider: SimpleProvide
     assert actions(p) == {"Dataset/default/a": Action.NOOP}
     assert not p.has_changes and p.actionable == []
     assert p.drift == () and p.refresh == ()
-    assert p.changes[0].before_fingerprint == inv.entries["Dataset/default/a"].fingerprint
+    assert p.changes[0].before_fingerprint == inv.entries[addr("Dataset/a")].fingerprint
 
 
 def test_changed_field_is_an_update_with_old_and_new_values(provider: SimpleProvider) -> None:

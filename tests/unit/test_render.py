@@ -14,9 +14,9 @@ from substratus_cli import planfile
 from substratus_cli.action import UNKNOWN, Action
 from substratus_cli.plan import Plan
 from substratus_cli.planner import PlanOptions, build_plan
+from substratus_cli.provider import Registry
 from substratus_cli.render.human import NO_CHANGES, render_plan, summary_line
 from substratus_cli.render.json_plan import plan_to_json
-from substratus_cli.wiring import Registry
 from tests.support.builders import LINEAGE, addr, applied, context, res, target
 from tests.support.goldens import check_golden
 from tests.support.simple_provider import SimpleProvider
@@ -163,5 +163,5 @@ def test_saved_plan_round_trip_keeps_what_apply_needs(plan: Plan, tmp_path: Path
                          if c.action is not Action.DELETE else None) for c in plan.changes}
     # The file keeps secret references (resolved at apply), never a value, and shows them nowhere else.
     raw = json.loads(path.read_text())
-    assert raw["substratus"]["documents"][0]["spec"]["env"] == {"HF_TOKEN": TOKEN}
-    assert "secrets.hf" not in json.dumps({k: v for k, v in raw.items() if k != "substratus"})
+    assert raw["documents"][0]["spec"]["env"] == {"HF_TOKEN": TOKEN}
+    assert "secrets.hf" not in json.dumps({k: v for k, v in raw.items() if k != "documents"})
