@@ -14,8 +14,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import google.cloud.storage as storage
 from google.api_core import exceptions as gexc
-from google.cloud import storage
 
 from substratus_cli.action import Action
 from substratus_cli.address import Address

@@ -40,7 +40,7 @@ from substratus_providers.gcp.ownership import label_problems
 from substratus_providers.gcp.places import ClusterPlace, Places, declared_place, pool_cluster
 
 if TYPE_CHECKING:
-    from google.cloud import storage
+    import google.cloud.storage as storage
 
     from substratus_providers.gcp.gke import GKE
 
@@ -77,7 +77,7 @@ class GCPProvider:
     def storage(self) -> storage.Client:
         with self._lock:
             if self._storage is None:
-                from google.cloud import storage
+                import google.cloud.storage as storage
 
                 from substratus_providers.gcp.state import gcs_errors
 

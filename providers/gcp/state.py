@@ -14,9 +14,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import google.cloud.storage as storage
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
-from google.cloud import storage
 
 from substratus_cli.exitcodes import LockError, ProviderError, SubstratusError
 from substratus_cli.state.backend import ConflictError, LockHeldError, LockInfo

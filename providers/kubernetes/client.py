@@ -302,6 +302,7 @@ class Client:
 def _summary(failure: Failure) -> str:
     if errors.is_connection_failure(failure):
         return errors.connection_cause(failure)
+    assert isinstance(failure, ApiException), failure  # urllib3's errors are connection failures
     return f"HTTP {failure.status} {errors.status_of(failure)['reason']}"
 
 

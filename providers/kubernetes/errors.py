@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from typing import Any
+from typing import Any, TypeAlias
 
 import urllib3
 from kubernetes.client.exceptions import ApiException
@@ -14,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from substratus_cli.exitcodes import ProviderError
 
 # What one request failed with: an HTTP answer, or no answer at all (urllib3's errors).
-Failure = ApiException | urllib3.exceptions.HTTPError
+Failure: TypeAlias = ApiException | urllib3.exceptions.HTTPError
 
 _RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 # 403s that go away by themselves: a namespace still being deleted, or one so new that its

@@ -146,11 +146,11 @@ class ServerPlanner:
         retired = [e for e in old if e not in serving]
         try:
             client.set_backends([e.port for e in serving if e.port is not None], version)
-            for e in retired:
-                if e.port is not None:
-                    client.drain(e.port, DRAIN_SECONDS)
+            for r in retired:
+                if r.port is not None:
+                    client.drain(r.port, DRAIN_SECONDS)
         except RouterError as e:
-            self.book.stop(address, [e for e in serving if e not in old])
+            self.book.stop(address, [s for s in serving if s not in old])
             return current, f"could not switch the router to version {version}: {e}"
         self.book.stop(address, retired)
         for stale in {e.version for e in retired} - {version}:

@@ -291,7 +291,7 @@ def _line_of(document: YamlDocument, field: str) -> int:
 
 def _summary(detail: Any, model: type[BaseModel], loc: tuple[str | int, ...]) -> str:
     """pydantic's message for one error, in the words of the file (no class names, no URLs)."""
-    kind, message, value = detail["type"], detail["msg"], detail.get("input")
+    kind, message, value = str(detail["type"]), str(detail["msg"]), detail.get("input")
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":

@@ -384,8 +384,8 @@ def _document_model(kind: str, spec: type[BaseModel]) -> type[BaseModel]:
     model: type[BaseModel] = create_model(
         f"{kind}Document",
         __base__=_Model,
-        api_version=(Literal[API_VERSION], Field(alias="apiVersion")),  # type: ignore[valid-type]
-        kind=(Literal[kind], ...),  # type: ignore[valid-type]
+        api_version=(Literal[API_VERSION], Field(alias="apiVersion")),  # type: ignore[arg-type]
+        kind=(Literal[kind], ...),  # type: ignore[arg-type]
         metadata=(Metadata, ...),
         spec=spec_field,
     )
@@ -398,7 +398,8 @@ DOCUMENT_MODELS: dict[str, type[BaseModel]] = {k: _document_model(k, m) for k, m
 def json_schema() -> dict[str, Any]:
     """One JSON Schema for a document of any kind, chosen by `kind` (for yaml-language-server)."""
     union = functools.reduce(operator.or_, DOCUMENT_MODELS.values())
-    adapter: TypeAdapter[Any] = TypeAdapter(Annotated[union, Field(discriminator="kind")])
+    adapter: TypeAdapter[Any] = TypeAdapter(
+        Annotated[union, Field(discriminator="kind")])  # type: ignore[arg-type]
     schema = adapter.json_schema(by_alias=True)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

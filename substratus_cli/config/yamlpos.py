@@ -90,7 +90,7 @@ def _error_line(error: yaml.YAMLError, text: str) -> int:
     if isinstance(error, yaml.MarkedYAMLError):
         mark = error.problem_mark or error.context_mark
         if mark is not None:
-            return mark.line + 1
+            return int(mark.line) + 1
     if isinstance(error, yaml.reader.ReaderError):
         return text.count("\n", 0, max(error.position, 0)) + 1
     return 1

@@ -50,7 +50,8 @@ def change_to_json(c: Change) -> dict[str, Any]:
             "after": after,
             "after_unknown": after_unknown,
             "before_sensitive": _sensitive(c.before),
-            "after_sensitive": _sensitive({"spec": c.desired.spec} if after else None),
+            "after_sensitive": _sensitive({"spec": c.desired.spec}
+                                          if after and c.desired is not None else None),
             "replace_paths": [p.split(".") for p in c.replace_paths],
             "field_changes": [field_change_to_json(f) for f in c.field_changes],
         },

@@ -55,7 +55,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(1.5)
             self._send(200, b"late")
         elif path == "/elsewhere":
-            port = self.server.server_address[1]
+            port = self.server.server_address[1]  # type: ignore[index]
             self.send_response(302)
             self.send_header("Location", f"http://localhost:{port}/data/train.csv")
             self.end_headers()

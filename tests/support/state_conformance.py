@@ -43,7 +43,7 @@ def check_inventory_compare_and_swap(make_backend: Callable[[], StateBackend]) -
     assert second.read() == one
     with pytest.raises(ConflictError):
         second.write(sample_inventory(2), None)  # "nothing stored" is stale now
-    two = sample_inventory(2).without("Dataset/default/a")
+    two = sample_inventory(2).without(Address.parse("Dataset/a"))
     second.write(two, 1)
     assert first.read() == two
     with pytest.raises(ConflictError):

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from substratus_cli.address import KINDS
 from substratus_cli.config import LoadResult, load_directory
 
+# hypothesis's DrawFn is generic per call; these helpers take any strategy.
+Draw = Callable[[st.SearchStrategy[Any]], Any]
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 # Maps whose keys are the user's own: an unknown key there is no mistake.
@@ -62,12 +64,12 @@ def document(kind: str, name: str, spec: dict[str, Any] | None) -> dict[str, Any
     return doc
 
 
-def optional(draw: st.DrawFn, spec: dict[str, Any], key: str, strategy: st.SearchStrategy[Any]) -> None:
+def optional(draw: Draw, spec: dict[str, Any], key: str, strategy: st.SearchStrategy[Any]) -> None:
     if draw(st.booleans()):
         spec[key] = draw(strategy)
 
 
-def workload(draw: st.DrawFn) -> dict[str, Any]:
+def workload(draw: Draw) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     choice = draw(st.sampled_from(["none", "image", "git", "context"]))
     if choice == "image":
@@ -89,7 +91,7 @@ def workload(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def worlds(draw: st.DrawFn) -> list[dict[str, Any]]:
+def worlds(draw: Draw) -> list[dict[str, Any]]:
     """A consistent set of documents: every reference names a document of the set."""
     docs: list[dict[str, Any]] = []
     clusters = draw(st.lists(names, max_size=2, unique=True))
@@ -144,7 +146,7 @@ def worlds(draw: st.DrawFn) -> list[dict[str, Any]]:
     return draw(st.permutations(docs))
 
 
-def split(draw: st.DrawFn, docs: list[Any]) -> dict[str, bytes]:
+def split(draw: Draw, docs: list[Any]) -> dict[str, bytes]:
     """Spread documents over one to three files."""
     files: dict[str, list[Any]] = {}
     for doc in docs:

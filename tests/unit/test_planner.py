@@ -4,6 +4,7 @@ ownership, drift, refresh and apply order."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import pytest
 
@@ -22,10 +23,11 @@ def provider() -> SimpleProvider:
     return SimpleProvider(context(LINEAGE))
 
 
-def plan(provider: SimpleProvider, resources: list[Resource], inv: Inventory | None,
-         **options: object) -> Plan:
-    opts = PlanOptions(**{k: tuple(map(addr, v)) if k != "destroy" else v  # type: ignore[arg-type]
-                          for k, v in options.items()})
+def plan(provider: SimpleProvider, resources: list[Resource], inv: Inventory | None, *,
+         destroy: bool = False, targets: Sequence[str] = (),
+         replace: Sequence[str] = ()) -> Plan:
+    opts = PlanOptions(destroy=destroy, targets=tuple(map(addr, targets)),
+                       replace=tuple(map(addr, replace)))
     return build_plan(resources=resources, registry=Registry([provider]), inventory=inv,
                       target=target(), options=opts)
 
