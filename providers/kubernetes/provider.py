@@ -410,6 +410,11 @@ def _reason(r: Resource, live: Mapping[str, Obj], want: Desired, replace: bool) 
     if replace and primary.get("kind") == "Job":
         runs = "a Job cannot be changed, so it runs again"
         return f"{why}; {runs}" if why else runs
+    wanted = [m["kind"] for m in want.manifests]
+    if replace and primary.get("kind") not in wanted:
+        # A path source is a ConfigMap, any other a Job: the one goes, the other comes.
+        made = f"it is now made of a {' and a '.join(wanted)}, not a {primary.get('kind')}"
+        return f"{why}; {made}" if why else made
     return why
 
 
