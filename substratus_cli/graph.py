@@ -35,10 +35,6 @@ class Graph:
         """The graph for destroy: a thing goes only after everything that depends on it."""
         return Graph({a: ds for a, ds in self.dependents().items()})
 
-    def restricted(self, keep: Iterable[Address]) -> Graph:
-        keep = set(keep)
-        return Graph({a: (ds & keep) for a, ds in self.deps.items() if a in keep})
-
     def closure(self, roots: Iterable[Address]) -> set[Address]:
         """`roots` and everything they depend on, transitively (what --target includes)."""
         seen: set[Address] = set()
@@ -60,9 +56,6 @@ class Graph:
             out.extend(ready)
             sorter.done(*ready)
         return out
-
-    def sorter(self) -> graphlib.TopologicalSorter[Address]:
-        return graphlib.TopologicalSorter(self.deps)
 
 
 def find_cycles(resources: Sequence[Resource]) -> Diagnostics:

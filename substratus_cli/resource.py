@@ -3,12 +3,43 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from substratus_cli.address import Address
 
 API_VERSION = "substratus.ai/v1"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceField:
+    """A field that names another resource: an edge of the dependency graph."""
+
+    path: str  # dotted, from the document root
+    kind: str  # the kind it names
+    role: str | None = None  # the /content/<role> folder a workload reads it into
+
+
+# Where each kind references others by name (the loader checks them, workloads read them).
+REFERENCE_FIELDS: Mapping[str, tuple[ReferenceField, ...]] = {
+    "Environment": (ReferenceField("spec.kubernetes.cluster.name", "Cluster"),),
+    "NodePool": (ReferenceField("spec.cluster.name", "Cluster"),),
+    "Model": (ReferenceField("spec.training.baseModel.name", "Model", "model"),
+              ReferenceField("spec.training.dataset.name", "Dataset", "data")),
+    "ModelServer": (ReferenceField("spec.model.name", "Model", "model"),),
+    "Notebook": (ReferenceField("spec.model.name", "Model", "model"),
+                 ReferenceField("spec.dataset.name", "Dataset", "data")),
+}
+
+
+def references(kind: str, spec: Any) -> Iterator[tuple[ReferenceField, str]]:
+    """Each reference a `kind` document's spec makes, with the name it gives."""
+    for field in REFERENCE_FIELDS.get(kind, ()):
+        value: Any = {"spec": spec}
+        for step in field.path.split("."):
+            value = value.get(step) if isinstance(value, Mapping) else None
+        if isinstance(value, str):
+            yield field, value
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,18 +13,10 @@ from typing import Any
 from substratus_cli.address import Address
 from substratus_cli.artifacts import ArtifactStore, StatCache, hash_tree
 from substratus_cli.diff import spec_hash
-from substratus_cli.resource import Resource
+from substratus_cli.resource import Resource, references
 from substratus_cli.sizing import Accelerator, ModelSize
 from substratus_providers.kubernetes.gpus import gpu_request
 from substratus_providers.kubernetes.manifests import RenderContext, render, uploads
-
-# Which references a kind reads, and the role (/content/<role>) each is fetched into.
-ROLES: Mapping[str, tuple[tuple[str, str], ...]] = {
-    "Model": (("spec.training.baseModel.name", "model"), ("spec.training.dataset.name", "data")),
-    "ModelServer": (("spec.model.name", "model"),),
-    "Notebook": (("spec.model.name", "model"), ("spec.dataset.name", "data")),
-}
-ROLE_KINDS = {"model": "Model", "data": "Dataset"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,21 +55,10 @@ class Desired:
         return out
 
 
-def _lookup(spec: Mapping[str, Any], dotted: str) -> Any:
-    value: Any = spec
-    for part in dotted.split(".")[1:]:
-        value = value.get(part) if isinstance(value, Mapping) else None
-    return value
-
-
 def inputs_of(resource: Resource) -> dict[str, Address]:
     """role -> the address of the resource it reads."""
-    out = {}
-    for path, role in ROLES.get(resource.kind, ()):
-        name = _lookup(resource.spec, path)
-        if name:
-            out[role] = Address(ROLE_KINDS[role], resource.address.namespace, str(name))
-    return out
+    return {field.role: Address(field.kind, resource.address.namespace, name)
+            for field, name in references(resource.kind, resource.spec) if field.role}
 
 
 def version_of(resource: Resource, inputs: Mapping[str, str], digest: str | None) -> str:

@@ -18,21 +18,11 @@ from substratus_cli.address import DEFAULT_NAMESPACE, KINDS, Address
 from substratus_cli.config.schema import CROSS_FIELD, DOCUMENT_MODELS
 from substratus_cli.config.yamlpos import YamlDocument, parse_documents
 from substratus_cli.diagnostics import Diagnostics
-from substratus_cli.resource import API_VERSION, Resource, closest_line
+from substratus_cli.resource import API_VERSION, Resource, closest_line, references
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 SUFFIXES = (".yaml", ".yml")
 _KIND_LIST = ", ".join(KINDS)
-
-# Where each kind references others by name: (field path in the document, referenced kind).
-REFERENCE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
-    "Environment": (("spec.kubernetes.cluster.name", "Cluster"),),
-    "NodePool": (("spec.cluster.name", "Cluster"),),
-    "Model": (("spec.training.baseModel.name", "Model"), ("spec.training.dataset.name", "Dataset")),
-    "ModelServer": (("spec.model.name", "Model"),),
-    "Notebook": (("spec.model.name", "Model"), ("spec.dataset.name", "Dataset")),
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class LoadResult:
@@ -252,12 +242,8 @@ def _spec(entry: _Declared) -> dict[str, Any]:
 
 def _references(kind: str, spec: Any) -> Iterator[tuple[str, str, str]]:
     """(field path, referenced kind, name) for each reference the spec makes."""
-    for field, target in REFERENCE_FIELDS.get(kind, ()):
-        value: Any = {"spec": spec}
-        for step in field.split("."):
-            value = value.get(step) if isinstance(value, dict) else None
-        if isinstance(value, str):
-            yield field, target, value
+    for field, name in references(kind, spec):
+        yield field.path, field.kind, name
 
 
 def _check_references(entry: _Declared, namespace: str, known: set[Address],
