@@ -26,8 +26,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
 from urllib.parse import unquote, urlsplit
 
+from substratus_artifacts.manifest import ManifestError, normalize_sha256
 from substratus_workloads import archives, contract, logfmt
-from substratus_workloads.manifest import ManifestError, digest_hex
 from substratus_workloads.secret_refs import MissingSecret, Resolver
 
 FETCH_EXIT = 1  # the source could not be fetched; a bad source is contract.USAGE_EXIT (2)
@@ -176,7 +176,7 @@ def _expected_sha256(value: Any) -> str | None:
     if value is None:
         return None
     try:
-        return digest_hex(str(value))
+        return normalize_sha256(str(value))
     except ManifestError as e:
         contract.fail(f"source sha256: {e}")
 

@@ -6,8 +6,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from substratus_artifacts.statcache import StatCache
+from substratus_artifacts.store import Store
 from substratus_cli.action import UNKNOWN, Action, FieldChange
-from substratus_cli.artifacts import ArtifactStore, StatCache
 from substratus_cli.diff import field_changes, matches_prefix
 from substratus_cli.exitcodes import ProviderError
 from substratus_cli.provider import MANAGED_BY_LABEL, PART_OF_LABEL, PlanItem, PlannedChange
@@ -19,7 +20,7 @@ REPLACE_FIELDS = ("spec.source", "spec.image", "spec.build", "spec.command", "sp
 
 
 class DatasetPlanner:
-    def __init__(self, workdir: Path, store: ArtifactStore, cache: StatCache,
+    def __init__(self, workdir: Path, store: Store, cache: StatCache,
                  resolve_secret: Callable[[str, str], str] | None = None) -> None:
         self.workdir = workdir
         self.store = store

@@ -10,9 +10,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from substratus_artifacts.snapshots import SnapshotResult, snapshot_tree
+from substratus_artifacts.statcache import StatCache
+from substratus_artifacts.store import Store
 from substratus_cli.action import UNKNOWN, Action, FieldChange
 from substratus_cli.address import Address
-from substratus_cli.artifacts import ArtifactStore, SnapshotResult, StatCache, snapshot_tree
 from substratus_cli.diff import field_changes, matches_prefix
 from substratus_cli.exitcodes import ProviderError
 from substratus_cli.provider import PlanItem, PlannedChange
@@ -35,7 +37,7 @@ Outputs = Mapping[Address, Mapping[str, Any]]  # planned status of what this pla
 
 
 class ModelPlanner:
-    def __init__(self, workdir: Path, store: ArtifactStore, cache: StatCache, runtime: Runtime,
+    def __init__(self, workdir: Path, store: Store, cache: StatCache, runtime: Runtime,
                  records: RecordStore, host: Callable[[], Host],
                  resolve_secret: Callable[[str, str], str] | None = None) -> None:
         self.workdir = workdir

@@ -8,9 +8,10 @@ import importlib.util
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from substratus_artifacts.layout import StoreError
+from substratus_artifacts.statcache import StatCache
 from substratus_cli.action import Action
 from substratus_cli.address import Address
-from substratus_cli.artifacts import StatCache
 from substratus_cli.diagnostics import Diagnostic, Subject
 from substratus_cli.exitcodes import ProviderError, SubstratusError
 from substratus_cli.provider import (
@@ -171,7 +172,7 @@ class LocalProvider:
                     a, spec=desired.spec, status={"phase": "Building"}, labels=labels,
                     new_object=True))
                 status = self._part("models").build(desired, request.planned_status.get("digest"))
-        except SubstratusError as e:
+        except (SubstratusError, StoreError) as e:
             hint = f" ({e.hint})" if e.hint else ""
             return ApplyResponse(request.live, error=e.message + hint)
         live = self.records.put(a, spec=desired.spec, status=status, labels=labels,

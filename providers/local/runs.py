@@ -14,9 +14,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from substratus_artifacts.snapshots import SnapshotResult, snapshot_tree
+from substratus_artifacts.store import Store
 from substratus_cli import failpoints
 from substratus_cli.address import Address
-from substratus_cli.artifacts import ArtifactStore, SnapshotResult, snapshot_tree
 from substratus_cli.exitcodes import ProviderError
 from substratus_providers.local import processes
 from substratus_providers.local.book import Entry, ProcessBook
@@ -42,7 +43,7 @@ class Workload:
 class Runtime:
     """Lays out content directories, starts workloads and keeps their logs."""
 
-    def __init__(self, root: Path, workdir: Path, store: ArtifactStore, book: ProcessBook) -> None:
+    def __init__(self, root: Path, workdir: Path, store: Store, book: ProcessBook) -> None:
         self.root = root  # .substratus/runtime
         self.workdir = workdir
         self.store = store

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import http.client
 import os
 import shutil
@@ -19,17 +20,12 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from substratus_artifacts.files import hash_tree
+from substratus_artifacts.manifest import normalize_sha256
+from substratus_artifacts.snapshots import SnapshotResult, snapshot_tree
+from substratus_artifacts.statcache import StatCache
+from substratus_artifacts.store import Store
 from substratus_cli.action import UNKNOWN
-from substratus_cli.artifacts import (
-    ArtifactStore,
-    Manifest,
-    ManifestEntry,
-    SnapshotResult,
-    StatCache,
-    hash_tree,
-    normalize_sha256,
-    snapshot_tree,
-)
 from substratus_cli.exitcodes import ProviderError, UsageError
 
 if TYPE_CHECKING:
@@ -65,7 +61,7 @@ def plan_digest(source: Mapping[str, Any], workdir: Path, cache: StatCache,
 def fetch_snapshot(
     source: Mapping[str, Any],
     workdir: Path,
-    store: ArtifactStore,
+    store: Store,
     cache: StatCache,
     resolve: Callable[[str], str],
     hf_token: str | None = None,
@@ -111,7 +107,7 @@ def url_file_name(url: str) -> str:
 
 
 def _fetch_url(
-    source: Mapping[str, Any], store: ArtifactStore, resolve: Callable[[str], str]
+    source: Mapping[str, Any], store: Store, resolve: Callable[[str], str]
 ) -> SnapshotResult:
     url = str(source["url"])
     shown = safe_url(url)
@@ -128,7 +124,8 @@ def _fetch_url(
             raise ProviderError(f"header {name!r} for {shown} has a line break in its value")
     secrets = [v for v in (*headers.values(), parts.password, parts.query) if v]
     try:
-        sha, size, written = store.put_stream(_download(url, headers), expected)
+        scratch = tempfile.TemporaryDirectory(prefix="url-")
+        saved = _save(_download(url, headers), Path(scratch.name) / url_file_name(url), expected)
     except urllib.error.HTTPError as exc:
         exc.close()
         raise ProviderError(
@@ -142,9 +139,21 @@ def _fetch_url(
         raise ProviderError(_scrub(f"cannot fetch {shown}: {_reason(exc)}", secrets)) from None
     except ProviderError as exc:  # checksum mismatch: say which URL
         raise ProviderError(_scrub(f"{shown}: {exc.message}", secrets)) from None
-    manifest = Manifest((ManifestEntry(path=url_file_name(url), size=size, sha256=sha),))
-    digest = store.put_manifest(manifest)
-    return SnapshotResult(digest=digest, manifest=manifest, bytes_copied=written, bytes_hashed=size)
+    with scratch:
+        return snapshot_tree(saved, store, None)
+
+
+def _save(chunks: Iterator[bytes], target: Path, expected: str | None) -> Path:
+    digest, size = hashlib.sha256(), 0
+    with open(target, "wb") as handle:
+        for chunk in chunks:
+            digest.update(chunk)
+            size += len(chunk)
+            handle.write(chunk)
+    if expected is not None and digest.hexdigest() != expected:
+        raise ProviderError(f"checksum mismatch: expected sha256:{expected}, got "
+                            f"sha256:{digest.hexdigest()} ({size} bytes); nothing was stored")
+    return target
 
 
 def _expected_sha256(value: Any) -> str | None:
@@ -234,7 +243,7 @@ def _scrub(message: str, secrets: list[str]) -> str:
 
 def _fetch_huggingface(
     spec: Mapping[str, Any],
-    store: ArtifactStore,
+    store: Store,
     token: str | None,
     scratch_dir: Path | None,
     what: str = "dataset",

@@ -16,8 +16,11 @@ from typing import Any
 
 import pytest
 
+from substratus_artifacts.backend import FileBackend
+from substratus_artifacts.snapshots import SnapshotResult
+from substratus_artifacts.statcache import StatCache
+from substratus_artifacts.store import Store
 from substratus_cli.action import UNKNOWN
-from substratus_cli.artifacts import FileArtifactStore, SnapshotResult, StatCache
 from substratus_cli.exitcodes import ProviderError
 from substratus_providers.local import sources
 from substratus_providers.local.sources import fetch_snapshot, plan_digest
@@ -90,8 +93,8 @@ def server() -> Iterator[Server]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> FileArtifactStore:
-    return FileArtifactStore(tmp_path / "artifacts")
+def store(tmp_path: Path) -> Store:
+    return Store(FileBackend(tmp_path / "artifacts"))
 
 
 @pytest.fixture
@@ -109,20 +112,20 @@ def resolve(value: str) -> str:
     return value.replace(SECRET_REF, SECRET)
 
 
-def stored_files(store: FileArtifactStore) -> list[Path]:
-    return sorted(p for p in store.root.rglob("*") if p.is_file())
+def stored_files(store: Store) -> list[Path]:
+    return sorted(p for p in store.backend.root.rglob("*") if p.is_file())
 
 
 Fetch = Callable[[dict[str, Any]], SnapshotResult]
 
 
 @pytest.fixture
-def fetch(tmp_path: Path, store: FileArtifactStore, cache: StatCache) -> Fetch:
+def fetch(tmp_path: Path, store: Store, cache: StatCache) -> Fetch:
     return lambda source: fetch_snapshot(source, tmp_path, store, cache, resolve)
 
 
 def test_url_snapshot_has_the_served_bytes_and_their_digest(
-    server: Server, fetch: Fetch, tmp_path: Path, store: FileArtifactStore, cache: StatCache
+    server: Server, fetch: Fetch, tmp_path: Path, store: Store, cache: StatCache
 ) -> None:
     sha = hashlib.sha256(PAYLOAD).hexdigest()
     source = {"url": f"{server.base}/data/train.csv?download=1", "sha256": sha}
@@ -140,7 +143,7 @@ def test_url_snapshot_has_the_served_bytes_and_their_digest(
 
 
 def test_url_checksum_mismatch_fails_and_leaves_the_store_unchanged(
-    server: Server, fetch: Fetch, store: FileArtifactStore
+    server: Server, fetch: Fetch, store: Store
 ) -> None:
     fetch({"url": f"{server.base}/private.csv", "headers": {"Authorization": SECRET_REF}})
     before = stored_files(store)
@@ -199,7 +202,7 @@ def test_connection_refused_is_a_provider_error(fetch: Fetch) -> None:
 
 
 def test_truncated_body_and_timeout_are_provider_errors_and_store_nothing(
-    server: Server, fetch: Fetch, store: FileArtifactStore, monkeypatch: pytest.MonkeyPatch
+    server: Server, fetch: Fetch, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(ProviderError, match=r"cannot fetch http://127\.0\.0\.1:\d+/truncated\.bin"):
         fetch({"url": f"{server.base}/truncated.bin"})
@@ -207,7 +210,7 @@ def test_truncated_body_and_timeout_are_provider_errors_and_store_nothing(
     with pytest.raises(ProviderError, match=r"slow\.bin: timed out after 0\.3 s"):
         fetch({"url": f"{server.base}/slow.bin"})
     assert [p for p in stored_files(store) if "blobs" in p.parts] == []
-    assert list((store.root / "tmp").iterdir()) == []
+    assert [p for p in stored_files(store) if "tmp" in p.parts] == []
 
 
 def test_path_source_digest_at_plan_equals_the_snapshot_at_apply(
@@ -224,7 +227,7 @@ def test_path_source_digest_at_plan_equals_the_snapshot_at_apply(
 
 
 def test_unreachable_hugging_face_hub_is_a_clear_provider_error(
-    tmp_path: Path, store: FileArtifactStore, cache: StatCache, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store: Store, cache: StatCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port = closed_port()
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")

@@ -18,10 +18,13 @@ from typing import Any
 
 import pytest
 
+from substratus_artifacts.backend import FileBackend
+from substratus_artifacts.files import hash_tree
+from substratus_artifacts.statcache import StatCache
+from substratus_artifacts.store import Store
 from substratus_cli import secrets as cli_secrets
-from substratus_cli.artifacts import FileArtifactStore, StatCache
 from substratus_providers.local.sources import fetch_snapshot
-from substratus_workloads import manifest, secret_refs
+from substratus_workloads import secret_refs
 from tests.support.http_server import Route, Served, serve
 from tests.workloads.conftest import workload_env
 from tests.workloads.store_trees import read_tree
@@ -91,12 +94,12 @@ def test_a_url_is_saved_as_the_local_runtime_saves_it(http: Served, tmp_path: Pa
     assert result.returncode == 0, result.stderr
     for name, value in secret.items():
         monkeypatch.setenv(name, value)
-    local = fetch_snapshot(source, tmp_path, FileArtifactStore(tmp_path / "local"),
+    local = fetch_snapshot(source, tmp_path, Store(FileBackend(tmp_path / "local")),
                            StatCache(tmp_path / "cache.json"),
                            lambda text: cli_secrets.substitute(
                                text, cli_secrets.resolve_from_environ))
     assert artifacts(tmp_path) == {"colors.jsonl": LINES}
-    assert manifest.hash_tree(tmp_path / "content" / "artifacts")[0].digest == local.digest
+    assert hash_tree(tmp_path / "content" / "artifacts")[0].digest == local.digest
     assert "s3cret" not in result.stdout + result.stderr
 
 
@@ -208,6 +211,6 @@ def test_the_pod_runs_the_loader_and_pushes_what_it_fetched(http: Served, tmp_pa
     result = subprocess.run([sys.executable, "-m", "substratus_workloads.pod", "loader"], env=env,
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
-    local = fetch_snapshot(source, tmp_path, FileArtifactStore(tmp_path / "local"),
+    local = fetch_snapshot(source, tmp_path, Store(FileBackend(tmp_path / "local")),
                            StatCache(tmp_path / "cache.json"), lambda text: text)
     assert ref.read_text() == (tmp_path / "termination-log").read_text() == local.digest
