@@ -65,7 +65,7 @@ class LocalProvider:
             cache = StatCache(c.data_dir / "cache" / "stat.json")
             runtime = Runtime(self._runtime_dir, c.workdir, store, self.book)
             self._parts = {
-                "datasets": DatasetPlanner(c.workdir, store, cache, c.resolve_secret),
+                "datasets": DatasetPlanner(c.workdir, store, cache, runtime, c.resolve_secret),
                 "models": ModelPlanner(c.workdir, store, cache, runtime, self.records, this_host,
                                        c.resolve_secret),
                 "servers": ServerPlanner(runtime, self.records, self.book, this_host,
@@ -163,7 +163,8 @@ class LocalProvider:
             if request.action is Action.UPDATE and request.live is not None:
                 status = {k: v for k, v in request.live.status.items() if k != "problem"}
             elif kind == "Dataset":
-                status = self.datasets.snapshot(desired.spec, request.planned_status.get("digest"))
+                status = self.datasets.snapshot(a, desired.spec,
+                                                request.planned_status.get("digest"))
             else:
                 self.book.stop_all(a)  # a build or training left running by a crashed apply
                 # Recorded before the run: a crash or failure leaves an object the next plan

@@ -77,8 +77,10 @@ class Runtime:
         self.book.add(w.address, entry)
         return entry
 
-    def run_to_completion(self, w: Workload, what: str) -> SnapshotResult:
-        """Run a build or training workload, then snapshot what it wrote to artifacts/."""
+    def run_to_completion(self, w: Workload, what: str, *, quote_error: bool = False) -> SnapshotResult:
+        """Run a build, training or loader workload, then snapshot what it wrote to artifacts/.
+        With quote_error, a failure the workload explained in one `error:` line is that line
+        (the loader's are about the source, not about the run)."""
         run_id = new_run_id()
         content = self.prepare(w, run_id)
         try:
@@ -88,7 +90,9 @@ class Runtime:
             self.book.forget(w.address, [entry])
             if code != 0:
                 tail = processes.log_tail(Path(entry.log))
-                raise ProviderError(f"{what} exited with code {code}: {tail}",
+                said = tail.startswith("error: ") and quote_error
+                raise ProviderError(tail[len("error: "):] if said else
+                                    f"{what} exited with code {code}: {tail}",
                                     hint=f"see `substratus logs {w.address.short()}`")
             artifacts = content / "artifacts"
             if not any(artifacts.iterdir()):
