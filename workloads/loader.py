@@ -1,6 +1,6 @@
 """The loader workload: a Dataset's or Model's `source` (a URL or a Hugging Face repo) fetched into
-the artifacts folder as the local runtime's sources fetch it, for runtimes where the CLI cannot
-(on Kubernetes the pod entrypoint pushes the folder afterwards).
+the artifacts folder, on every runtime (the local runtime snapshots the folder afterwards, on
+Kubernetes the pod entrypoint pushes it). It needs no torch: the core install runs it.
 
 Environment: SUBSTRATUS_SOURCE (the resource's `source` as JSON), SUBSTRATUS_KIND (`Dataset` or
 `Model`: a Model's archive is unpacked, and it is the Hub repo type), SUBSTRATUS_SECRET_<NAME>_<KEY>
