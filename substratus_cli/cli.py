@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
+from substratus_artifacts.layout import StoreError
 from substratus_cli import __version__, operations, planfile
 from substratus_cli.address import Address
 from substratus_cli.apply import Outcome
@@ -292,11 +293,11 @@ def run(argv: list[str] | None = None) -> int:
             err.print(Text("Error: ", style="bold red") + Text(str(d)))
         err.print(Text(e.message + ".", style="bold"))
         return e.exit_code
-    except SubstratusError as e:
+    except (SubstratusError, StoreError) as e:  # the store package's errors are the user's too
         err.print(Text("Error: ", style="bold red") + Text(e.message))
         if e.hint:
             err.print(Text(f"  {e.hint}"))
-        return e.exit_code
+        return e.exit_code if isinstance(e, SubstratusError) else ExitCode.ERROR
     except KeyboardInterrupt:
         err.print("Interrupted.")
         return ExitCode.INTERRUPTED

@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from substratus_artifacts.layout import StoreError
+from substratus_artifacts.store import Store
 from substratus_cli.action import Action, FieldChange
 from substratus_cli.address import Address
-from substratus_cli.artifacts import ArtifactStore
 from substratus_cli.config.schema import EnvironmentSpec
 from substratus_cli.diagnostics import Severity
 from substratus_cli.exitcodes import ProviderError, SubstratusError
@@ -66,7 +67,7 @@ class ProviderDiagnostic:
     severity: Severity = Severity.ERROR
 
     @classmethod
-    def of(cls, error: SubstratusError, address: Address | None = None,
+    def of(cls, error: SubstratusError | StoreError, address: Address | None = None,
            path: str | None = None) -> ProviderDiagnostic:
         return cls(error.message, error.hint or "", address, path)
 
@@ -91,13 +92,13 @@ class ProviderContext:
     artifacts_url: str
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # Environment.spec
     resolve_secret: Callable[[str, str], str] | None = None  # (name, key) -> value, apply only
-    # Opens the store `artifacts_url` names (file:// from the core, gs:// from the gcp provider).
-    open_artifacts: Callable[[], ArtifactStore] | None = None
+    # Opens the store `artifacts_url` names (file:// or gs://, by the store package).
+    open_artifacts: Callable[[], Store] | None = None
     # The cluster the Environment names (`kubernetes.cluster`), None while it does not exist;
     # unset when the Environment gives a kubeconfig context instead.
     cluster_access: Callable[[], ClusterAccess | None] | None = None
 
-    def artifact_store(self) -> ArtifactStore:
+    def artifact_store(self) -> Store:
         if self.open_artifacts is None:
             raise ProviderError(f"no artifact store is wired for {self.artifacts_url}")
         return self.open_artifacts()
@@ -209,7 +210,7 @@ class ApplyResponse:
     diagnostics: tuple[ProviderDiagnostic, ...] = ()  # an error: the step failed
 
     @classmethod
-    def failed(cls, live: LiveObject | None, error: SubstratusError,
+    def failed(cls, live: LiveObject | None, error: SubstratusError | StoreError,
                path: str | None = None) -> ApplyResponse:
         return cls(live, (ProviderDiagnostic.of(error, live.address if live else None, path),))
 

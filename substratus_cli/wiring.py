@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from substratus_cli.artifacts import ArtifactStore, open_store
+from substratus_artifacts.layout import StoreError
+from substratus_artifacts.store import Store, open_store
 from substratus_cli.config.schema import EnvironmentSpec
 from substratus_cli.diagnostics import Diagnostic, Subject
 from substratus_cli.exitcodes import UsageError
@@ -32,16 +33,13 @@ def open_state_backend(url: str, base: Path) -> StateBackend:
     return GCSStateBackend(url)
 
 
-def open_artifact_store(url: str, base: Path) -> ArtifactStore:
-    """file:// from the core; gs:// from the gcp provider (google-cloud-storage)."""
-    if not url.startswith("gs://"):
-        return open_store(url, base)
+def open_artifact_store(url: str, base: Path) -> Store:
+    """The Environment's `artifacts:` store; a relative file:// folder is under the workspace."""
     try:
-        from substratus_providers.gcp.artifacts import GCSArtifactStore
-    except ImportError as e:
-        raise UsageError(f"artifact store {url} needs google-cloud-storage ({e.name} is missing)",
-                         hint="pip install 'substratus[gcp]'") from None
-    return GCSArtifactStore(url)
+        return open_store(url, base)
+    except StoreError as e:  # a URL no backend takes, or gs:// without google-cloud-storage
+        hint = "pip install 'substratus[gcp]'" if url.startswith("gs://") else e.hint
+        raise UsageError(e.message, hint=hint) from None
 
 
 def build_registry(loaded: Loaded, part_of: str) -> Registry:

@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = {"substratus_cli": "substratus_cli", "substratus_providers": "providers",
+PACKAGES = {"substratus_cli": "substratus_cli", "substratus_artifacts": "artifacts",
+            "substratus_providers": "providers",
             "substratus_workloads": "workloads", "tests": "tests", "bench": "bench"}
 
 

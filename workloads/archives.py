@@ -31,7 +31,7 @@ def unpack(archive: Path, dest: Path) -> None:
     except ArchiveError:
         raise
     except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile) as e:
-        raise ArchiveError(f"cannot unpack {archive.name}: {e}") from None
+        raise ArchiveError(f"cannot unpack the model archive {archive.name}: {e}") from None
 
 
 def _absolute(name: str) -> bool:

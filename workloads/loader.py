@@ -1,6 +1,6 @@
 """The loader workload: a Dataset's or Model's `source` (a URL or a Hugging Face repo) fetched into
-the artifacts folder as the local runtime's sources fetch it, for runtimes where the CLI cannot
-(on Kubernetes the pod entrypoint pushes the folder afterwards).
+the artifacts folder, on every runtime (the local runtime snapshots the folder afterwards, on
+Kubernetes the pod entrypoint pushes it). It needs no torch: the core install runs it.
 
 Environment: SUBSTRATUS_SOURCE (the resource's `source` as JSON), SUBSTRATUS_KIND (`Dataset` or
 `Model`: a Model's archive is unpacked, and it is the Hub repo type), SUBSTRATUS_SECRET_<NAME>_<KEY>
@@ -26,8 +26,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
 from urllib.parse import unquote, urlsplit
 
+from substratus_artifacts.manifest import ManifestError, normalize_sha256
 from substratus_workloads import archives, contract, logfmt
-from substratus_workloads.manifest import ManifestError, digest_hex
 from substratus_workloads.secret_refs import MissingSecret, Resolver
 
 FETCH_EXIT = 1  # the source could not be fetched; a bad source is contract.USAGE_EXIT (2)
@@ -176,7 +176,7 @@ def _expected_sha256(value: Any) -> str | None:
     if value is None:
         return None
     try:
-        return digest_hex(str(value))
+        return normalize_sha256(str(value))
     except ManifestError as e:
         contract.fail(f"source sha256: {e}")
 
@@ -227,7 +227,7 @@ class _DropHeadersOnCrossOriginRedirect(urllib.request.HTTPRedirectHandler):
     def __init__(self, user_headers: set[str]) -> None:
         self._user_headers = {name.lower() for name in user_headers}
 
-    def redirect_request(  # type: ignore[override]
+    def redirect_request(
         self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
         newurl: str,
     ) -> urllib.request.Request | None:

@@ -20,8 +20,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, NoReturn
 
-from substratus_workloads import contract, logfmt, snapshots
-from substratus_workloads.store import StoreError, open_backend, parse_url, ref_key
+from substratus_artifacts import snapshots
+from substratus_artifacts.layout import StoreError, parse_url, ref_key
+from substratus_artifacts.store import open_store
+from substratus_workloads import contract, logfmt
 
 PROGRAMS = ("scratch", "trainer", "loader", "server", "notebook")
 INPUT_VAR = re.compile(r"SUBSTRATUS_INPUT_([A-Z0-9_]+)_URL")
@@ -74,9 +76,9 @@ def run(argv: list[str]) -> int:
         pushed = snapshots.push(out, artifacts_url)
     except StoreError as e:
         raise PodError(f"cannot push the artifacts to {artifacts_url}: {e.message}") from None
-    logfmt.log("pushed", ref=artifacts_url, digest=pushed.digest, files=pushed.files,
-               bytes=pushed.bytes, blobs_uploaded=pushed.blobs_uploaded,
-               bytes_uploaded=pushed.bytes_uploaded, seconds=round(time.monotonic() - started, 2))
+    logfmt.log("pushed", ref=artifacts_url, digest=pushed.digest, files=len(pushed.manifest),
+               bytes=pushed.manifest.total_size, blobs_uploaded=pushed.blobs_copied,
+               bytes_uploaded=pushed.bytes_copied, seconds=round(time.monotonic() - started, 2))
     write_termination_log(pushed.digest)
     return 0
 
@@ -119,8 +121,8 @@ def fetch_input(role: str, url: str) -> None:
         fetched = snapshots.fetch(url, dest)
     except StoreError as e:
         raise PodError(f"cannot fetch the {role} input: {e.message}") from None
-    logfmt.log("fetched", role=role, url=url, digest=fetched.digest, files=fetched.files,
-               bytes=fetched.bytes, blobs=fetched.blobs, to=str(dest),
+    logfmt.log("fetched", role=role, url=url, digest=fetched.digest,
+               files=len(fetched.manifest), bytes=fetched.manifest.total_size, blobs=fetched.blobs, to=str(dest),
                seconds=round(time.monotonic() - started, 2))
 
 
@@ -130,7 +132,7 @@ def _check_artifacts_store(url: str) -> None:
         raise PodError(f"SUBSTRATUS_ARTIFACTS_URL must name a ref (<root>/refs/<name>), got {url}",
                        contract.USAGE_EXIT)
     # One metadata read proves the store is reachable with these credentials.
-    open_backend(location.root).exists(ref_key(location.ref))
+    open_store(location.root).backend.exists(ref_key(location.ref))
 
 
 def _exec(name: str, command: list[str]) -> NoReturn:

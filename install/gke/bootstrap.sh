@@ -74,7 +74,7 @@ if [ "$IMAGES" = 1 ]; then
     dockerfile="$REPO_ROOT/workloads/$program/Dockerfile"
     [ -f "$dockerfile" ] || dockerfile="$REPO_ROOT/workloads/Dockerfile.$program"
     docker build -f "$dockerfile" -t "$REGISTRY/substratus-$program:$VERSION" \
-      "$REPO_ROOT/workloads"
+      "$REPO_ROOT"
     docker push "$REGISTRY/substratus-$program:$VERSION"
   done
 fi

@@ -24,8 +24,8 @@ from substratus_cli.exitcodes import ProviderError
 from substratus_cli.provider import ApplyRequest, LiveObject, PlanItem, PlannedChange, Readiness
 from substratus_cli.resource import Resource
 from substratus_providers.gcp import ownership
+from substratus_providers.gcp.gcs import gcs_errors
 from substratus_providers.gcp.specs import effective
-from substratus_providers.gcp.state import gcs_errors
 
 MARKER = ".substratus/bucket.json"
 REPLACED = ("spec.location",)

@@ -20,12 +20,12 @@ from google.auth import exceptions as auth_exc
 from google.cloud import container_v1
 
 from substratus_cli.exitcodes import ProviderError
+from substratus_providers.gcp.gcs import CREDENTIALS_HINT
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ENDPOINT_ENV = "SUBSTRATUS_GKE_ENDPOINT"
-CREDENTIALS_HINT = "run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS"
 _DONE = container_v1.Operation.Status.DONE
 # GKE answers 400 FAILED_PRECONDITION while another operation runs on the cluster; older clusters
 # word it the second way. Both go away when that operation is DONE.

@@ -79,7 +79,7 @@ class GCPProvider:
             if self._storage is None:
                 import google.cloud.storage as storage
 
-                from substratus_providers.gcp.state import gcs_errors
+                from substratus_providers.gcp.gcs import gcs_errors
 
                 where = os.environ.get("STORAGE_EMULATOR_HOST") or "storage.googleapis.com"
                 with gcs_errors("connect to Cloud Storage", where):
@@ -254,7 +254,7 @@ def _adc_token_source(what: str) -> Callable[[], str]:
     import google.auth.transport.requests
     from google.auth import exceptions as auth_exc
 
-    from substratus_providers.gcp.state import CREDENTIALS_HINT
+    from substratus_providers.gcp.gcs import CREDENTIALS_HINT
 
     lock = threading.Lock()
     state: dict[str, Any] = {}

@@ -6,57 +6,22 @@ released only while that generation is still the live one. Inventory writes are 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import google.cloud.storage as storage
 from google.api_core import exceptions as gexc
-from google.auth import exceptions as auth_exc
 
 from substratus_cli.exitcodes import LockError, ProviderError, SubstratusError
 from substratus_cli.state.backend import ConflictError, LockHeldError, LockInfo
 from substratus_cli.state.inventory import Inventory
+from substratus_providers.gcp.gcs import gcs_errors, parse_url
 
 POLL_SECONDS = 0.5
 HEARTBEAT_SECONDS = 10.0
-CREDENTIALS_HINT = "run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS"
-
-
-def parse_url(url: str) -> tuple[str, str]:
-    """`gs://bucket/some/prefix` -> ("bucket", "some/prefix")."""
-    if not url.startswith("gs://"):
-        raise SubstratusError(f"state backend {url}: expected gs://BUCKET[/PREFIX]")
-    bucket, _, prefix = url.removeprefix("gs://").partition("/")
-    if not bucket:
-        raise SubstratusError(f"state backend {url}: the bucket name is missing")
-    return bucket, prefix.strip("/")
-
-
-@contextlib.contextmanager
-def gcs_errors(what: str, location: str) -> Iterator[None]:
-    """Turn client errors into ProviderError; 412 and 404 pass through: callers give them meaning."""
-    try:
-        yield
-    except (gexc.PreconditionFailed, gexc.NotFound):
-        raise
-    except (auth_exc.DefaultCredentialsError, auth_exc.RefreshError) as e:
-        raise ProviderError(f"cannot {what} at {location}: no usable Google credentials: {e}",
-                            hint=CREDENTIALS_HINT) from None
-    except (gexc.Unauthorized, gexc.Forbidden) as e:
-        raise ProviderError(f"cannot {what} at {location}: access denied: {e.message}",
-                            hint="the account needs roles/storage.objectAdmin on the bucket; "
-                                 + CREDENTIALS_HINT) from None
-    except gexc.GoogleAPICallError as e:
-        raise ProviderError(f"cannot {what} at {location}: {e.message}") from None
-    except (gexc.RetryError, auth_exc.TransportError, OSError) as e:
-        raise ProviderError(f"cannot {what} at {location}: Cloud Storage is unreachable: {e}") from None
-
-
 class _Heartbeat:
     """Stamps the lock object's metadata so others can tell a live holder from a dead one."""
 

@@ -10,8 +10,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from substratus_artifacts.files import hash_tree
+from substratus_artifacts.statcache import StatCache
+from substratus_artifacts.store import Store
 from substratus_cli.address import Address
-from substratus_cli.artifacts import ArtifactStore, StatCache, hash_tree
 from substratus_cli.diff import spec_hash
 from substratus_cli.resource import Resource, references
 from substratus_cli.sizing import Accelerator, ModelSize
@@ -76,7 +78,7 @@ def path_digest(resource: Resource, workdir: Path, cache: StatCache | None) -> s
     return manifest.digest
 
 
-def desired(resource: Resource, cluster: Cluster, store: ArtifactStore,
+def desired(resource: Resource, cluster: Cluster, store: Store,
             input_versions: Mapping[str, tuple[str, str]], size: ModelSize | None,
             digest: str | None) -> Desired:
     """What to plan. `input_versions`: role -> (ref name, version) of each input, as planned."""

@@ -16,10 +16,13 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from substratus_artifacts.layout import StoreError
+from substratus_artifacts.snapshots import snapshot_tree
+from substratus_artifacts.statcache import StatCache
+from substratus_artifacts.store import Store
 from substratus_cli import __version__
 from substratus_cli.action import Action, FieldChange
 from substratus_cli.address import ML_KINDS, Address
-from substratus_cli.artifacts import ArtifactStore, StatCache, snapshot_tree
 from substratus_cli.diff import field_changes, spec_hash
 from substratus_cli.exitcodes import ProviderError, SubstratusError
 from substratus_cli.provider import (
@@ -95,7 +98,7 @@ class KubernetesProvider:
         self.namespace: str = settings.get("namespace") or "default"
         self._client = client
         self._lock = threading.Lock()
-        self._store: ArtifactStore | None = None
+        self._store: Store | None = None
         self._namespaces: set[str] = set()
 
     # -- connections, made on first use ------------------------------------------------------
@@ -122,7 +125,7 @@ class KubernetesProvider:
             return self._client
 
     @property
-    def store(self) -> ArtifactStore:
+    def store(self) -> Store:
         with self._lock:
             if self._store is None:
                 self._store = self.context.artifact_store()
@@ -274,7 +277,7 @@ class KubernetesProvider:
                 return ApplyResponse(None)
             assert request.desired is not None, f"{request.action} of {a} without a resource"
             return ApplyResponse(self._write(request, request.desired))
-        except SubstratusError as e:
+        except (SubstratusError, StoreError) as e:
             return ApplyResponse.failed(request.live, e)
 
     def _write(self, request: ApplyRequest, r: Resource) -> LiveObject:

@@ -6,12 +6,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from substratus_artifacts.statcache import StatCache
+from substratus_artifacts.store import Store
 from substratus_cli.action import UNKNOWN, Action, FieldChange
-from substratus_cli.artifacts import ArtifactStore, StatCache
+from substratus_cli.address import Address
 from substratus_cli.diff import field_changes, matches_prefix
 from substratus_cli.exitcodes import ProviderError
 from substratus_cli.provider import MANAGED_BY_LABEL, PART_OF_LABEL, PlanItem, PlannedChange
 from substratus_providers.local import secret_env
+from substratus_providers.local.runs import Runtime
 from substratus_providers.local.sources import fetch_snapshot, plan_digest
 
 # A snapshot is immutable: anything that changes what is fetched makes a new one.
@@ -19,11 +22,12 @@ REPLACE_FIELDS = ("spec.source", "spec.image", "spec.build", "spec.command", "sp
 
 
 class DatasetPlanner:
-    def __init__(self, workdir: Path, store: ArtifactStore, cache: StatCache,
+    def __init__(self, workdir: Path, store: Store, cache: StatCache, runtime: Runtime,
                  resolve_secret: Callable[[str, str], str] | None = None) -> None:
         self.workdir = workdir
         self.store = store
         self.cache = cache
+        self.runtime = runtime
         self.resolve_secret = resolve_secret
 
     def plan(self, item: PlanItem) -> PlannedChange:
@@ -58,14 +62,12 @@ class DatasetPlanner:
                                  {"digest": live_digest})
         return PlannedChange(a, Action.NOOP, "digest unchanged", (), {"digest": live_digest})
 
-    def snapshot(self, spec: Mapping[str, Any], planned_digest: Any) -> dict[str, Any]:
+    def snapshot(self, address: Address, spec: Mapping[str, Any],
+                 planned_digest: Any) -> dict[str, Any]:
         """Fetch the source into the store; returns the status to record."""
-        def resolve(text: str) -> str:
-            return secret_env.resolved(text, self.resolve_secret)
-
-        env = secret_env.env_of(spec, self.resolve_secret)
-        result = fetch_snapshot(spec.get("source", {}), self.workdir, self.store, self.cache,
-                                resolve, hf_token=env.get("HF_TOKEN"))
+        result = fetch_snapshot(address, spec.get("source", {}), self.workdir, self.store,
+                                self.cache, self.runtime,
+                                secret_env.env_of(spec, self.resolve_secret), self.resolve_secret)
         if isinstance(planned_digest, str) and planned_digest != result.digest:
             raise ProviderError(
                 f"the source changed after the plan was made: planned snapshot {planned_digest}, "

@@ -3,16 +3,16 @@ from a base model and a dataset. The output is an immutable, content-addressed m
 
 from __future__ import annotations
 
-import tarfile
 import tempfile
-import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from substratus_artifacts.snapshots import SnapshotResult
+from substratus_artifacts.statcache import StatCache
+from substratus_artifacts.store import Store
 from substratus_cli.action import UNKNOWN, Action, FieldChange
 from substratus_cli.address import Address
-from substratus_cli.artifacts import ArtifactStore, SnapshotResult, StatCache, snapshot_tree
 from substratus_cli.diff import field_changes, matches_prefix
 from substratus_cli.exitcodes import ProviderError
 from substratus_cli.provider import PlanItem, PlannedChange
@@ -28,14 +28,13 @@ from substratus_providers.local.sources import fetch_snapshot, plan_digest
 # What goes into the artifact: changing any of it makes a new one. size and resources do not.
 REPLACE_FIELDS = ("spec.source", "spec.training", "spec.image", "spec.build", "spec.command",
                   "spec.params", "spec.env")
-ARCHIVES = (".tar.gz", ".tgz", ".tar", ".zip")
 INPUTS = {"baseModel": ("baseModelDigest", "Model"), "dataset": ("datasetDigest", "Dataset")}
 
 Outputs = Mapping[Address, Mapping[str, Any]]  # planned status of what this plan already covered
 
 
 class ModelPlanner:
-    def __init__(self, workdir: Path, store: ArtifactStore, cache: StatCache, runtime: Runtime,
+    def __init__(self, workdir: Path, store: Store, cache: StatCache, runtime: Runtime,
                  records: RecordStore, host: Callable[[], Host],
                  resolve_secret: Callable[[str, str], str] | None = None) -> None:
         self.workdir = workdir
@@ -151,12 +150,8 @@ class ModelPlanner:
                 desired.address, "run", "scratch", tuple(spec.get("command") or ()),
                 spec["source"]["scratch"].get("config") or {}, env), "the scratch model build")
         else:
-            result = fetch_snapshot(
-                spec["source"], self.workdir, self.store, self.cache,
-                lambda text: secret_env.resolved(text, self.resolve_secret),
-                hf_token=env.get("HF_TOKEN"), what="model")
-            if spec["source"].get("url") is not None:
-                result = self._unpacked(result)
+            result = fetch_snapshot(desired.address, spec["source"], self.workdir, self.store,
+                                    self.cache, self.runtime, env, self.resolve_secret)
             if isinstance(planned_digest, str) and planned_digest != result.digest:
                 raise ProviderError(
                     f"the source changed after the plan was made: planned {planned_digest}, "
@@ -173,33 +168,6 @@ class ModelPlanner:
                 raise ProviderError(f"{dep.short()} has no artifact yet: apply it first")
             out[key] = str(digest)
         return out
-
-    def _unpacked(self, result: SnapshotResult) -> SnapshotResult:
-        """A url source that is an archive (.tar.gz, .tgz, .tar, .zip) is the model's directory:
-        the artifact is its content (inside a single top folder, if it has one)."""
-        (entry,) = result.manifest.entries
-        if not entry.path.endswith(ARCHIVES):
-            return result
-        scratch = self.runtime.root / "tmp"
-        scratch.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-            self.store.materialize(result.digest, Path(tmp) / "archive")
-            out = Path(tmp) / "model"
-            archive = Path(tmp) / "archive" / entry.path
-            try:
-                if entry.path.endswith(".zip"):
-                    with zipfile.ZipFile(archive) as z:
-                        z.extractall(out)  # zipfile drops absolute paths and `..` itself
-                else:
-                    with tarfile.open(archive) as t:
-                        t.extractall(out, filter="data")  # no links out, no devices
-            except (OSError, tarfile.TarError, zipfile.BadZipFile) as e:
-                raise ProviderError(f"cannot unpack the model archive {entry.path}: {e}") from None
-            inside = list(out.iterdir()) if out.is_dir() else []
-            if not inside:
-                raise ProviderError(f"the model archive {entry.path} is empty")
-            root = inside[0] if len(inside) == 1 and inside[0].is_dir() else out
-            return snapshot_tree(root, self.store, None)
 
     def _artifact_status(self, result: SnapshotResult) -> dict[str, Any]:
         status: dict[str, Any] = {"digest": result.digest, "files": len(result.manifest.entries),

@@ -8,9 +8,10 @@ import importlib.util
 from collections.abc import Iterator
 from typing import Any
 
+from substratus_artifacts.layout import StoreError
+from substratus_artifacts.statcache import StatCache
 from substratus_cli.action import Action
 from substratus_cli.address import ML_KINDS, Address
-from substratus_cli.artifacts import StatCache
 from substratus_cli.exitcodes import ProviderError, SubstratusError
 from substratus_cli.provider import (
     MANAGED_BY_LABEL,
@@ -65,7 +66,7 @@ class LocalProvider:
             cache = StatCache(c.data_dir / "cache" / "stat.json")
             runtime = Runtime(self._runtime_dir, c.workdir, store, self.book)
             self._parts = {
-                "datasets": DatasetPlanner(c.workdir, store, cache, c.resolve_secret),
+                "datasets": DatasetPlanner(c.workdir, store, cache, runtime, c.resolve_secret),
                 "models": ModelPlanner(c.workdir, store, cache, runtime, self.records, this_host,
                                        c.resolve_secret),
                 "servers": ServerPlanner(runtime, self.records, self.book, this_host,
@@ -161,7 +162,8 @@ class LocalProvider:
             if request.action is Action.UPDATE and request.live is not None:
                 status = {k: v for k, v in request.live.status.items() if k != "problem"}
             elif kind == "Dataset":
-                status = self.datasets.snapshot(desired.spec, request.planned_status.get("digest"))
+                status = self.datasets.snapshot(a, desired.spec,
+                                                request.planned_status.get("digest"))
             else:
                 self.book.stop_all(a)  # a build or training left running by a crashed apply
                 # Recorded before the run: a crash or failure leaves an object the next plan
@@ -170,7 +172,7 @@ class LocalProvider:
                     a, spec=desired.spec, status={"phase": "Building"}, labels=labels,
                     new_object=True))
                 status = self._part("models").build(desired, request.planned_status.get("digest"))
-        except SubstratusError as e:
+        except (SubstratusError, StoreError) as e:
             return ApplyResponse.failed(request.live, e)
         live = self.records.put(a, spec=desired.spec, status=status, labels=labels,
                                 new_object=request.action is not Action.UPDATE and kind != "Model")

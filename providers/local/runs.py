@@ -14,9 +14,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from substratus_artifacts.snapshots import SnapshotResult, snapshot_tree
+from substratus_artifacts.store import Store
 from substratus_cli import failpoints
 from substratus_cli.address import Address
-from substratus_cli.artifacts import ArtifactStore, SnapshotResult, snapshot_tree
 from substratus_cli.exitcodes import ProviderError
 from substratus_providers.local import processes
 from substratus_providers.local.book import Entry, ProcessBook
@@ -42,7 +43,7 @@ class Workload:
 class Runtime:
     """Lays out content directories, starts workloads and keeps their logs."""
 
-    def __init__(self, root: Path, workdir: Path, store: ArtifactStore, book: ProcessBook) -> None:
+    def __init__(self, root: Path, workdir: Path, store: Store, book: ProcessBook) -> None:
         self.root = root  # .substratus/runtime
         self.workdir = workdir
         self.store = store
@@ -76,8 +77,10 @@ class Runtime:
         self.book.add(w.address, entry)
         return entry
 
-    def run_to_completion(self, w: Workload, what: str) -> SnapshotResult:
-        """Run a build or training workload, then snapshot what it wrote to artifacts/."""
+    def run_to_completion(self, w: Workload, what: str, *, quote_error: bool = False) -> SnapshotResult:
+        """Run a build, training or loader workload, then snapshot what it wrote to artifacts/.
+        With quote_error, a failure the workload explained in one `error:` line is that line
+        (the loader's are about the source, not about the run)."""
         run_id = new_run_id()
         content = self.prepare(w, run_id)
         try:
@@ -87,7 +90,9 @@ class Runtime:
             self.book.forget(w.address, [entry])
             if code != 0:
                 tail = processes.log_tail(Path(entry.log))
-                raise ProviderError(f"{what} exited with code {code}: {tail}",
+                said = tail.startswith("error: ") and quote_error
+                raise ProviderError(tail[len("error: "):] if said else
+                                    f"{what} exited with code {code}: {tail}",
                                     hint=f"see `substratus logs {w.address.short()}`")
             artifacts = content / "artifacts"
             if not any(artifacts.iterdir()):

@@ -12,12 +12,12 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from substratus_artifacts.files import hash_tree
+from substratus_artifacts.store import open_store
 from substratus_cli.action import Action
 from substratus_cli.address import Address
-from substratus_cli.artifacts import hash_tree
 from substratus_cli.provider import LiveObject, PlanItem, PlannedChange, ProviderContext
 from substratus_cli.resource import Resource
-from substratus_providers.gcp.artifacts import GCSArtifactStore
 from substratus_providers.kubernetes.desired import ref_name, version_of
 from substratus_providers.kubernetes.manifests import object_name
 from substratus_providers.kubernetes.provider import KubernetesProvider
@@ -60,7 +60,7 @@ class KubernetesHarness:
         return KubernetesProvider(ProviderContext(
             workdir=self.workdir, data_dir=self.workdir / ".substratus", part_of=lineage,
             artifacts_url=self.artifacts, settings=settings,
-            open_artifacts=lambda: GCSArtifactStore(self.artifacts)))
+            open_artifacts=lambda: open_store(self.artifacts)))
 
     def resource(self, name: str) -> Resource:
         (self.workdir / name).mkdir()
@@ -95,7 +95,7 @@ class KubernetesHarness:
         assert r is not None
         digest = hash_tree(self.workdir / r.spec["source"]["path"], None)[0].digest
         version = version_of(r, {}, digest)
-        artifact = GCSArtifactStore(self.artifacts).ref_url(ref_name(r.address, version))
+        artifact = open_store(self.artifacts).ref_url(ref_name(r.address, version))
         return {"version": version, "artifact": artifact, "inputs": {}, "digest": digest,
                 "gpu": None}
 

@@ -20,7 +20,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from substratus_providers.gcp.artifacts import GCSArtifactStore
+from substratus_artifacts.store import open_store
 from tests.cluster.controlplane import ControlPlane
 from tests.conftest import EXAMPLES
 from tests.support.cluster import started_cluster
@@ -117,7 +117,7 @@ def test_quickstart_applies_runs_its_jobs_and_replans_empty(
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
     # The datasets were uploaded from this machine, content addressed, and their refs written.
-    store = GCSArtifactStore(f"gs://{bucket}/artifacts")
+    store = open_store(f"gs://{bucket}/artifacts")
     record = get(cluster, "/api/v1/namespaces/quickstart/configmaps/dataset-favorite-colors")
     digest = record["data"]["digest"]
     assert store.has_snapshot(digest)

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from substratus_artifacts.store import open_store
 from substratus_cli.address import Address
-from substratus_cli.artifacts import open_store
 from substratus_cli.provider import LiveObject, PlanItem, PlannedChange, ProviderContext
 from substratus_cli.resource import Resource
 from substratus_providers.local import LocalProvider

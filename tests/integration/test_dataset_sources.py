@@ -1,12 +1,11 @@
-"""Dataset sources of the local runtime against a real HTTP server on 127.0.0.1 (and a Hub that
-cannot be reached)."""
+"""Dataset sources of the local runtime (the loader workload, run as a process) against a real HTTP
+server on 127.0.0.1 (and a Hub that cannot be reached)."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,10 +15,15 @@ from typing import Any
 
 import pytest
 
+from substratus_artifacts.backend import FileBackend
+from substratus_artifacts.snapshots import SnapshotResult
+from substratus_artifacts.statcache import StatCache
+from substratus_artifacts.store import Store
 from substratus_cli.action import UNKNOWN
-from substratus_cli.artifacts import FileArtifactStore, SnapshotResult, StatCache
+from substratus_cli.address import Address
 from substratus_cli.exitcodes import ProviderError
-from substratus_providers.local import sources
+from substratus_providers.local.book import ProcessBook
+from substratus_providers.local.runs import Runtime
 from substratus_providers.local.sources import fetch_snapshot, plan_digest
 
 PAYLOAD = b"id,text\n" + b"".join(b"%d,row number %d\n" % (i, i) for i in range(200_000))
@@ -90,8 +94,8 @@ def server() -> Iterator[Server]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> FileArtifactStore:
-    return FileArtifactStore(tmp_path / "artifacts")
+def store(tmp_path: Path) -> Store:
+    return Store(FileBackend(tmp_path / "artifacts"))
 
 
 @pytest.fixture
@@ -105,24 +109,29 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def resolve(value: str) -> str:
-    return value.replace(SECRET_REF, SECRET)
+def resolve_secret(name: str, key: str) -> str:
+    assert (name, key) == ("hub", "token")
+    return SECRET
 
 
-def stored_files(store: FileArtifactStore) -> list[Path]:
-    return sorted(p for p in store.root.rglob("*") if p.is_file())
+def stored_files(store: Store) -> list[Path]:
+    assert isinstance(store.backend, FileBackend)
+    return sorted(p for p in store.backend.root.rglob("*") if p.is_file())
 
 
 Fetch = Callable[[dict[str, Any]], SnapshotResult]
 
 
 @pytest.fixture
-def fetch(tmp_path: Path, store: FileArtifactStore, cache: StatCache) -> Fetch:
-    return lambda source: fetch_snapshot(source, tmp_path, store, cache, resolve)
+def fetch(tmp_path: Path, store: Store, cache: StatCache) -> Fetch:
+    runtime = Runtime(tmp_path / "runtime", tmp_path, store, ProcessBook(tmp_path / "processes"))
+    address = Address("Dataset", "default", "colors")
+    return lambda source: fetch_snapshot(address, source, tmp_path, store, cache, runtime, {},
+                                         resolve_secret)
 
 
 def test_url_snapshot_has_the_served_bytes_and_their_digest(
-    server: Server, fetch: Fetch, tmp_path: Path, store: FileArtifactStore, cache: StatCache
+    server: Server, fetch: Fetch, tmp_path: Path, store: Store, cache: StatCache
 ) -> None:
     sha = hashlib.sha256(PAYLOAD).hexdigest()
     source = {"url": f"{server.base}/data/train.csv?download=1", "sha256": sha}
@@ -140,7 +149,7 @@ def test_url_snapshot_has_the_served_bytes_and_their_digest(
 
 
 def test_url_checksum_mismatch_fails_and_leaves_the_store_unchanged(
-    server: Server, fetch: Fetch, store: FileArtifactStore
+    server: Server, fetch: Fetch, store: Store
 ) -> None:
     fetch({"url": f"{server.base}/private.csv", "headers": {"Authorization": SECRET_REF}})
     before = stored_files(store)
@@ -198,16 +207,14 @@ def test_connection_refused_is_a_provider_error(fetch: Fetch) -> None:
     )
 
 
-def test_truncated_body_and_timeout_are_provider_errors_and_store_nothing(
-    server: Server, fetch: Fetch, store: FileArtifactStore, monkeypatch: pytest.MonkeyPatch
+def test_a_truncated_body_is_a_provider_error_and_stores_nothing(
+    server: Server, fetch: Fetch, store: Store
 ) -> None:
+    # The loader's timeout is tested in tests/workloads/test_loader.py, in its own process.
     with pytest.raises(ProviderError, match=r"cannot fetch http://127\.0\.0\.1:\d+/truncated\.bin"):
         fetch({"url": f"{server.base}/truncated.bin"})
-    monkeypatch.setattr(sources, "HTTP_TIMEOUT_S", 0.3)
-    with pytest.raises(ProviderError, match=r"slow\.bin: timed out after 0\.3 s"):
-        fetch({"url": f"{server.base}/slow.bin"})
     assert [p for p in stored_files(store) if "blobs" in p.parts] == []
-    assert list((store.root / "tmp").iterdir()) == []
+    assert [p for p in stored_files(store) if "tmp" in p.parts] == []
 
 
 def test_path_source_digest_at_plan_equals_the_snapshot_at_apply(
@@ -224,7 +231,7 @@ def test_path_source_digest_at_plan_equals_the_snapshot_at_apply(
 
 
 def test_unreachable_hugging_face_hub_is_a_clear_provider_error(
-    tmp_path: Path, store: FileArtifactStore, cache: StatCache, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fetch: Fetch, cache: StatCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port = closed_port()
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
@@ -234,19 +241,11 @@ def test_unreachable_hugging_face_hub_is_a_clear_provider_error(
     source = {"huggingface": {"name": "substratus/tiny-corpus", "revision": "main"}}
     assert plan_digest(source, tmp_path, cache) is UNKNOWN
     with pytest.raises(ProviderError) as info:
-        fetch_snapshot(source, tmp_path, store, cache, resolve, scratch_dir=tmp_path / "scratch")
+        fetch(source)
     assert info.value.message == (
         "cannot reach the Hugging Face Hub to fetch dataset substratus/tiny-corpus: "
         "[Errno 111] Connection refused; this source needs network access "
         "(set HF_ENDPOINT for a mirror)"
     )
-    assert info.value.__cause__ is None and info.value.__suppress_context__
-    assert list((tmp_path / "scratch").iterdir()) == []
+    assert list((tmp_path / "runtime" / "content").rglob("*.jsonl")) == []
 
-
-def test_hugging_face_source_without_the_package_says_what_to_install(
-    fetch: Fetch, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
-    with pytest.raises(ProviderError, match=r"pip install 'substratus\[huggingface\]'"):
-        fetch({"huggingface": {"name": "a/b"}})

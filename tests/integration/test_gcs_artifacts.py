@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from substratus_cli.artifacts import FileArtifactStore, Manifest, snapshot_tree
-from substratus_cli.exitcodes import ProviderError
+from substratus_artifacts.backend import FileBackend
+from substratus_artifacts.gcs import GCSBackend
+from substratus_artifacts.layout import StoreError
+from substratus_artifacts.manifest import Manifest
+from substratus_artifacts.snapshots import snapshot_tree
+from substratus_artifacts.store import Store, open_store
 from substratus_cli.wiring import open_artifact_store
-from substratus_providers.gcp.artifacts import GCSArtifactStore
 
 # One fake-gcs-server per module and a client pointed at it, as the state backend's tests use.
 from tests.integration.test_gcs_state import client, gcs_server  # noqa: F401
@@ -37,8 +40,8 @@ def bucket(client: storage.Client) -> storage.Bucket:  # noqa: F811
 
 
 @pytest.fixture
-def store(client: storage.Client, bucket: storage.Bucket) -> GCSArtifactStore:  # noqa: F811
-    return GCSArtifactStore(f"gs://{bucket.name}/{PREFIX}", client)
+def store(client: storage.Client, bucket: storage.Bucket) -> Store:  # noqa: F811
+    return open_store(f"gs://{bucket.name}/{PREFIX}", client=client)
 
 
 @pytest.fixture
@@ -67,7 +70,7 @@ def files_under(root: Path) -> dict[str, bytes]:
 
 
 def test_a_snapshot_round_trips_through_gcs(
-        store: GCSArtifactStore, bucket: storage.Bucket, tree: Path, tmp_path: Path) -> None:
+        store: Store, bucket: storage.Bucket, tree: Path, tmp_path: Path) -> None:
     result = snapshot_tree(tree, store, None)
     unique = {e.sha256: e.size for e in result.manifest.entries}
     assert result.bytes_copied == sum(unique.values()) == result.manifest.total_size - 6
@@ -83,35 +86,35 @@ def test_a_snapshot_round_trips_through_gcs(
 
 
 def test_objects_follow_the_store_layout_of_the_file_store(
-        store: GCSArtifactStore, bucket: storage.Bucket, tree: Path, tmp_path: Path) -> None:
+        store: Store, bucket: storage.Bucket, tree: Path, tmp_path: Path) -> None:
     # The layout is a contract with the workloads: both stores must name objects alike.
-    local = FileArtifactStore(tmp_path / "store")
+    local = Store(FileBackend(tmp_path / "store"))
     digest = snapshot_tree(tree, local, None).digest
     assert snapshot_tree(tree, store, None).digest == digest
     store.put_ref("default/dataset/colors", digest)
     local.put_ref("default/dataset/colors", digest)
-    on_disk = sorted(p.relative_to(local.root).as_posix()
-                     for p in local.root.rglob("*") if p.is_file())
+    on_disk = sorted(p.relative_to(tmp_path / "store").as_posix()
+                     for p in (tmp_path / "store").rglob("*") if p.is_file())
     assert object_names(bucket) == [f"{PREFIX}/{name}" for name in on_disk]
     hex_, alpha = digest.removeprefix("sha256:"), sha(b"alpha\n")
     assert f"{PREFIX}/manifests/sha256/{hex_}.json" in object_names(bucket)
     assert f"{PREFIX}/blobs/sha256/{alpha[:2]}/{alpha}" in object_names(bucket)
     assert f"{PREFIX}/refs/default/dataset/colors" in object_names(bucket)
     manifest_bytes = bucket.blob(f"{PREFIX}/manifests/sha256/{hex_}.json").download_as_bytes()
-    assert manifest_bytes == local.manifest_path(digest).read_bytes()
+    assert manifest_bytes == (tmp_path / "store" / "manifests" / "sha256" / f"{hex_}.json").read_bytes()
 
 
 def test_resnapshot_of_an_unchanged_folder_uploads_nothing(
-        store: GCSArtifactStore, bucket: storage.Bucket, tree: Path) -> None:
+        store: Store, bucket: storage.Bucket, tree: Path) -> None:
     first = snapshot_tree(tree, store, None)
     before = blob_generations(bucket)
-    again = snapshot_tree(tree, GCSArtifactStore(store.url, bucket.client), None)
+    again = snapshot_tree(tree, open_store(store.url, client=bucket.client), None)
     assert (again.digest, again.bytes_copied) == (first.digest, 0)
     assert blob_generations(bucket) == before  # nothing rewritten, not even with equal bytes
 
 
 def test_changing_one_file_uploads_exactly_that_blob(
-        store: GCSArtifactStore, bucket: storage.Bucket, tree: Path) -> None:
+        store: Store, bucket: storage.Bucket, tree: Path) -> None:
     first = snapshot_tree(tree, store, None)
     before = blob_generations(bucket)
     changed = b"new content of b, a different size"
@@ -133,7 +136,7 @@ def test_many_files_transfer_in_parallel_on_a_pool_of_connections(
     root.mkdir()
     for i in range(200):
         (root / f"part-{i:03}.txt").write_text(f"line {i}\n" * (i + 1))
-    store = GCSArtifactStore(f"gs://{bucket.name}/{PREFIX}")
+    store = open_store(f"gs://{bucket.name}/{PREFIX}")
     with caplog.at_level(logging.WARNING):
         result = snapshot_tree(root, store, None)
         assert result.bytes_copied == result.manifest.total_size
@@ -143,7 +146,7 @@ def test_many_files_transfer_in_parallel_on_a_pool_of_connections(
     assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
 
 
-def test_refs_are_put_read_and_overwritten(store: GCSArtifactStore,
+def test_refs_are_put_read_and_overwritten(store: Store,
                                            bucket: storage.Bucket) -> None:
     name = "default/model/colors/3f2a"
     one, two = "sha256:" + "1" * 64, "sha256:" + "2" * 64
@@ -162,60 +165,61 @@ def test_refs_are_put_read_and_overwritten(store: GCSArtifactStore,
             store.put_ref(bad, one)
 
 
-def test_a_ref_that_holds_no_digest_is_refused(store: GCSArtifactStore,
+def test_a_ref_that_holds_no_digest_is_refused(store: Store,
                                                bucket: storage.Bucket) -> None:
     for content in (b"sha256:" + b"1" * 64 + b"\n", b"latest", b"sha256:" + b"A" * 64):
         bucket.blob(f"{PREFIX}/refs/broken").upload_from_string(content)
-        with pytest.raises(ProviderError, match="does not hold a snapshot digest") as err:
+        with pytest.raises(StoreError, match="does not hold a snapshot digest") as err:
             store.get_ref("broken")
         assert f"gs://{bucket.name}/{PREFIX}/refs/broken" in err.value.message
 
 
 def test_a_corrupt_manifest_object_is_refused(
-        store: GCSArtifactStore, bucket: storage.Bucket, tree: Path, tmp_path: Path) -> None:
+        store: Store, bucket: storage.Bucket, tree: Path, tmp_path: Path) -> None:
     result = snapshot_tree(tree, store, None)
     name = f"{PREFIX}/manifests/sha256/{result.digest.removeprefix('sha256:')}.json"
     forged = Manifest(result.manifest.entries[:1]).canonical_json()  # valid JSON, wrong bytes
     bucket.blob(name).upload_from_string(forged)
-    message = f"manifest gs://{bucket.name}/{name} is corrupt: its content does not hash to"
-    with pytest.raises(ProviderError, match=message):
+    message = f"manifest gs://{bucket.name}/{name} is corrupt: its content hashes to"
+    with pytest.raises(StoreError, match=message):
         store.get_manifest(result.digest)
-    with pytest.raises(ProviderError, match="is corrupt"):
+    with pytest.raises(StoreError, match="is corrupt"):
         store.materialize(result.digest, tmp_path / "out")
-    with pytest.raises(ProviderError, match="is corrupt"):
+    with pytest.raises(StoreError, match="is corrupt"):
         store.has_snapshot(result.digest)
 
 
 def test_a_corrupt_blob_is_refused_and_leaves_no_file(
-        store: GCSArtifactStore, bucket: storage.Bucket, tree: Path, tmp_path: Path) -> None:
+        store: Store, bucket: storage.Bucket, tree: Path, tmp_path: Path) -> None:
     result = snapshot_tree(tree, store, None)
     hex_ = sha(b"hidden files are data too")
     bucket.blob(f"{PREFIX}/blobs/sha256/{hex_[:2]}/{hex_}").upload_from_string(b"tampered")
     dest = tmp_path / "out"
-    with pytest.raises(ProviderError, match=f"does not hash to sha256:{hex_} \\(.hidden\\)"):
+    with pytest.raises(StoreError, match=f"checksum mismatch for .hidden: .* the manifest says "
+                                         f"sha256:{hex_} "):
         store.materialize(result.digest, dest)
     assert not (dest / ".hidden").exists()
     assert not [p for p in dest.rglob("*") if "substratus-tmp" in p.name]
 
 
 def test_a_missing_blob_makes_the_snapshot_incomplete(
-        store: GCSArtifactStore, bucket: storage.Bucket, tree: Path, tmp_path: Path) -> None:
+        store: Store, bucket: storage.Bucket, tree: Path, tmp_path: Path) -> None:
     result = snapshot_tree(tree, store, None)
     hex_ = sha(b"alpha\n")
     bucket.blob(f"{PREFIX}/blobs/sha256/{hex_[:2]}/{hex_}").delete()
     assert not store.has_snapshot(result.digest)
     assert store.missing_blobs(e.sha256 for e in result.manifest.entries) == {hex_}
-    with pytest.raises(ProviderError, match=f"incomplete in {store.url}: blob sha256:{hex_} for"):
+    with pytest.raises(StoreError, match=f"incomplete in {store.url}: blob sha256:{hex_} for"):
         store.materialize(result.digest, tmp_path / "out")
     assert not store.has_snapshot("sha256:" + "3" * 64)
     assert store.get_manifest("sha256:" + "3" * 64) is None
 
 
 def test_put_file_refuses_a_file_that_does_not_hash_as_claimed(
-        store: GCSArtifactStore, bucket: storage.Bucket, tmp_path: Path) -> None:
+        store: Store, bucket: storage.Bucket, tmp_path: Path) -> None:
     source = tmp_path / "f.bin"
     source.write_bytes(b"changed")
-    with pytest.raises(ProviderError, match="changed while it was being snapshotted"):
+    with pytest.raises(StoreError, match="changed while it was being snapshotted"):
         store.put_file(source, sha(b"original"))
     assert object_names(bucket) == []
     source.write_bytes(b"original")
@@ -224,40 +228,31 @@ def test_put_file_refuses_a_file_that_does_not_hash_as_claimed(
 
 
 def test_bytes_other_than_those_hashed_are_not_kept(
-        store: GCSArtifactStore, bucket: storage.Bucket, tmp_path: Path) -> None:
+        store: Store, bucket: storage.Bucket, tmp_path: Path) -> None:
     # A file rewritten between hashing and uploading: real Cloud Storage refuses the md5 sent
     # along; fake-gcs-server does not check it, so the store's own check after the upload must.
     source = tmp_path / "f.bin"
     source.write_bytes(b"rewritten after it was hashed")
     hashed_md5 = base64.b64encode(hashlib.md5(b"what was hashed").digest()).decode()
-    with open(source, "rb") as handle, pytest.raises(ProviderError,
+    with open(source, "rb") as handle, pytest.raises(StoreError,
                                                      match="nothing was kept; run again"):
-        store._upload(handle, str(source), sha(b"what was hashed"), source.stat().st_size,
-                      hashed_md5)
+        assert isinstance(store.backend, GCSBackend)
+        store.backend.upload(handle, str(source), "blobs/x", source.stat().st_size, hashed_md5)
     assert object_names(bucket) == []
 
-
-def test_put_stream_stores_once_and_a_mismatch_stores_nothing(
-        store: GCSArtifactStore, bucket: storage.Bucket) -> None:
-    assert store.put_stream(iter([b"abc", b"def"]), sha(b"abcdef")) == (sha(b"abcdef"), 6, 6)
-    assert store.put_stream(iter([b"abc", b"def"]), None) == (sha(b"abcdef"), 6, 0)
-    wrong = sha(b"something else")
-    with pytest.raises(ProviderError, match=f"expected sha256:{wrong}, got sha256:{sha(b'xyz')}"):
-        store.put_stream(iter([b"xyz"]), "sha256:" + wrong)
-    assert len(object_names(bucket)) == 1
 
 
 def test_a_missing_bucket_is_a_provider_error_naming_it(
         client: storage.Client, tree: Path, tmp_path: Path) -> None:  # noqa: F811
     name = f"no-such-bucket-{uuid.uuid4().hex[:8]}"
-    store = GCSArtifactStore(f"gs://{name}/x", client)
+    store = open_store(f"gs://{name}/x", client=client)
     for attempt in (lambda: snapshot_tree(tree, store, None),
                     lambda: store.has_blob(sha(b"alpha\n")),
                     lambda: store.get_manifest("sha256:" + "1" * 64),
                     lambda: store.get_ref("a"),
                     lambda: store.put_ref("a", "sha256:" + "1" * 64),
                     lambda: store.materialize("sha256:" + "1" * 64, tmp_path / "out")):
-        with pytest.raises(ProviderError,
+        with pytest.raises(StoreError,
                            match=f"the artifact bucket gs://{name} does not exist") as err:
             attempt()
         assert err.value.hint == f"create it: gcloud storage buckets create gs://{name}"
@@ -267,7 +262,7 @@ def test_wiring_opens_a_working_gcs_store(bucket: storage.Bucket, tree: Path,
                                           tmp_path: Path) -> None:
     # No client: the store makes its own, as `substratus` does (STORAGE_EMULATOR_HOST is set).
     store = open_artifact_store(f"gs://{bucket.name}/{PREFIX}/", tmp_path)
-    assert isinstance(store, GCSArtifactStore) and store.url == f"gs://{bucket.name}/{PREFIX}"
+    assert isinstance(store.backend, GCSBackend) and store.url == f"gs://{bucket.name}/{PREFIX}"
     result = snapshot_tree(tree, store, None)
     store.put_ref("default/dataset/data", result.digest)
     reopened = open_artifact_store(f"gs://{bucket.name}/{PREFIX}", tmp_path)
@@ -287,7 +282,7 @@ def test_the_cli_snapshots_datasets_into_gcs(cli, quickstart_datasets: Path,
     digests = [line.split("digest=")[1].split()[0] for line in listed.splitlines()
                if line.startswith("Dataset/")]
     assert len(digests) == 2, listed
-    store = GCSArtifactStore(url, bucket.client)
+    store = open_store(url, client=bucket.client)
     assert all(store.has_snapshot(digest) for digest in digests)
     assert not (quickstart_datasets / ".substratus" / "artifacts").exists()
 

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from substratus_cli.artifacts import FileArtifactStore, StatCache, hash_tree, snapshot_tree
+from substratus_artifacts.backend import FileBackend
+from substratus_artifacts.files import hash_tree
+from substratus_artifacts.snapshots import snapshot_tree
+from substratus_artifacts.statcache import StatCache
+from substratus_artifacts.store import Store
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -41,7 +45,7 @@ def test_unchanged_1gib_file_is_not_read_again_and_a_touch_rehashes_it(workdir: 
     # A file modified within a timestamp tick of being hashed is racily clean and not cached
     # (git's rule); a dataset written a moment before `plan` is the common case, so wait it out.
     time.sleep(0.2)
-    store = FileArtifactStore(workdir / "artifacts")
+    store = Store(FileBackend(workdir / "artifacts"))
     cache_path = workdir / "statcache.json"
 
     first = snapshot_tree(data.parent, store, StatCache(cache_path))

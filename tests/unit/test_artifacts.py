@@ -13,16 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from substratus_cli.artifacts import (
-    FileArtifactStore,
-    Manifest,
-    ManifestEntry,
-    StatCache,
-    hash_tree,
-    open_store,
-    snapshot_tree,
-)
-from substratus_cli.exitcodes import ProviderError, UsageError
+from substratus_artifacts.backend import FileBackend
+from substratus_artifacts.files import hash_tree
+from substratus_artifacts.layout import StoreError, blob_key
+from substratus_artifacts.manifest import Manifest, ManifestEntry
+from substratus_artifacts.snapshots import snapshot_tree
+from substratus_artifacts.statcache import StatCache
+from substratus_artifacts.store import Store, open_store
 
 
 def sha(data: bytes) -> str:
@@ -36,8 +33,17 @@ def age(path: Path, seconds: float = 10.0) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> FileArtifactStore:
-    return FileArtifactStore(tmp_path / "store")
+def store(tmp_path: Path) -> Store:
+    return Store(FileBackend(tmp_path / "store"))
+
+
+def root(store: Store) -> Path:
+    assert isinstance(store.backend, FileBackend)
+    return store.backend.root
+
+
+def blob_path(store: Store, sha256_hex: str) -> Path:
+    return root(store) / blob_key(sha256_hex)
 
 
 @pytest.fixture
@@ -101,71 +107,46 @@ def test_manifest_refuses_duplicate_paths() -> None:
 # -- store ------------------------------------------------------------------------------------
 
 
-def test_put_file_dedups_a_blob_already_stored(store: FileArtifactStore, tmp_path: Path) -> None:
+def test_put_file_dedups_a_blob_already_stored(store: Store, tmp_path: Path) -> None:
     source = tmp_path / "f.bin"
     source.write_bytes(b"x" * 5000)
     assert store.put_file(source, sha(b"x" * 5000)) == 5000
     assert store.put_file(source, sha(b"x" * 5000)) == 0
-    blob = store.blob_path(sha(b"x" * 5000))
-    assert blob == store.root / "blobs" / "sha256" / blob.name[:2] / blob.name
+    blob = blob_path(store, sha(b"x" * 5000))
+    assert blob == root(store) / "blobs" / "sha256" / blob.name[:2] / blob.name
     assert blob.read_bytes() == b"x" * 5000
     assert not blob.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
 
 
 def test_put_file_refuses_a_file_that_does_not_hash_as_claimed(
-    store: FileArtifactStore, tmp_path: Path
+    store: Store, tmp_path: Path
 ) -> None:
     source = tmp_path / "f.bin"
     source.write_bytes(b"changed")
-    with pytest.raises(ProviderError, match="changed while it was being snapshotted"):
+    with pytest.raises(StoreError, match="changed while it was being snapshotted"):
         store.put_file(source, sha(b"original"))
     assert not store.has_blob(sha(b"changed")) and not store.has_blob(sha(b"original"))
 
 
-def test_put_stream_stores_and_reports_size(store: FileArtifactStore) -> None:
-    data = [b"abc", b"def"]
-    assert store.put_stream(iter(data), sha(b"abcdef")) == (sha(b"abcdef"), 6, 6)
-    assert store.put_stream(iter(data), None) == (sha(b"abcdef"), 6, 0)
 
-
-def test_put_stream_checksum_mismatch_stores_nothing(store: FileArtifactStore) -> None:
-    wrong = sha(b"something else")
-    with pytest.raises(ProviderError) as info:
-        store.put_stream(iter([b"abc"]), "sha256:" + wrong)
-    assert wrong in info.value.message and sha(b"abc") in info.value.message
-    assert not store.has_blob(sha(b"abc"))
-    assert list((store.root / "tmp").iterdir()) == []
-    assert not (store.root / "blobs").exists()
-
-
-def test_put_stream_failing_midway_leaves_no_temp_file(store: FileArtifactStore) -> None:
-    def chunks():
-        yield b"partial"
-        raise ConnectionResetError("peer went away")
-
-    with pytest.raises(ConnectionResetError):
-        store.put_stream(chunks(), None)
-    assert list((store.root / "tmp").iterdir()) == []
-
-
-def test_manifest_put_is_idempotent_and_verified_on_read(store: FileArtifactStore) -> None:
+def test_manifest_put_is_idempotent_and_verified_on_read(store: Store) -> None:
     manifest = Manifest(tuple(ENTRIES))
     assert store.put_manifest(manifest) == store.put_manifest(manifest) == manifest.digest
     assert store.get_manifest(manifest.digest) == manifest
     assert store.get_manifest("sha256:" + "0" * 64) is None
 
 
-def test_has_snapshot_is_false_when_a_blob_is_missing(store: FileArtifactStore, tree: Path) -> None:
+def test_has_snapshot_is_false_when_a_blob_is_missing(store: Store, tree: Path) -> None:
     result = snapshot_tree(tree, store, None)
     assert store.has_snapshot(result.digest)
-    victim = store.blob_path(sha(b"alpha\n"))
+    victim = blob_path(store, sha(b"alpha\n"))
     victim.unlink()
     assert not store.has_snapshot(result.digest)
     assert not store.has_snapshot("sha256:" + "1" * 64)
 
 
 def test_materialize_reproduces_the_files_as_hard_links(
-    store: FileArtifactStore, tree: Path, tmp_path: Path
+    store: Store, tree: Path, tmp_path: Path
 ) -> None:
     result = snapshot_tree(tree, store, None)
     dest = tmp_path / "out"
@@ -173,7 +154,7 @@ def test_materialize_reproduces_the_files_as_hard_links(
     for entry in result.manifest.entries:
         copy = dest / entry.path
         assert copy.read_bytes() == (tree / entry.path).read_bytes()
-        assert copy.stat().st_ino == store.blob_path(entry.sha256).stat().st_ino
+        assert copy.stat().st_ino == blob_path(store, entry.sha256).stat().st_ino
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == [
         ".hidden",
         "a.txt",
@@ -184,7 +165,7 @@ def test_materialize_reproduces_the_files_as_hard_links(
 
 
 def test_materialize_copies_when_a_hard_link_cannot_cross_filesystems(
-    store: FileArtifactStore, tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     result = snapshot_tree(tree, store, None)
 
@@ -195,32 +176,32 @@ def test_materialize_copies_when_a_hard_link_cannot_cross_filesystems(
     store.materialize(result.digest, tmp_path / "out")
     copy = tmp_path / "out" / "sub" / "b.bin"
     assert copy.read_bytes() == (tree / "sub" / "b.bin").read_bytes()
-    assert copy.stat().st_ino != store.blob_path(sha(copy.read_bytes())).stat().st_ino
+    assert copy.stat().st_ino != blob_path(store, sha(copy.read_bytes())).stat().st_ino
 
 
 def test_materialize_of_an_incomplete_snapshot_names_the_missing_blob(
-    store: FileArtifactStore, tree: Path, tmp_path: Path
+    store: Store, tree: Path, tmp_path: Path
 ) -> None:
     result = snapshot_tree(tree, store, None)
-    store.blob_path(sha(b"alpha\n")).unlink()
-    with pytest.raises(ProviderError, match="a.txt is missing"):
+    blob_path(store, sha(b"alpha\n")).unlink()
+    with pytest.raises(StoreError, match="a.txt is missing"):
         store.materialize(result.digest, tmp_path / "out")
 
 
 def test_open_store_resolves_relative_file_urls_against_base(tmp_path: Path) -> None:
     store = open_store("file://.substratus/artifacts", tmp_path)
-    assert isinstance(store, FileArtifactStore)
-    assert store.root == tmp_path / ".substratus" / "artifacts"
+    assert isinstance(store.backend, FileBackend)
+    assert store.backend.root == tmp_path / ".substratus" / "artifacts"
     assert store.url == "file://.substratus/artifacts"
     absolute = open_store(f"file://{tmp_path}/abs", Path("/elsewhere"))
-    assert isinstance(absolute, FileArtifactStore) and absolute.root == tmp_path / "abs"
+    assert isinstance(absolute.backend, FileBackend) and absolute.backend.root == tmp_path / "abs"
 
 
-def test_open_store_sends_gs_urls_to_wiring(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"opened by substratus_cli.wiring.open_artifact_store"):
-        open_store("gs://bucket/prefix", tmp_path)
-    with pytest.raises(UsageError, match="unsupported artifact store URL"):
+def test_open_store_refuses_urls_no_backend_takes(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="unsupported artifact store URL"):
         open_store("ftp://host/x", tmp_path)
+    with pytest.raises(StoreError, match="must be absolute here"):
+        open_store("file://relative/x")
 
 
 # -- refs -------------------------------------------------------------------------------------
@@ -228,7 +209,7 @@ def test_open_store_sends_gs_urls_to_wiring(tmp_path: Path) -> None:
 DIGEST_ONE, DIGEST_TWO = "sha256:" + "1" * 64, "sha256:" + "2" * 64
 
 
-def test_refs_are_put_read_and_overwritten(store: FileArtifactStore) -> None:
+def test_refs_are_put_read_and_overwritten(store: Store) -> None:
     name = "default/model/colors/3f2a"
     assert store.get_ref(name) is None
     store.put_ref(name, DIGEST_ONE)
@@ -236,10 +217,10 @@ def test_refs_are_put_read_and_overwritten(store: FileArtifactStore) -> None:
     store.put_ref(name, "2" * 64)  # a bare hex is a digest too
     assert store.get_ref(name) == DIGEST_TWO
     # The layout and the bytes are a contract with the workloads: exactly the digest, no newline.
-    assert (store.root / "refs" / "default" / "model" / "colors" / "3f2a").read_bytes() == (
+    assert (root(store) / "refs" / "default" / "model" / "colors" / "3f2a").read_bytes() == (
         DIGEST_TWO.encode("ascii")
     )
-    assert list((store.root / "tmp").iterdir()) == []
+    assert list((root(store) / "tmp").iterdir()) == []
     assert store.get_ref("default/model/colors") is None  # a folder of refs is no ref
     assert store.get_ref("default/model/colors/3f2a/more") is None
 
@@ -254,30 +235,30 @@ def test_ref_url_is_absolute_for_workloads_that_run_elsewhere(tmp_path: Path) ->
 
 @pytest.mark.parametrize("name", ["", "/abs", "a//b", "a/../b", "..", "a/./b", "a/", "a\\b"])
 def test_ref_names_must_be_relative_normalized_posix_paths(
-    store: FileArtifactStore, name: str
+    store: Store, name: str
 ) -> None:
     with pytest.raises(ValueError, match="ref name"):
         store.put_ref(name, DIGEST_ONE)
     with pytest.raises(ValueError, match="ref name"):
         store.get_ref(name)
-    assert not (store.root / "refs").exists()
+    assert not (root(store) / "refs").exists()
 
 
 @pytest.mark.parametrize(
     "content", [b"", b"latest", DIGEST_ONE.encode() + b"\n", DIGEST_ONE.upper().encode()]
 )
-def test_a_ref_that_holds_no_digest_is_refused(store: FileArtifactStore, content: bytes) -> None:
-    path = store.root / "refs" / "broken"
+def test_a_ref_that_holds_no_digest_is_refused(store: Store, content: bytes) -> None:
+    path = root(store) / "refs" / "broken"
     path.parent.mkdir(parents=True)
     path.write_bytes(content)
-    with pytest.raises(ProviderError, match=f"ref {path} does not hold a snapshot digest"):
+    with pytest.raises(StoreError, match=f"ref file://{path} does not hold a snapshot digest"):
         store.get_ref("broken")
 
 
-def test_a_ref_may_be_moved_by_another_writer(store: FileArtifactStore) -> None:
+def test_a_ref_may_be_moved_by_another_writer(store: Store) -> None:
     # Refs stay writable (blobs do not): a workload in a container may replace one in place.
     store.put_ref("shared", DIGEST_ONE)
-    path = store.ref_path("shared")
+    path = root(store) / "refs" / "shared"
     assert path.stat().st_mode & stat.S_IWUSR
     path.write_bytes(DIGEST_TWO.encode("ascii"))
     assert store.get_ref("shared") == DIGEST_TWO
@@ -306,18 +287,18 @@ def test_hash_tree_follows_symlinks_inside_root_and_refuses_those_outside(
     outside = tmp_path / "secret.txt"
     outside.write_text("not part of the dataset")
     (tree / "escape.txt").symlink_to(outside)
-    with pytest.raises(ProviderError, match="outside"):
+    with pytest.raises(StoreError, match="outside"):
         hash_tree(tree, None)
 
 
 def test_hash_tree_refuses_a_symlink_loop(tree: Path) -> None:
     (tree / "sub" / "loop").symlink_to("..")
-    with pytest.raises(ProviderError, match="loop"):
+    with pytest.raises(StoreError, match="loop"):
         hash_tree(tree, None)
 
 
 def test_snapshot_of_an_unchanged_tree_copies_and_reads_nothing(
-    store: FileArtifactStore, tree: Path, tmp_path: Path
+    store: Store, tree: Path, tmp_path: Path
 ) -> None:
     for path in tree.rglob("*"):
         age(path)
@@ -329,7 +310,7 @@ def test_snapshot_of_an_unchanged_tree_copies_and_reads_nothing(
 
 
 def test_snapshot_uploads_only_missing_blobs_and_each_content_once(
-    store: FileArtifactStore, tree: Path
+    store: Store, tree: Path
 ) -> None:
     (tree / "copy-of-a.txt").write_bytes(b"alpha\n")
     first = snapshot_tree(tree, store, None)
@@ -341,7 +322,7 @@ def test_snapshot_uploads_only_missing_blobs_and_each_content_once(
     assert store.missing_blobs(["sha256:" + sha(b"absent"), sha(b"changed")]) == {sha(b"absent")}
 
 
-def test_put_files_writes_a_repeated_blob_once(store: FileArtifactStore, tmp_path: Path) -> None:
+def test_put_files_writes_a_repeated_blob_once(store: Store, tmp_path: Path) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     one.write_bytes(b"same")
     two.write_bytes(b"same")

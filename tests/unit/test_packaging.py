@@ -13,7 +13,7 @@ def test_every_package_is_listed_in_pyproject():
         "packages"])
     found = set()
     for root, name in (("substratus_cli", "substratus_cli"), ("providers", "substratus_providers"),
-                       ("workloads", "substratus_workloads")):
+                       ("workloads", "substratus_workloads"), ("artifacts", "substratus_artifacts")):
         for init in (REPO / root).rglob("__init__.py"):
             rel = init.parent.relative_to(REPO / root)
             found.add(".".join([name, *rel.parts]))
@@ -25,3 +25,16 @@ def test_ci_runs_the_readme_test_command():
     ci_command = (REPO / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert "python -m pytest" in ci_command
     assert f"```bash\n{ci_command}\n```" in readme
+
+
+def test_the_workload_images_carry_the_store_package():
+    # The workloads import substratus_artifacts: every image is built from the repository root and
+    # copies it beside them.
+    dockerfiles = [REPO / "workloads" / "Dockerfile.loader",
+                   *sorted((REPO / "workloads").glob("*/Dockerfile"))]
+    assert len(dockerfiles) == 5
+    for dockerfile in dockerfiles:
+        text = dockerfile.read_text()
+        assert "COPY artifacts /opt/substratus/substratus_artifacts/\n" in text, dockerfile
+        assert "COPY workloads /opt/substratus/substratus_workloads/\n" in text, dockerfile
+        assert f"docker build -f {dockerfile.relative_to(REPO)} .\n" in text, dockerfile

@@ -1,6 +1,6 @@
-"""`python -m substratus_workloads.loader` against a real local HTTP server: what it writes matches
-the local runtime's snapshot of the same source, archives are unpacked for Models only and refused
-whole when a member would land outside, secrets come from the variables the CLI names."""
+"""`python -m substratus_workloads.loader` (which every runtime runs) against a real local HTTP
+server: a URL is saved under its file name, archives are unpacked for Models only and refused whole
+when a member would land outside, secrets come from the variables the CLI names."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from substratus_artifacts.files import hash_tree
+from substratus_artifacts.manifest import Manifest, ManifestEntry
 from substratus_cli import secrets as cli_secrets
-from substratus_cli.artifacts import FileArtifactStore, StatCache
-from substratus_providers.local.sources import fetch_snapshot
-from substratus_workloads import manifest, secret_refs
+from substratus_workloads import loader, secret_refs
 from tests.support.http_server import Route, Served, serve
 from tests.workloads.conftest import workload_env
 from tests.workloads.store_trees import read_tree
@@ -42,6 +42,11 @@ def run_loader(tmp_path: Path, source: dict[str, Any] | str, kind: str = "Datase
     env["SUBSTRATUS_SOURCE"] = source if isinstance(source, str) else json.dumps(source)
     return subprocess.run([sys.executable, "-m", "substratus_workloads.loader"], env=env,
                           capture_output=True, text=True, timeout=60, check=False)
+
+
+def one_file(name: str, data: bytes = LINES) -> str:
+    """The digest of a snapshot holding one file."""
+    return Manifest((ManifestEntry(name, len(data), hashlib.sha256(data).hexdigest()),)).digest
 
 
 def artifacts(tmp_path: Path) -> dict[str, bytes]:
@@ -80,8 +85,8 @@ def zip_of(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def test_a_url_is_saved_as_the_local_runtime_saves_it(http: Served, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_url_is_saved_under_its_file_name_with_its_secret_header(http: Served,
+                                                                   tmp_path: Path) -> None:
     source = {"url": "", "sha256": f"sha256:{hashlib.sha256(LINES).hexdigest()}",
               "headers": {"Authorization": "Bearer ${{ secrets.hub-creds.api.token }}"}}
     secret = {"SUBSTRATUS_SECRET_HUB_CREDS_API_TOKEN": "s3cret"}
@@ -89,14 +94,9 @@ def test_a_url_is_saved_as_the_local_runtime_saves_it(http: Served, tmp_path: Pa
     source["url"] = f"{http.url}/v1/colors.jsonl"
     result = run_loader(tmp_path, source, **secret)
     assert result.returncode == 0, result.stderr
-    for name, value in secret.items():
-        monkeypatch.setenv(name, value)
-    local = fetch_snapshot(source, tmp_path, FileArtifactStore(tmp_path / "local"),
-                           StatCache(tmp_path / "cache.json"),
-                           lambda text: cli_secrets.substitute(
-                               text, cli_secrets.resolve_from_environ))
+    assert "s3cret" not in result.stdout + result.stderr
     assert artifacts(tmp_path) == {"colors.jsonl": LINES}
-    assert manifest.hash_tree(tmp_path / "content" / "artifacts")[0].digest == local.digest
+    assert hash_tree(tmp_path / "content" / "artifacts")[0].digest == one_file("colors.jsonl")
     assert "s3cret" not in result.stdout + result.stderr
 
 
@@ -208,6 +208,27 @@ def test_the_pod_runs_the_loader_and_pushes_what_it_fetched(http: Served, tmp_pa
     result = subprocess.run([sys.executable, "-m", "substratus_workloads.pod", "loader"], env=env,
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
-    local = fetch_snapshot(source, tmp_path, FileArtifactStore(tmp_path / "local"),
-                           StatCache(tmp_path / "cache.json"), lambda text: text)
-    assert ref.read_text() == (tmp_path / "termination-log").read_text() == local.digest
+    assert ref.read_text() == (tmp_path / "termination-log").read_text() == \
+        one_file("colors.jsonl")
+
+
+def test_a_server_that_never_answers_times_out_naming_the_url(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # In this process, so the timeout can be shortened; the server accepts and never answers.
+    monkeypatch.setattr(loader, "HTTP_TIMEOUT_S", 0.3)
+    (tmp_path / "out").mkdir()
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/slow.bin?sig=s3cret"
+        with pytest.raises(loader.FetchError, match=r"slow\.bin: timed out after 0\.3 s") as info:
+            loader.fetch_url({"url": url}, "Dataset", tmp_path / "out", [])
+    assert "s3cret" not in str(info.value)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_hugging_face_source_without_the_package_says_what_to_install(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    with pytest.raises(loader.FetchError, match=r"pip install huggingface_hub"):
+        loader.fetch_huggingface({"name": "a/b"}, "Dataset", tmp_path)

@@ -15,9 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from substratus_cli.artifacts import FileArtifactStore, snapshot_tree
-from substratus_cli.artifacts import hash_tree as cli_hash_tree
-from substratus_workloads import logfmt, snapshots
+from substratus_artifacts import snapshots
+from substratus_artifacts.backend import FileBackend
+from substratus_artifacts.files import hash_tree
+from substratus_artifacts.layout import blob_key
+from substratus_artifacts.snapshots import snapshot_tree
+from substratus_artifacts.store import Store
+from substratus_workloads import logfmt
 from tests.support.gcs import fake_gcs_server
 from tests.workloads.conftest import workload_env
 from tests.workloads.store_trees import make_tree, read_tree
@@ -75,7 +79,7 @@ def store(tmp_path: Path) -> Path:
     """A file:// store holding a dataset (written by the CLI, named by a ref) and a model."""
     root = tmp_path / "store"
     make_tree(tmp_path / "dataset")
-    cli_store = FileArtifactStore(root)
+    cli_store = Store(FileBackend(root))
     cli_store.put_ref("datasets/colors", snapshot_tree(tmp_path / "dataset", cli_store).digest)
     make_tree(tmp_path / "model", MODEL)
     snapshots.push(tmp_path / "model", f"file://{root}/refs/models/base")
@@ -83,7 +87,7 @@ def store(tmp_path: Path) -> Path:
 
 
 def model_manifest_url(root: str, tmp_path: Path) -> str:
-    return f"{root}/manifests/sha256/{cli_hash_tree(tmp_path / 'model')[0].digest[7:]}.json"
+    return f"{root}/manifests/sha256/{hash_tree(tmp_path / 'model')[0].digest[7:]}.json"
 
 
 def test_pod_fetches_runs_and_pushes_on_a_file_store(store: Path, tmp_path: Path) -> None:
@@ -93,10 +97,10 @@ def test_pod_fetches_runs_and_pushes_on_a_file_store(store: Path, tmp_path: Path
                   SUBSTRATUS_ARTIFACTS_URL=f"{root}/refs/models/trained")
     result = run_pod(python(COPY_INPUTS), env)
     assert result.returncode == 0, result.stderr
-    digest = FileArtifactStore(store).get_ref("models/trained")
+    digest = Store(FileBackend(store)).get_ref("models/trained")
     assert termination_message(tmp_path) == digest
     out = tmp_path / "out"
-    FileArtifactStore(store).materialize(digest, out)
+    Store(FileBackend(store)).materialize(digest, out)
     expected = {f"data/{p}": b for p, b in read_tree(tmp_path / "dataset").items()}
     assert read_tree(out) == {**expected, "model-files.txt": b"config.json model.safetensors"}
     assert int(pushed_line(result.stdout)["blobs_uploaded"]) == 1  # only model-files.txt is new
@@ -157,7 +161,7 @@ def test_a_missing_input_ref_fails_naming_it_before_the_program_runs(store: Path
 
 def test_an_input_blob_that_does_not_match_its_checksum_is_refused(store: Path,
                                                                   tmp_path: Path) -> None:
-    blob = FileArtifactStore(store).blob_path(hashlib.sha256(MODEL["config.json"]).hexdigest())
+    blob = store / blob_key(hashlib.sha256(MODEL["config.json"]).hexdigest())
     os.chmod(blob, 0o644)
     blob.write_bytes(b'{"n_layer": 9}')
     env = pod_env(tmp_path, SUBSTRATUS_INPUT_MODEL_URL=f"file://{store}/refs/models/base")

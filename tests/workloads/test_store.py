@@ -1,6 +1,5 @@
-"""The pod's artifact store: the manifest byte for byte as the CLI writes it, snapshots fetched and
-pushed on file:// (read and written by the CLI's own FileArtifactStore) and on a real
-fake-gcs-server, blobs checked against their sha256."""
+"""Snapshot URLs as pods use them: fetched and pushed on file:// (read and written through the
+store the CLI uses too) and on a real fake-gcs-server, blobs checked against their sha256."""
 
 from __future__ import annotations
 
@@ -13,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from substratus_cli.artifacts import FileArtifactStore, snapshot_tree
-from substratus_cli.artifacts import hash_tree as cli_hash_tree
-from substratus_workloads import manifest, snapshots
-from substratus_workloads.store import StoreError, parse_url
+from substratus_artifacts import snapshots
+from substratus_artifacts.backend import FileBackend
+from substratus_artifacts.files import hash_tree
+from substratus_artifacts.layout import StoreError, blob_key, parse_url
+from substratus_artifacts.snapshots import snapshot_tree
+from substratus_artifacts.store import Store
 from tests.support.gcs import fake_gcs_server
 from tests.workloads.store_trees import make_tree, read_tree
 
@@ -33,27 +34,19 @@ def tree(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
     return root, make_tree(root)
 
 
-def test_manifest_bytes_and_digest_match_the_cli(tree: tuple[Path, dict[str, bytes]]) -> None:
-    root, _ = tree
-    ours, _ = manifest.hash_tree(root)
-    theirs, _ = cli_hash_tree(root)
-    assert ours.canonical_json() == theirs.canonical_json()
-    assert ours.digest == theirs.digest
-    assert manifest.parse(theirs.canonical_json(), theirs.digest) == ours
-
 
 def test_a_snapshot_the_cli_wrote_is_fetched_by_manifest_url_and_by_ref(
         tree: tuple[Path, dict[str, bytes]], tmp_path: Path) -> None:
     root, expected = tree
     store = tmp_path / "store"
-    cli_store = FileArtifactStore(store)
+    cli_store = Store(FileBackend(store))
     result = snapshot_tree(root, cli_store)
     cli_store.put_ref("datasets/colors", result.digest)
     by_manifest = snapshots.fetch(
         file_url(store / "manifests" / "sha256" / f"{result.digest[7:]}.json"), tmp_path / "m")
     by_ref = snapshots.fetch(cli_store.ref_url("datasets/colors"), tmp_path / "r")
     assert by_manifest.digest == by_ref.digest == result.digest
-    assert (by_ref.files, by_ref.blobs) == (len(expected), len(expected) - 2)  # dup, link
+    assert (len(by_ref.manifest), by_ref.blobs) == (len(expected), len(expected) - 2)  # dup, link
     assert read_tree(tmp_path / "m") == read_tree(tmp_path / "r") == expected
 
 
@@ -62,8 +55,8 @@ def test_a_pushed_snapshot_is_read_back_by_the_cli(tree: tuple[Path, dict[str, b
     root, expected = tree
     store = tmp_path / "store"
     pushed = snapshots.push(root, file_url(store / "refs" / "models" / "colors"))
-    cli_store = FileArtifactStore(store)
-    assert cli_store.get_manifest(pushed.digest) == cli_hash_tree(root)[0]
+    cli_store = Store(FileBackend(store))
+    assert cli_store.get_manifest(pushed.digest) == hash_tree(root)[0]
     assert cli_store.has_snapshot(pushed.digest)
     cli_store.materialize(pushed.digest, tmp_path / "out")
     assert read_tree(tmp_path / "out") == expected
@@ -76,15 +69,15 @@ def test_pushing_the_same_content_again_uploads_no_blob(tree: tuple[Path, dict[s
     root, expected = tree
     url = file_url(tmp_path / "store" / "refs" / "x")
     first = snapshots.push(root, url)
-    assert first.blobs_uploaded == len(expected) - 2  # the duplicate and the link share blobs
+    assert first.blobs_copied == len(expected) - 2  # the duplicate and the link share blobs
     blobs = sorted((tmp_path / "store" / "blobs").rglob("*"))
     stamps = [p.stat().st_mtime_ns for p in blobs]
     again = snapshots.push(root, url)
-    assert (again.digest, again.blobs_uploaded, again.bytes_uploaded) == (first.digest, 0, 0)
+    assert (again.digest, again.blobs_copied, again.bytes_copied) == (first.digest, 0, 0)
     assert [p.stat().st_mtime_ns for p in blobs] == stamps
     (root / "a.txt").write_bytes(b"changed")
     changed = snapshots.push(root, url)
-    assert (changed.blobs_uploaded, changed.bytes_uploaded) == (1, len(b"changed"))
+    assert (changed.blobs_copied, changed.bytes_copied) == (1, len(b"changed"))
     assert (tmp_path / "store" / "refs" / "x").read_text() == changed.digest
 
 
@@ -93,7 +86,7 @@ def test_a_blob_that_does_not_match_its_manifest_is_refused(
     root, _ = tree
     store = tmp_path / "store"
     snapshots.push(root, file_url(store / "refs" / "x"))
-    blob = FileArtifactStore(store).blob_path(hashlib.sha256(b"alpha\n").hexdigest())
+    blob = store / blob_key(hashlib.sha256(b"alpha\n").hexdigest())
     os.chmod(blob, 0o644)
     blob.write_bytes(b"alphA\n")
     tampered, original = (hashlib.sha256(b).hexdigest() for b in (b"alphA\n", b"alpha\n"))
@@ -114,7 +107,7 @@ def test_a_manifest_that_does_not_hash_to_its_digest_is_refused(
     path = store / "manifests" / "sha256" / f"{pushed.digest[7:]}.json"
     os.chmod(path, 0o644)
     path.write_bytes(path.read_bytes().replace(b'"size":6', b'"size":7'))
-    with pytest.raises(StoreError, match=rf"manifest .* is refused: its content hashes to "
+    with pytest.raises(StoreError, match=rf"manifest .* is corrupt: its content hashes to "
                                          rf"sha256:\w+, not {pushed.digest}"):
         snapshots.fetch(file_url(store / "refs" / "x"), tmp_path / "out")
 
@@ -142,7 +135,7 @@ def test_a_missing_ref_and_a_missing_blob_are_named(tree: tuple[Path, dict[str, 
     pushed = snapshots.push(root, file_url(store / "refs" / "x"))
     with pytest.raises(StoreError, match=rf"ref file://{store}/refs/nope does not exist"):
         snapshots.fetch(file_url(store / "refs" / "nope"), tmp_path / "out")
-    FileArtifactStore(store).blob_path(hashlib.sha256(b"").hexdigest()).unlink()
+    (store / blob_key(hashlib.sha256(b"").hexdigest())).unlink()
     with pytest.raises(StoreError, match=rf"snapshot {pushed.digest} is incomplete in .*: blob "
                                          r"sha256:e3b0\w+ for .hidden/c is missing"):
         snapshots.fetch(file_url(store / "refs" / "x"), tmp_path / "out")
@@ -204,7 +197,7 @@ def test_push_and_fetch_on_gcs_in_the_shared_layout(bucket, tree: tuple[Path, di
     root, expected = tree
     url = f"gs://{bucket.name}/envs/dev/refs/datasets/colors"
     pushed = snapshots.push(root, url)
-    cli_manifest = cli_hash_tree(root)[0]
+    cli_manifest = hash_tree(root)[0]
     names = {b.name for b in bucket.list_blobs(prefix="envs/dev/")}
     blob_names = {f"envs/dev/blobs/sha256/{e.sha256[:2]}/{e.sha256}" for e in cli_manifest.entries}
     assert names == blob_names | {
@@ -226,7 +219,7 @@ def test_pushing_the_same_content_to_gcs_again_uploads_no_blob(
     first = snapshots.push(root, url)
     generations = {b.name: b.generation for b in bucket.list_blobs(prefix="blobs/")}
     again = snapshots.push(root, url)
-    assert (again.digest, again.blobs_uploaded, again.bytes_uploaded) == (first.digest, 0, 0)
+    assert (again.digest, again.blobs_copied, again.bytes_copied) == (first.digest, 0, 0)
     assert {b.name: b.generation for b in bucket.list_blobs(prefix="blobs/")} == generations
 
 
@@ -254,13 +247,13 @@ def test_pushing_to_a_missing_gcs_bucket_names_it(bucket,
     root, _ = tree
     missing = f"{bucket.name}-missing"
     with pytest.raises(StoreError,
-                       match=rf"cannot write blobs/sha256/\w\w/\w+ to gs://{missing}/p: "):
+                       match=rf"the artifact bucket gs://{missing} does not exist"):
         snapshots.push(root, f"gs://{missing}/p/refs/x")
 
 
 def test_a_ref_that_holds_no_digest_is_refused(tmp_path: Path) -> None:
     (tmp_path / "store" / "refs").mkdir(parents=True)
     (tmp_path / "store" / "refs" / "x").write_text("latest\n")
-    with pytest.raises(StoreError, match=r"ref file://.*/refs/x does not hold a digest "
-                                         r"\(sha256:<hex>\): 'latest'"):
+    with pytest.raises(StoreError, match=r"ref file://.*/refs/x does not hold a snapshot digest: "
+                                         r".* found 'latest\\n'"):
         snapshots.fetch(file_url(tmp_path / "store" / "refs" / "x"), tmp_path / "out")

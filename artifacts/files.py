@@ -1,8 +1,5 @@
-"""Hash a file or folder into a Manifest (reusing the stat cache) and snapshot it into a store.
-
-An unchanged tree whose blobs are already stored copies nothing, and with a warm stat cache
-reads nothing: only `stat` is called on each file.
-"""
+"""Hash a file or folder into a Manifest, reusing the stat cache: with a warm cache an unchanged
+tree is not read at all, only `stat` is called on each file."""
 
 from __future__ import annotations
 
@@ -12,11 +9,11 @@ import os
 import time
 from pathlib import Path
 
-from substratus_cli.artifacts.manifest import Manifest, ManifestEntry
-from substratus_cli.artifacts.statcache import StatCache
-from substratus_cli.artifacts.store import CHUNK_SIZE, ArtifactStore
-from substratus_cli.exitcodes import ProviderError
+from substratus_artifacts.layout import StoreError
+from substratus_artifacts.manifest import Manifest, ManifestEntry
+from substratus_artifacts.statcache import StatCache
 
+CHUNK_SIZE = 1 << 20
 _HASH_ATTEMPTS = 3
 
 
@@ -25,14 +22,6 @@ class Stats:
     bytes_hashed: int = 0
     files_hashed: int = 0
     files_cached: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class SnapshotResult:
-    digest: str  # sha256:HEX of the manifest: the snapshot id
-    manifest: Manifest
-    bytes_copied: int  # bytes written into the store (0 when every blob was there)
-    bytes_hashed: int  # bytes read to hash (0 with a warm stat cache)
 
 
 def hash_file(path: Path) -> tuple[str, int]:
@@ -55,7 +44,7 @@ def list_files(root: Path) -> list[tuple[str, Path]]:
     """
     root_real = Path(os.path.realpath(root))
     found: list[tuple[str, Path]] = []
-    _walk(root, root_real, "", frozenset({root_real}), found)
+    _walk(Path(root), root_real, "", frozenset({root_real}), found)
     found.sort(key=lambda item: item[0])
     return found
 
@@ -75,35 +64,37 @@ def _walk(
         if entry.is_symlink():
             target = Path(os.path.realpath(path))
             if not target.exists():
-                raise ProviderError(f"{path} is a broken symlink (to {os.readlink(path)})")
+                raise StoreError(f"{path} is a broken symlink (to {os.readlink(path)})")
             if not target.is_relative_to(root_real):
-                raise ProviderError(
+                raise StoreError(
                     f"{path} is a symlink to {target}, outside {root_real}: a snapshot holds "
                     "only what is inside its folder (copy the file in instead)"
                 )
         if entry.is_dir(follow_symlinks=True):
             real = Path(os.path.realpath(path))
             if real in ancestors:
-                raise ProviderError(f"{path} is a symlink loop (it points back at {real})")
+                raise StoreError(f"{path} is a symlink loop (it points back at {real})")
             _walk(path, root_real, f"{rel}/", ancestors | {real}, found)
         elif entry.is_file(follow_symlinks=True):
             found.append((rel, path))
 
 
-def hash_tree(root: Path, cache: StatCache | None = None) -> tuple[Manifest, Stats]:
-    """The manifest of a file (one entry named by its basename) or of a folder (every file)."""
-    return _hash_files(_files_of(Path(root)), cache)
-
-
-def _files_of(root: Path) -> list[tuple[str, Path]]:
+def files_of(root: Path) -> list[tuple[str, Path]]:
+    """A file is one entry named by its basename; a folder is every file under it."""
+    root = Path(root)
     if root.is_dir():
         return list_files(root)
     if root.is_file():
         return [(Path(os.path.abspath(root)).name, root)]
-    raise ProviderError(f"{root} does not exist (or is neither a file nor a folder)")
+    raise StoreError(f"{root} does not exist (or is neither a file nor a folder)")
 
 
-def _hash_files(files: list[tuple[str, Path]], cache: StatCache | None) -> tuple[Manifest, Stats]:
+def hash_tree(root: Path, cache: StatCache | None = None) -> tuple[Manifest, Stats]:
+    """The manifest of a file (one entry named by its basename) or of a folder (every file)."""
+    return hash_files(files_of(root), cache)
+
+
+def hash_files(files: list[tuple[str, Path]], cache: StatCache | None) -> tuple[Manifest, Stats]:
     entries = []
     bytes_hashed = files_hashed = files_cached = 0
     for rel, path in files:
@@ -136,10 +127,8 @@ def _hash_with_cache(path: Path, cache: StatCache | None) -> tuple[str, int, boo
                 return sha, size, True
             before = after
     except OSError as exc:
-        raise ProviderError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    raise ProviderError(
-        f"{path} kept changing while it was being hashed; run again when it is still"
-    )
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    raise StoreError(f"{path} kept changing while it was being hashed; run again when it is still")
 
 
 def _same_file_state(a: os.stat_result, b: os.stat_result) -> bool:
@@ -149,24 +138,4 @@ def _same_file_state(a: os.stat_result, b: os.stat_result) -> bool:
         b.st_ctime_ns,
         b.st_ino,
         b.st_dev,
-    )
-
-
-def snapshot_tree(
-    root: Path, store: ArtifactStore, cache: StatCache | None = None
-) -> SnapshotResult:
-    """hash_tree, copy the blobs the store lacks (in one batch: the store may go parallel), then
-    store the manifest, last, so a stored manifest always names blobs that are there."""
-    files = _files_of(Path(root))
-    manifest, stats = _hash_files(files, cache)
-    paths = dict(files)
-    # One source per content: a file repeated under several names is uploaded once.
-    sources: dict[str, Path] = {}
-    for entry in manifest.entries:
-        sources.setdefault(entry.sha256, paths[entry.path])
-    missing = store.missing_blobs(sources)
-    bytes_copied = store.put_files([(sources[sha], sha) for sha in sorted(missing)])
-    digest = store.put_manifest(manifest)
-    return SnapshotResult(
-        digest=digest, manifest=manifest, bytes_copied=bytes_copied, bytes_hashed=stats.bytes_hashed
     )

@@ -19,33 +19,31 @@ DIGEST_PREFIX = "sha256:"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
+class ManifestError(ValueError):
+    """A manifest, digest or path that cannot be part of a snapshot; the message says why."""
+
+
 def normalize_sha256(value: str) -> str:
-    """Bare lower-case hex from `HEX` or `sha256:HEX`; ValueError if it is not a sha256."""
-    text = value.strip().lower()
-    text = text.removeprefix(DIGEST_PREFIX)
+    """Bare lower-case hex from `HEX` or `sha256:HEX`; ManifestError if it is not a sha256."""
+    text = value.strip().lower().removeprefix(DIGEST_PREFIX)
     if not _HEX64.fullmatch(text):
-        raise ValueError(f"not a sha256 digest: {value!r} (expected 64 hex digits)")
+        raise ManifestError(f"not a sha256 digest: {value!r} (expected 64 hex digits)")
     return text
-
-
-def digest_hex(digest: str) -> str:
-    """The hex part of a snapshot digest `sha256:HEX` (a bare HEX is accepted too)."""
-    return normalize_sha256(digest)
 
 
 def _check_relative_posix(path: str) -> None:
     # A manifest is data that may come from a shared store: a path must never escape the
     # directory it is materialized into.
-    pure = PurePosixPath(path)
     if (
-        not path
+        not isinstance(path, str)
+        or not path
         or "\\" in path
         or "\x00" in path
-        or pure.is_absolute()
-        or str(pure) != path
+        or PurePosixPath(path).is_absolute()
+        or str(PurePosixPath(path)) != path
         or any(part in ("", ".", "..") for part in path.split("/"))
     ):
-        raise ValueError(f"manifest path must be relative, POSIX and normalized: {path!r}")
+        raise ManifestError(f"manifest path must be relative, POSIX and normalized: {path!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,10 +54,10 @@ class ManifestEntry:
 
     def __post_init__(self) -> None:
         _check_relative_posix(self.path)
-        if self.size < 0:
-            raise ValueError(f"negative size for {self.path!r}")
-        if not _HEX64.fullmatch(self.sha256):
-            raise ValueError(f"bad sha256 for {self.path!r}: {self.sha256!r}")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
+            raise ManifestError(f"bad size for {self.path!r}: {self.size!r}")
+        if not isinstance(self.sha256, str) or not _HEX64.fullmatch(self.sha256):
+            raise ManifestError(f"bad sha256 for {self.path!r}: {self.sha256!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "size": self.size, "sha256": self.sha256}
@@ -75,7 +73,7 @@ class Manifest:
         ordered = tuple(sorted(self.entries, key=lambda e: e.path))
         for before, after in zip(ordered, ordered[1:], strict=False):
             if before.path == after.path:
-                raise ValueError(f"duplicate path in manifest: {before.path!r}")
+                raise ManifestError(f"duplicate path in manifest: {before.path!r}")
         object.__setattr__(self, "entries", ordered)
 
     @classmethod
@@ -90,23 +88,36 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
+        if not isinstance(data, Mapping):
+            raise ManifestError(f"not a version {MANIFEST_VERSION} manifest: {data!r:.80}")
         version = data.get("version", MANIFEST_VERSION)
         if version != MANIFEST_VERSION:
-            raise ValueError(f"unsupported manifest version {version!r}")
+            raise ManifestError(f"unsupported manifest version {version!r}")
         entries = data.get("entries")
         if not isinstance(entries, list):
-            raise ValueError("manifest has no 'entries' list")
+            raise ManifestError("manifest has no 'entries' list")
         parsed = []
         for raw in entries:
             if not isinstance(raw, Mapping):
-                raise ValueError(f"manifest entry is not an object: {raw!r}")
+                raise ManifestError(f"manifest entry is not an object: {raw!r}")
             path, size, sha = raw.get("path"), raw.get("size"), raw.get("sha256")
             if not isinstance(path, str) or not isinstance(sha, str):
-                raise ValueError(f"manifest entry needs string path and sha256: {raw!r}")
+                raise ManifestError(f"manifest entry needs string path and sha256: {raw!r}")
             if not isinstance(size, int) or isinstance(size, bool):
-                raise ValueError(f"manifest entry needs an integer size: {raw!r}")
+                raise ManifestError(f"manifest entry needs an integer size: {raw!r}")
             parsed.append(ManifestEntry(path=path, size=size, sha256=sha))
         return cls(tuple(parsed))
+
+    @classmethod
+    def parse(cls, raw: bytes, digest: str) -> Manifest:
+        """The manifest stored under `digest`, refused unless its bytes hash to that digest."""
+        actual = hashlib.sha256(raw).hexdigest()
+        if actual != normalize_sha256(digest):
+            raise ManifestError(f"its content hashes to {DIGEST_PREFIX}{actual}, not {digest}")
+        try:
+            return cls.from_dict(json.loads(raw))
+        except (ValueError, TypeError) as exc:
+            raise ManifestError(f"it is not a valid manifest: {exc}") from None
 
     def canonical_json(self) -> bytes:
         """Compact, sorted keys, entries sorted by path: the bytes the digest is taken of."""

@@ -1,0 +1,260 @@
+"""Store: snapshots, blobs and refs on any Backend, with every remote read checked against its
+sha256 and transfers run as many at once as the backend gains by. `open_store` picks the backend
+from a root URL (file:// or gs://; oci:// and s3:// would be further backends)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from substratus_artifacts.backend import READ_ONLY, Backend, DigestMismatch, FileBackend
+from substratus_artifacts.layout import (
+    StoreError,
+    blob_key,
+    manifest_key,
+    parse_ref,
+    ref_content,
+    ref_key,
+)
+from substratus_artifacts.manifest import Manifest, ManifestEntry, ManifestError, normalize_sha256
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+class Store:
+    """Where snapshots live. Digests are `sha256:HEX`; blob ids are bare HEX (or sha256:HEX)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.url = backend.url
+
+    # -- blobs -----------------------------------------------------------------------------
+
+    def has_blob(self, sha256_hex: str) -> bool:
+        return not self.missing_blobs([sha256_hex])
+
+    def missing_blobs(self, sha256_hexes: Iterable[str]) -> set[str]:
+        """Which of these blobs the store lacks, as bare lower-case hex."""
+        wanted = sorted({normalize_sha256(sha) for sha in sha256_hexes})
+        present = in_parallel(lambda sha: self.backend.exists(blob_key(sha)), wanted,
+                              self.backend.parallelism)
+        return {sha for sha, there in zip(wanted, present, strict=True) if not there}
+
+    def put_file(self, path: Path, sha256_hex: str) -> int:
+        """Store a file as the blob it hashes to, unless present; bytes written (0 if present).
+        A file that does not hash to sha256_hex stores nothing and raises StoreError."""
+        expected = normalize_sha256(sha256_hex)
+        try:
+            return self.backend.create(blob_key(expected), Path(path), expected)
+        except DigestMismatch as exc:
+            raise StoreError(f"{path} changed while it was being snapshotted (hashed as "
+                             f"sha256:{expected}, read as sha256:{exc.actual}); run again") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+    def put_files(self, items: Sequence[tuple[Path, str]]) -> int:
+        """put_file for each (path, sha256 hex), in parallel; the bytes written in all. A blob is
+        written at most once, whatever the duplicates."""
+        sources: dict[str, Path] = {}
+        for path, sha in items:
+            sources.setdefault(normalize_sha256(sha), Path(path))
+        written = in_parallel(lambda item: self.put_file(item[1], item[0]),
+                              sorted(sources.items()), self.backend.parallelism)
+        return sum(written)
+
+    # -- manifests and snapshots -----------------------------------------------------------
+
+    def put_manifest(self, manifest: Manifest) -> str:
+        digest = manifest.digest
+        self.backend.create(manifest_key(digest), manifest.canonical_json(),
+                            normalize_sha256(digest))
+        return digest
+
+    def get_manifest(self, digest: str) -> Manifest | None:
+        key = manifest_key(digest)
+        raw = self.backend.read(key)
+        if raw is None:
+            return None
+        try:
+            return Manifest.parse(raw, digest)
+        except ManifestError as exc:
+            raise StoreError(f"manifest {self.url}/{key} is corrupt: {exc}") from None
+
+    def has_snapshot(self, digest: str) -> bool:
+        """The manifest and every blob it names are present."""
+        manifest = self.get_manifest(digest)
+        if manifest is None:
+            return False
+        return not self.missing_blobs(entry.sha256 for entry in manifest.entries)
+
+    def materialize(self, digest: str, dest: Path, *, verify: bool = False) -> Manifest:
+        """Write the snapshot's files under dest, read-only. Blobs in a local folder are
+        hard-linked unless `verify` (the store checked them when it wrote them); any other read
+        is checked against the manifest and a mismatch leaves nothing at its path."""
+        manifest = self.get_manifest(digest)
+        if manifest is None:
+            raise StoreError(f"snapshot {digest} is not in the artifact store {self.url}")
+        by_blob: dict[str, list[ManifestEntry]] = {}
+        for entry in manifest.entries:
+            by_blob.setdefault(entry.sha256, []).append(entry)
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+
+        def one(entries: list[ManifestEntry]) -> None:
+            first = _target(dest, entries[0])
+            local = None if verify else self.backend.local_path(blob_key(entries[0].sha256))
+            if local is not None:
+                if not local.is_file():
+                    raise self._incomplete(digest, entries[0])
+                _link_or_copy(local, first)
+            else:
+                self._download_checked(entries[0], first, digest)
+            for other in entries[1:]:  # the same content at several paths: read once
+                _link_or_copy(first, _target(dest, other))
+
+        in_parallel(one, list(by_blob.values()), self.backend.parallelism)
+        return manifest
+
+    def _download_checked(self, entry: ManifestEntry, target: Path, digest: str) -> None:
+        staging = target.with_name(f".{target.name}.substratus-part")
+        key = blob_key(entry.sha256)
+        try:
+            with open(staging, "wb") as handle:
+                sink = _HashingSink(handle)
+                if not self.backend.download(key, sink):
+                    raise self._incomplete(digest, entry)
+            actual = sink.hash.hexdigest()
+            if (actual, sink.size) != (entry.sha256, entry.size):
+                raise StoreError(
+                    f"checksum mismatch for {entry.path}: {self.url}/{key} holds sha256:{actual} "
+                    f"({sink.size} bytes), the manifest says sha256:{entry.sha256} "
+                    f"({entry.size} bytes); refused")
+            os.chmod(staging, READ_ONLY)  # as the file backend's hard links to its blobs are
+            os.replace(staging, target)
+        except OSError as exc:
+            raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                staging.unlink()
+
+    def _incomplete(self, digest: str, entry: ManifestEntry) -> StoreError:
+        return StoreError(f"snapshot {digest} is incomplete in {self.url}: blob "
+                          f"sha256:{entry.sha256} for {entry.path} is missing")
+
+    # -- refs ------------------------------------------------------------------------------
+
+    def ref_url(self, name: str) -> str:
+        """Where the ref lives, `<store root>/refs/<name>`, as a URL a workload can open."""
+        if isinstance(self.backend, FileBackend):
+            # Absolute, whatever `url` says: the URL is handed to workloads, which run elsewhere.
+            return f"file://{self.backend.root.absolute().as_posix()}/{ref_key(name)}"
+        return f"{self.url}/{ref_key(name)}"
+
+    def get_ref(self, name: str) -> str | None:
+        """The digest the ref holds, None when there is no such ref."""
+        key = ref_key(name)
+        raw = self.backend.read(key)
+        return None if raw is None else parse_ref(raw, f"{self.url}/{key}")
+
+    def put_ref(self, name: str, digest: str) -> None:
+        """Point the ref at a digest, replacing what it held."""
+        self.backend.replace(ref_key(name), ref_content(digest))
+
+
+class _HashingSink:
+    """A file a download is written into, hashed on the way."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return self.handle.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        # A download that restarts from the top (the only seek a client makes) starts over.
+        if (offset, whence) != (0, os.SEEK_SET):
+            raise OSError("a download sink can only go back to its start")
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.hash = hashlib.sha256()
+        self.size = 0
+        return 0
+
+
+def _target(dest: Path, entry: ManifestEntry) -> Path:
+    target = dest.joinpath(*entry.path.split("/"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link the (read-only) file at target, replacing what is there; copy across devices."""
+    staging = target.with_name(f".{target.name}.substratus-tmp")
+    with contextlib.suppress(FileNotFoundError):
+        staging.unlink()
+    try:
+        os.link(source, staging)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise StoreError(f"cannot write {target}: {exc}") from exc
+        shutil.copyfile(source, staging)
+        os.chmod(staging, READ_ONLY)
+    os.replace(staging, target)
+
+
+def in_parallel(fn: Callable[[_T], _R], items: Sequence[_T], workers: int) -> list[_R]:
+    """fn over items on up to `workers` threads, results in order. The first failure cancels
+    what has not started, waits for what has, and is raised."""
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, len(items)),
+                                                 thread_name_prefix="artifact-store")
+    try:
+        futures = [pool.submit(fn, item) for item in items]
+        done, _ = concurrent.futures.wait(futures,
+                                          return_when=concurrent.futures.FIRST_EXCEPTION)
+        for future in futures:
+            if future in done and (error := future.exception()) is not None:
+                raise error
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def open_store(url: str, base: Path | None = None, *, client: Any = None) -> Store:
+    """The store at a root URL: `file://PATH` (a relative PATH is under base) or
+    `gs://BUCKET[/PREFIX]` (client: a google.cloud.storage.Client to use instead of a new one)."""
+    if url.startswith("file://"):
+        rest = url[len("file://"):]
+        if not rest:
+            raise StoreError(
+                f"artifact store URL {url!r} names no folder (e.g. file://.substratus/artifacts)")
+        path = Path(rest)
+        if not path.is_absolute():
+            if base is None:
+                raise StoreError(f"artifact store URL {url!r}: the folder must be absolute here")
+            path = Path(base) / path
+        return Store(FileBackend(path, url=url))
+    if url.startswith("gs://"):
+        bucket, _, prefix = url[len("gs://"):].partition("/")
+        if not bucket:
+            raise StoreError(f"artifact store {url}: the bucket name is missing")
+        from substratus_artifacts.gcs import GCSBackend
+
+        return Store(GCSBackend(bucket, prefix, client))
+    raise StoreError(f"unsupported artifact store URL {url!r}: use file://PATH or gs://BUCKET/PREFIX")
