@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from substratus_cli.exitcodes import UsageError
+from substratus_cli.errors import UsageError
 
 # The infrastructure kinds (gcp provider) and the ML kinds (the runtime's provider), the latter in
 # the order a provider plans them in: what a kind reads (a dataset's digest) is planned first.

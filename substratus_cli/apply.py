@@ -22,7 +22,7 @@ from substratus_cli import dispatch, failpoints
 from substratus_cli.action import Action
 from substratus_cli.address import Address
 from substratus_cli.diff import spec_hash
-from substratus_cli.exitcodes import ExitCode
+from substratus_cli.errors import ExitCode
 from substratus_cli.plan import Change, Plan
 from substratus_cli.planner import recorded_statuses
 from substratus_cli.provider import ApplyRequest, LiveObject, Provider, Registry

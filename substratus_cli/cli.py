@@ -20,7 +20,7 @@ from substratus_cli.address import Address
 from substratus_cli.apply import Outcome
 from substratus_cli.config import json_schema
 from substratus_cli.diagnostics import DiagnosticsError
-from substratus_cli.exitcodes import EXIT_CODES_HELP, ExitCode, SubstratusError, UsageError
+from substratus_cli.errors import EXIT_CODES_HELP, ExitCode, SubstratusError, UsageError
 from substratus_cli.graph import Graph
 from substratus_cli.operations import open_workspace
 from substratus_cli.planner import PlanOptions

@@ -6,7 +6,7 @@ import dataclasses
 import enum
 from collections.abc import Iterable, Iterator
 
-from substratus_cli.exitcodes import ExitCode, SubstratusError
+from substratus_cli.errors import ExitCode, SubstratusError
 
 
 class Severity(enum.Enum):

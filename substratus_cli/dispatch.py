@@ -10,7 +10,7 @@ from typing import Any
 from substratus_cli.action import Action
 from substratus_cli.address import Address
 from substratus_cli.diagnostics import Diagnostic, Severity, Subject
-from substratus_cli.exitcodes import ProviderError
+from substratus_cli.errors import ProviderError
 from substratus_cli.provider import (
     ApplyRequest,
     ApplyResponse,

@@ -14,7 +14,7 @@ from substratus_cli import dispatch, wiring
 from substratus_cli.address import Address
 from substratus_cli.apply import Executor, Outcome, Reporter
 from substratus_cli.diagnostics import Diagnostics, DiagnosticsError
-from substratus_cli.exitcodes import ProviderError, UsageError
+from substratus_cli.errors import ProviderError, UsageError
 from substratus_cli.graph import find_cycles
 from substratus_cli.plan import Plan, Target
 from substratus_cli.planfile import check_fresh

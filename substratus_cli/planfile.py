@@ -18,7 +18,7 @@ from typing import Any
 from substratus_cli import __version__
 from substratus_cli.action import UNKNOWN, Action, FieldChange
 from substratus_cli.address import Address
-from substratus_cli.exitcodes import StalePlanError, UsageError
+from substratus_cli.errors import StalePlanError, UsageError
 from substratus_cli.plan import Change, Drift, Plan, Target
 from substratus_cli.provider import LiveObject
 from substratus_cli.resource import Resource

@@ -10,7 +10,7 @@ from substratus_cli import dispatch
 from substratus_cli.action import Action
 from substratus_cli.address import Address
 from substratus_cli.diff import spec_hash
-from substratus_cli.exitcodes import SubstratusError
+from substratus_cli.errors import SubstratusError
 from substratus_cli.graph import Graph
 from substratus_cli.plan import Change, Drift, Plan, Target
 from substratus_cli.provider import LiveObject, PlanItem, Registry

@@ -20,7 +20,7 @@ from substratus_cli.action import Action, FieldChange
 from substratus_cli.address import Address
 from substratus_cli.config.schema import EnvironmentSpec
 from substratus_cli.diagnostics import Severity
-from substratus_cli.exitcodes import ProviderError, SubstratusError
+from substratus_cli.errors import ProviderError, SubstratusError
 from substratus_cli.resource import Resource
 
 # Labels every object substratus creates carries (ApplySet style): never adopt or delete without them.

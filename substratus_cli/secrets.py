@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from substratus_cli.exitcodes import SubstratusError
+from substratus_cli.errors import SubstratusError
 
 SENSITIVE = "(sensitive value)"
 SECRET_REF = re.compile(r"\$\{\{\s*secrets\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_.-]+)\s*\}\}")

@@ -11,7 +11,7 @@ from substratus_artifacts.layout import StoreError
 from substratus_artifacts.store import Store, open_store
 from substratus_cli.config.schema import EnvironmentSpec
 from substratus_cli.diagnostics import Diagnostic, Subject
-from substratus_cli.exitcodes import UsageError
+from substratus_cli.errors import UsageError
 from substratus_cli.provider import Expander, Provider, ProviderContext, Registry
 from substratus_cli.resource import Resource
 from substratus_cli.secrets import resolve_from_environ

@@ -20,7 +20,7 @@ from google.api_core import exceptions as gexc
 from substratus_cli.action import Action
 from substratus_cli.address import Address
 from substratus_cli.diff import field_changes
-from substratus_cli.exitcodes import ProviderError
+from substratus_cli.errors import ProviderError
 from substratus_cli.provider import ApplyRequest, LiveObject, PlanItem, PlannedChange, Readiness
 from substratus_cli.resource import Resource
 from substratus_providers.gcp import ownership

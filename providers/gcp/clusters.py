@@ -17,7 +17,7 @@ from google.cloud import container_v1
 from substratus_cli.action import UNKNOWN, Action
 from substratus_cli.address import Address
 from substratus_cli.diff import field_changes
-from substratus_cli.exitcodes import ProviderError
+from substratus_cli.errors import ProviderError
 from substratus_cli.provider import ApplyRequest, LiveObject, PlanItem, PlannedChange, Readiness
 from substratus_providers.gcp import ownership
 from substratus_providers.gcp.gke import GKE, ClusterRef, NodePoolRef

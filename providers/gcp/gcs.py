@@ -10,7 +10,7 @@ from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
 
 from substratus_artifacts.gcs import CREDENTIALS_HINT
-from substratus_cli.exitcodes import ProviderError, SubstratusError
+from substratus_cli.errors import ProviderError, SubstratusError
 
 
 def parse_url(url: str) -> tuple[str, str]:

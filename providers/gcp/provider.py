@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from substratus_cli.address import Address
 from substratus_cli.config.schema import EnvironmentSpec
-from substratus_cli.exitcodes import ProviderError, SubstratusError, UsageError
+from substratus_cli.errors import ProviderError, SubstratusError, UsageError
 from substratus_cli.provider import (
     ApplyRequest,
     ApplyResponse,

@@ -15,7 +15,7 @@ from typing import Any
 import google.cloud.storage as storage
 from google.api_core import exceptions as gexc
 
-from substratus_cli.exitcodes import LockError, ProviderError, SubstratusError
+from substratus_cli.errors import LockError, ProviderError, SubstratusError
 from substratus_cli.state.backend import ConflictError, LockHeldError, LockInfo
 from substratus_cli.state.inventory import Inventory
 from substratus_providers.gcp.gcs import gcs_errors, parse_url

@@ -24,7 +24,7 @@ from kubernetes.client import rest
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from substratus_cli.exitcodes import ProviderError
+from substratus_cli.errors import ProviderError
 from substratus_providers.kubernetes import errors
 from substratus_providers.kubernetes.errors import Call, Failure, KubernetesError
 

@@ -11,7 +11,7 @@ from typing import Any, TypeAlias
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from substratus_cli.exitcodes import ProviderError
+from substratus_cli.errors import ProviderError
 
 # What one request failed with: an HTTP answer, or no answer at all (urllib3's errors).
 Failure: TypeAlias = ApiException | urllib3.exceptions.HTTPError

@@ -24,7 +24,7 @@ from substratus_cli import __version__
 from substratus_cli.action import Action, FieldChange
 from substratus_cli.address import ML_KINDS, Address
 from substratus_cli.diff import field_changes, spec_hash
-from substratus_cli.exitcodes import ProviderError, SubstratusError
+from substratus_cli.errors import ProviderError, SubstratusError
 from substratus_cli.provider import (
     ApplyRequest,
     ApplyResponse,

@@ -11,7 +11,7 @@ from substratus_artifacts.store import Store
 from substratus_cli.action import UNKNOWN, Action, FieldChange
 from substratus_cli.address import Address
 from substratus_cli.diff import field_changes, matches_prefix
-from substratus_cli.exitcodes import ProviderError
+from substratus_cli.errors import ProviderError
 from substratus_cli.provider import MANAGED_BY_LABEL, PART_OF_LABEL, PlanItem, PlannedChange
 from substratus_providers.local import secret_env
 from substratus_providers.local.runs import Runtime

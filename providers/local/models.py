@@ -14,13 +14,13 @@ from substratus_artifacts.store import Store
 from substratus_cli.action import UNKNOWN, Action, FieldChange
 from substratus_cli.address import Address
 from substratus_cli.diff import field_changes, matches_prefix
-from substratus_cli.exitcodes import ProviderError
+from substratus_cli.errors import ProviderError
 from substratus_cli.provider import PlanItem, PlannedChange
 from substratus_cli.resource import Resource
 from substratus_cli.sizing import ModelSize, training
 from substratus_providers.local import secret_env
 from substratus_providers.local.dataset import user_labels
-from substratus_providers.local.fit import Host, check_fits, scratch_size, weights_size
+from substratus_providers.local.host import Host, check_fits, scratch_size, weights_size
 from substratus_providers.local.records import RecordStore
 from substratus_providers.local.runs import Runtime, Workload
 from substratus_providers.local.sources import fetch_snapshot, plan_digest

@@ -13,12 +13,12 @@ from typing import Any
 from substratus_cli.action import UNKNOWN, Action, FieldChange
 from substratus_cli.address import Address
 from substratus_cli.diff import field_changes
-from substratus_cli.exitcodes import ProviderError
+from substratus_cli.errors import ProviderError
 from substratus_cli.provider import LiveObject, PlanItem, PlannedChange, Readiness
 from substratus_cli.resource import Resource
 from substratus_providers.local import processes, secret_env
-from substratus_providers.local.book import ProcessBook
 from substratus_providers.local.dataset import user_labels
+from substratus_providers.local.process_book import ProcessBook
 from substratus_providers.local.records import RecordStore
 from substratus_providers.local.runs import Runtime, Workload, new_run_id
 

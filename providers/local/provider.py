@@ -12,7 +12,7 @@ from substratus_artifacts.layout import StoreError
 from substratus_artifacts.statcache import StatCache
 from substratus_cli.action import Action
 from substratus_cli.address import ML_KINDS, Address
-from substratus_cli.exitcodes import ProviderError, SubstratusError
+from substratus_cli.errors import ProviderError, SubstratusError
 from substratus_cli.provider import (
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
@@ -34,11 +34,11 @@ from substratus_cli.provider import (
     in_dependency_order,
 )
 from substratus_providers.local import secret_env
-from substratus_providers.local.book import ProcessBook
 from substratus_providers.local.dataset import DatasetPlanner
-from substratus_providers.local.fit import this_host
+from substratus_providers.local.host import this_host
 from substratus_providers.local.models import ModelPlanner
 from substratus_providers.local.notebooks import NotebookPlanner
+from substratus_providers.local.process_book import ProcessBook
 from substratus_providers.local.records import RecordStore
 from substratus_providers.local.runs import Runtime
 from substratus_providers.local.servers import ServerPlanner

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from substratus_cli.address import Address
-from substratus_cli.exitcodes import ProviderError
+from substratus_cli.errors import ProviderError
 from substratus_cli.provider import LiveObject
 
 

@@ -18,9 +18,9 @@ from substratus_artifacts.snapshots import SnapshotResult, snapshot_tree
 from substratus_artifacts.store import Store
 from substratus_cli import failpoints
 from substratus_cli.address import Address
-from substratus_cli.exitcodes import ProviderError
+from substratus_cli.errors import ProviderError
 from substratus_providers.local import processes
-from substratus_providers.local.book import Entry, ProcessBook
+from substratus_providers.local.process_book import Entry, ProcessBook
 
 WORKLOADS = "substratus_workloads"
 

@@ -16,7 +16,7 @@ from substratus_artifacts.statcache import StatCache
 from substratus_artifacts.store import Store
 from substratus_cli.action import UNKNOWN
 from substratus_cli.address import Address
-from substratus_cli.exitcodes import ProviderError, UsageError
+from substratus_cli.errors import ProviderError, UsageError
 from substratus_cli.secrets import env_var_name, references
 from substratus_providers.local.runs import Runtime, Workload
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from substratus_cli.exitcodes import UsageError
+from substratus_cli.errors import UsageError
 from substratus_cli.state.backend import (
     ConflictError,
     LockHeldError,

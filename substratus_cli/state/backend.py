@@ -10,7 +10,7 @@ import time
 import uuid
 from typing import Protocol
 
-from substratus_cli.exitcodes import LockError, SubstratusError
+from substratus_cli.errors import LockError, SubstratusError
 from substratus_cli.state.inventory import Inventory
 
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from substratus_cli.exitcodes import SubstratusError
+from substratus_cli.errors import SubstratusError
 from substratus_cli.state.backend import ConflictError, LockHeldError, LockInfo
 from substratus_cli.state.inventory import Inventory
 

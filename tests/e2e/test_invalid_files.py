@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from substratus_cli.exitcodes import ExitCode
+from substratus_cli.errors import ExitCode
 
 CASES = {
     "bad yaml": (

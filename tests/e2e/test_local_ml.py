@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from substratus_cli.cli import run
-from substratus_cli.exitcodes import ExitCode
+from substratus_cli.errors import ExitCode
 from substratus_providers.local import processes
-from substratus_providers.local.fit import scratch_size
+from substratus_providers.local.host import scratch_size
 from tests.conftest import EXAMPLES, tear_down
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from substratus_cli.exitcodes import ExitCode
+from substratus_cli.errors import ExitCode
 from tests.support.http_server import Route, serve
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from substratus_cli.exitcodes import ExitCode
+from substratus_cli.errors import ExitCode
 from tests.support.http_server import Route, serve
 
 

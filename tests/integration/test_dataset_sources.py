@@ -21,8 +21,8 @@ from substratus_artifacts.statcache import StatCache
 from substratus_artifacts.store import Store
 from substratus_cli.action import UNKNOWN
 from substratus_cli.address import Address
-from substratus_cli.exitcodes import ProviderError
-from substratus_providers.local.book import ProcessBook
+from substratus_cli.errors import ProviderError
+from substratus_providers.local.process_book import ProcessBook
 from substratus_providers.local.runs import Runtime
 from substratus_providers.local.sources import fetch_snapshot, plan_digest
 

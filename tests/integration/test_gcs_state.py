@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from substratus_cli.exitcodes import LockError, ProviderError, SubstratusError
+from substratus_cli.errors import LockError, ProviderError, SubstratusError
 from substratus_cli.state import ConflictError, LockHeldError, LockInfo
 from tests.support.gcs import fake_gcs_server
 from tests.support.state_conformance import check_backend_conformance, sample_inventory
@@ -221,7 +221,7 @@ def test_missing_bucket_is_a_provider_error(client: storage.Client) -> None:
 
 
 NO_CREDENTIALS = """
-from substratus_cli.exitcodes import ProviderError
+from substratus_cli.errors import ProviderError
 from substratus_providers.gcp.state import GCSStateBackend
 try:
     GCSStateBackend("gs://some-bucket/x").read()

@@ -14,7 +14,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import container_v1 as gke
 
-from substratus_cli.exitcodes import ProviderError
+from substratus_cli.errors import ProviderError
 from substratus_providers.gcp.gke import (
     ENDPOINT_ENV,
     FORCES_REPLACEMENT,

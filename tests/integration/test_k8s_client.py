@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from substratus_cli.exitcodes import ProviderError
+from substratus_cli.errors import ProviderError
 from substratus_providers.kubernetes.client import Client, ResourceType, RetryPolicy
 from substratus_providers.kubernetes.errors import KubernetesError
 from tests.cluster.controlplane import ControlPlane, free_port

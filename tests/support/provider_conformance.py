@@ -18,7 +18,7 @@ from substratus_cli.action import Action
 from substratus_cli.address import Address
 from substratus_cli.apply import Executor, Outcome, StepState
 from substratus_cli.dispatch import ContractError
-from substratus_cli.exitcodes import ExitCode
+from substratus_cli.errors import ExitCode
 from substratus_cli.plan import Drift, Plan, Target
 from substratus_cli.planner import PlanOptions, UnmanagedObjectError, build_plan
 from substratus_cli.provider import (

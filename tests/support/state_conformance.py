@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from substratus_cli.address import Address
-from substratus_cli.exitcodes import ExitCode, SubstratusError
+from substratus_cli.errors import ExitCode, SubstratusError
 from substratus_cli.state import (
     ConflictError,
     Inventory,

@@ -16,7 +16,7 @@ import pytest
 from substratus_cli.action import Action
 from substratus_cli.apply import Executor, Outcome, Reporter, StepState
 from substratus_cli.diff import spec_hash
-from substratus_cli.exitcodes import ExitCode
+from substratus_cli.errors import ExitCode
 from substratus_cli.plan import Plan
 from substratus_cli.planner import PlanOptions, build_plan
 from substratus_cli.provider import ApplyRequest, Readiness, Registry

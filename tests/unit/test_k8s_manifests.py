@@ -14,7 +14,7 @@ import yaml
 from substratus_cli.address import Address
 from substratus_cli.config import load_directory
 from substratus_cli.diff import spec_hash
-from substratus_cli.exitcodes import ProviderError
+from substratus_cli.errors import ProviderError
 from substratus_cli.resource import Resource
 from substratus_cli.sizing import CATALOG, ModelSize
 from substratus_providers.kubernetes.gpus import gpu_request

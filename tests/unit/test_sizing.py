@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from substratus_cli.exitcodes import ProviderError
+from substratus_cli.errors import ProviderError
 from substratus_cli.sizing import CATALOG, GIB, Accelerator, ModelSize, pick, serving, training
-from substratus_providers.local.fit import GPU, Host, check_fits
+from substratus_providers.local.host import GPU, Host, check_fits
 
 OPT_125M = ModelSize(125_000_000, 32, "spec.size")
 

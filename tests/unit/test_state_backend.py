@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from substratus_cli.exitcodes import SubstratusError
+from substratus_cli.errors import SubstratusError
 from substratus_cli.state import LocalStateBackend, LockHeldError
 from tests.support.state_conformance import check_backend_conformance
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from substratus_cli.exitcodes import ProviderError
+from substratus_cli.errors import ProviderError
 from substratus_cli.sizing import Estimate, ModelSize, human_bytes
 
 # The scratch builder's byte-level tokenizer: 256 bytes and <|endoftext|>.
