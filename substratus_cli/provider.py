@@ -251,6 +251,83 @@ class Provider(Protocol):
     def ready(self, request: ReadyRequest) -> Readiness: ...
 
 
+# -- one handler per kind: the shape a provider's verbs delegate to --------------------------
+
+@dataclasses.dataclass
+class Batch:
+    """One PlanRequest as a provider's handlers see it, item by item in dependency order: what was
+    planned so far in this batch (a dataset's digest, a version, a cluster's place)."""
+
+    request: PlanRequest
+    planned: dict[Address, PlannedChange] = dataclasses.field(default_factory=dict)
+
+    def desired(self, address: Address) -> Resource | None:
+        """The resource declared at `address`, from this batch or the workspace's other kinds."""
+        for item in self.request.items:
+            if item.address == address:
+                return item.desired
+        return next((r for r in self.request.resources if r.address == address), None)
+
+
+class ApplyFailed(ProviderError):
+    """A handler's apply that failed after changing something: `live` is the object as it stands
+    (a server still on its old version), so the inventory and the next plan converge."""
+
+    def __init__(self, message: str, live: LiveObject | None, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.live = live
+
+
+@runtime_checkable
+class KindHandler(Protocol):
+    """One kind's half of a provider. The provider is a {kind: handler} table; its verbs call these
+    (`plan_batch` and `apply_with` below do it the same way for every provider)."""
+
+    def read(self, request: ReadRequest) -> ReadResponse: ...
+
+    def plan(self, item: PlanItem, batch: Batch) -> PlannedChange:
+        """The change for a declared resource (`item.desired` is set; deletes are planned by
+        `plan_batch`). Raises ProviderError for what cannot be planned."""
+        ...
+
+    def apply(self, request: ApplyRequest) -> LiveObject:
+        """Create, update or replace; the object as it is after. Raises SubstratusError or
+        StoreError (ApplyFailed to say what stands after a partial change)."""
+        ...
+
+    def delete(self, request: ApplyRequest) -> None: ...
+
+    def ready(self, live: LiveObject) -> Readiness: ...
+
+
+def plan_batch(handlers: Mapping[str, KindHandler], request: PlanRequest,
+               kind_order: Sequence[str]) -> PlanResponse:
+    """Each item planned by its kind's handler, in dependency order; an undeclared one deleted."""
+    batch = Batch(request)
+    for item in in_dependency_order(request.items, kind_order):
+        if item.desired is None:
+            change = PlannedChange(item.address, Action.DELETE, "not in the resource files")
+        else:
+            change = handlers[item.address.kind].plan(item, batch)
+        batch.planned[item.address] = change
+    return PlanResponse(tuple(batch.planned[i.address] for i in request.items))
+
+
+def apply_with(handler: KindHandler, request: ApplyRequest,
+               path: str | None = None) -> ApplyResponse:
+    """The handler's apply or delete as an ApplyResponse: a failure keeps the most recent live
+    object, and its diagnostic names `path` (placed at file:line) when given."""
+    try:
+        if request.action is Action.DELETE:
+            handler.delete(request)
+            return ApplyResponse(None)
+        return ApplyResponse(handler.apply(request))
+    except ApplyFailed as e:
+        return ApplyResponse(e.live, (ProviderDiagnostic.of(e, request.address, path),))
+    except (SubstratusError, StoreError) as e:
+        return ApplyResponse(request.live, (ProviderDiagnostic.of(e, request.address, path),))
+
+
 class Registry:
     """kind -> provider, for one run of one workspace (built once by wiring)."""
 
