@@ -1,0 +1,291 @@
+"""An OCI distribution API client (the registry side of image builds and of oci:// stores):
+manifests and blobs by HEAD, GET and PUT, with basic or bearer-token auth from a Docker config.
+
+Standard library only. A registry on a loopback address is spoken to over plain HTTP (a test or
+a local registry); any other over HTTPS. Every request is counted (`requests`), so a plan can
+say what it cost. Credentials are never logged or put in an error message.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from substratus_artifacts.layout import StoreError
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+_REFERENCE = re.compile(
+    r"(?P<repo>[^@]+?)(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?")
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+
+# (user, password), or None for anonymous
+Credentials = tuple[str, str] | None
+
+
+class RegistryError(StoreError):
+    """A registry that cannot be reached, refuses us, or answers what the API does not allow."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """`host[:port]/repository[:tag][@sha256:...]`, as image references are written."""
+
+    host: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Reference:
+        host, slash, rest = text.partition("/")
+        match = _REFERENCE.fullmatch(rest) if slash else None
+        if match is None or not ("." in host or ":" in host or host == "localhost"):
+            raise RegistryError(f"not an image reference with a registry host: {text!r}",
+                                hint="write it as HOST[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST]")
+        return cls(host, match["repo"], match["tag"], match["digest"])
+
+    @property
+    def reference(self) -> str:
+        """What the API's /manifests/<reference> takes: the digest if pinned, else the tag."""
+        return self.digest or self.tag or "latest"
+
+    def __str__(self) -> str:
+        tag = f":{self.tag}" if self.tag else ""
+        digest = f"@{self.digest}" if self.digest else ""
+        return f"{self.host}/{self.repository}{tag}{digest}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str  # sha256:<hex>
+    size: int
+
+
+def docker_credentials(host: str, config: Path | None = None) -> Credentials:
+    """The user and password a Docker config.json holds for `host` (`auths`, base64 `auth` or
+    `username`/`password`), None when it holds none. $DOCKER_CONFIG names its folder."""
+    if config is None:
+        folder = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
+        config = Path(folder) / "config.json"
+    try:
+        auths = json.loads(config.read_text()).get("auths") or {}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError) as e:
+        raise RegistryError(f"cannot read registry credentials from {config}: {e}") from None
+    for key in (host, f"https://{host}", f"http://{host}"):
+        entry = auths.get(key)
+        if not isinstance(entry, Mapping):
+            continue
+        if entry.get("auth"):
+            user, _, password = base64.b64decode(str(entry["auth"])).decode().partition(":")
+            return user, password
+        if entry.get("username"):
+            return str(entry["username"]), str(entry.get("password", ""))
+    return None
+
+
+class RegistryClient:
+    """One registry host. Thread-safe: tokens are shared, requests counted under a lock."""
+
+    def __init__(self, host: str, *, credentials: Credentials = None,
+                 token_source: Callable[[], str] | None = None, timeout: float = 30.0) -> None:
+        """`token_source`: a bearer token for registries that take one directly (Artifact
+        Registry with an OAuth token), used instead of `credentials`."""
+        self.host = host
+        scheme = "http" if host.rsplit(":", 1)[0] in LOOPBACK or host in LOOPBACK else "https"
+        self.base = f"{scheme}://{host}"
+        self.credentials = credentials
+        self.token_source = token_source
+        self.timeout = timeout
+        self.requests = 0
+        self._tokens: dict[str, str] = {}  # scope -> bearer token
+        self._lock = threading.Lock()
+
+    # -- manifests ----------------------------------------------------------------------------
+
+    def head_manifest(self, repository: str, reference: str) -> Descriptor | None:
+        """The manifest's descriptor, or None when the registry has no such tag or digest."""
+        answer = self._request("HEAD", f"/v2/{repository}/manifests/{reference}", repository,
+                               headers={"Accept": ", ".join(MANIFEST_TYPES)}, absent_ok=True)
+        if answer is None:
+            return None
+        status, headers, _ = answer
+        digest = headers.get("Docker-Content-Digest")
+        if not digest:
+            raise RegistryError(f"registry {self.host} answered HEAD of {repository}:{reference} "
+                                "without a Docker-Content-Digest header")
+        return Descriptor(headers.get("Content-Type", ""), digest,
+                          int(headers.get("Content-Length") or 0))
+
+    def get_manifest(self, repository: str, reference: str) -> tuple[Descriptor, bytes] | None:
+        answer = self._request("GET", f"/v2/{repository}/manifests/{reference}", repository,
+                               headers={"Accept": ", ".join(MANIFEST_TYPES)}, absent_ok=True)
+        if answer is None:
+            return None
+        _, headers, body = answer
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        if reference.startswith("sha256:") and reference != digest:
+            raise RegistryError(f"registry {self.host} answered {repository}@{reference} with "
+                                f"a manifest whose digest is {digest}; refused")
+        return Descriptor(headers.get("Content-Type", ""), digest, len(body)), body
+
+    def put_manifest(self, repository: str, reference: str, media_type: str,
+                     body: bytes) -> Descriptor:
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        self._request("PUT", f"/v2/{repository}/manifests/{reference}", repository, push=True,
+                      headers={"Content-Type": media_type}, body=body)
+        return Descriptor(media_type, digest, len(body))
+
+    # -- blobs --------------------------------------------------------------------------------
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        return self._request("HEAD", f"/v2/{repository}/blobs/{digest}", repository,
+                             absent_ok=True) is not None
+
+    def push_blob(self, repository: str, data: bytes,
+                  media_type: str = "application/octet-stream") -> Descriptor:
+        """A blob, uploaded in one PUT unless the registry has it already."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if not self.has_blob(repository, digest):
+            answer = self._request("POST", f"/v2/{repository}/blobs/uploads/", repository,
+                                   push=True)
+            assert answer is not None
+            location = answer[1].get("Location")
+            if not location:
+                raise RegistryError(f"registry {self.host} started an upload to {repository} "
+                                    "without a Location")
+            self._request("PUT", _with_digest(location, digest), repository, push=True,
+                          headers={"Content-Type": "application/octet-stream"}, body=data)
+        return Descriptor(media_type, digest, len(data))
+
+    # -- the one place that talks HTTP --------------------------------------------------------
+
+    def _request(self, method: str, path: str, repository: str, *, push: bool = False,
+                 headers: Mapping[str, str] | None = None, body: bytes | None = None,
+                 absent_ok: bool = False) -> tuple[int, Mapping[str, str], bytes] | None:
+        """Sends once, and once more with credentials if the registry asks for them."""
+        url = path if path.startswith(("http://", "https://")) else self.base + path
+        if urllib.parse.urlsplit(url).netloc != self.host:
+            # An upload Location elsewhere would carry our credentials to another host.
+            raise RegistryError(f"registry {self.host} sent us to {url}; refused (another host)")
+        scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
+        auth = self._authorization(scope, None)
+        for attempt in (1, 2):
+            request = urllib.request.Request(url, data=body, method=method,
+                                             headers={**(headers or {}), **auth})
+            with self._lock:
+                self.requests += 1
+            try:
+                with _OPENER.open(request, timeout=self.timeout) as answer:
+                    return answer.status, dict(answer.headers.items()), answer.read()
+            except urllib.error.HTTPError as e:
+                if e.code == 401 and attempt == 1:
+                    auth = self._authorization(scope, e.headers.get("WWW-Authenticate", ""))
+                    continue
+                if e.code == 404 and absent_ok:
+                    return None
+                raise self._refused(method, path, e) from None
+            except OSError as e:
+                raise RegistryError(f"cannot reach registry {self.host}: {e}",
+                                    hint="check the Environment's registry and that it is up"
+                                    ) from None
+        raise AssertionError("unreachable")
+
+    def _authorization(self, scope: str, challenge: str | None) -> dict[str, str]:
+        """The Authorization header: none until the registry asks (challenge None), then what
+        its WWW-Authenticate challenge asks for, a bearer token fetched once per scope."""
+        if self.token_source is not None:
+            return {"Authorization": f"Bearer {self.token_source()}"}
+        with self._lock:
+            token = self._tokens.get(scope)
+        if token is not None:
+            return {"Authorization": f"Bearer {token}"}
+        if challenge is None:
+            return {}
+        kind, _, params = challenge.partition(" ")
+        if kind.lower() == "basic":
+            return self._basic()
+        if kind.lower() != "bearer":
+            raise RegistryError(f"registry {self.host} asks for {kind} auth, which substratus "
+                                "does not speak (it speaks Basic and Bearer)")
+        fields = dict(_CHALLENGE.findall(params))
+        token = self._fetch_token(fields.get("realm", ""), fields.get("service"),
+                                  fields.get("scope") or scope)
+        with self._lock:
+            self._tokens[scope] = token
+        return {"Authorization": f"Bearer {token}"}
+
+    def _basic(self) -> dict[str, str]:
+        if self.credentials is None:
+            return {}
+        user, password = self.credentials
+        pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {pair}"}
+
+    def _fetch_token(self, realm: str, service: str | None, scope: str) -> str:
+        if not realm.startswith(("https://", "http://")):
+            raise RegistryError(f"registry {self.host} sent a bearer challenge without a realm")
+        query = urllib.parse.urlencode({k: v for k, v in (("service", service), ("scope", scope))
+                                        if v})
+        request = urllib.request.Request(f"{realm}?{query}", headers=self._basic())
+        with self._lock:
+            self.requests += 1
+        try:
+            with _OPENER.open(request, timeout=self.timeout) as answer:
+                doc: Any = json.loads(answer.read())
+        except urllib.error.HTTPError as e:
+            raise self._refused("GET", "a token", e) from None
+        except (OSError, ValueError) as e:
+            raise RegistryError(f"cannot get a token for registry {self.host} from {realm}: "
+                                f"{e}") from None
+        token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
+        if not token:
+            raise RegistryError(f"the token service of registry {self.host} answered no token")
+        return str(token)
+
+    def _refused(self, method: str, what: str, e: urllib.error.HTTPError) -> RegistryError:
+        if e.code in (401, 403):
+            anonymous = self.credentials is None and self.token_source is None
+            why = "no credentials were given" if anonymous else "the credentials were refused"
+            return RegistryError(
+                f"registry {self.host} refused {method} {what}: HTTP {e.code} ({why})",
+                hint=f"log in to {self.host} (`docker login {self.host}` writes ~/.docker/"
+                     "config.json), or give the account access to the repository")
+        detail = e.read()[:300].decode(errors="replace").strip()
+        return RegistryError(f"registry {self.host} answered {method} {what} with HTTP "
+                             f"{e.code}{': ' + detail if detail else ''}")
+
+
+def _with_digest(location: str, digest: str) -> str:
+    separator = "&" if "?" in location else "?"
+    return f"{location}{separator}digest={urllib.parse.quote(digest)}"
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect would carry the Authorization header to wherever it points: refuse it."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        raise RegistryError(f"registry answered {req.get_method()} {req.full_url} with a "
+                            f"redirect to {newurl}; refused")
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs and builds what the test suite needs beside Python packages, each step skipped when it
+# is done already, each logged under .ci/logs/:
+#   - Debian packages: docker-registry (a real OCI registry), apache2-utils (htpasswd for its
+#     auth tests), skopeo (reads back what was pushed); apt-get as root, only when missing;
+#   - the test Kubernetes control plane (tests/cluster/build.sh: Go builds into
+#     ~/.cache/substratus/controlplane, about 8 minutes the first time on 2 cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .ci/logs
+
+missing=()
+for pair in docker-registry:docker-registry htpasswd:apache2-utils skopeo:skopeo; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "tests/setup.sh: the tests need these Debian packages: ${missing[*]}" >&2
+    echo "install them as root: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "tests/setup.sh: installing ${missing[*]} (log: .ci/logs/apt.log)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } \
+    > .ci/logs/apt.log 2>&1 || { tail -30 .ci/logs/apt.log; exit 1; }
+fi
+
+echo "tests/setup.sh: the test control plane (log: .ci/logs/controlplane-build.log)"
+bash tests/cluster/build.sh > .ci/logs/controlplane-build.log 2>&1 \
+  || { tail -50 .ci/logs/controlplane-build.log; exit 1; }
+tail -1 .ci/logs/controlplane-build.log
