@@ -2,7 +2,9 @@
 # Installs and builds what the test suite needs beside Python packages, each step skipped when it
 # is done already, each logged under .ci/logs/:
 #   - Debian packages: docker-registry (a real OCI registry), apache2-utils (htpasswd for its
-#     auth tests), skopeo (reads back what was pushed); apt-get as root, only when missing;
+#     auth tests), skopeo (reads back what was pushed), buildah (builds images without a
+#     daemon), busybox-static (the shell of the test base image); apt-get as root, only when
+#     missing;
 #   - the test Kubernetes control plane (tests/cluster/build.sh: Go builds into
 #     ~/.cache/substratus/controlplane, about 8 minutes the first time on 2 cores).
 set -euo pipefail
@@ -10,8 +12,9 @@ cd "$(dirname "$0")/.."
 mkdir -p .ci/logs
 
 missing=()
-for pair in docker-registry:docker-registry htpasswd:apache2-utils skopeo:skopeo; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
+for package in docker-registry apache2-utils skopeo buildah busybox-static; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
+    || missing+=("$package")
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
   if [[ $(id -u) -ne 0 ]]; then
