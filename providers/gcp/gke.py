@@ -20,6 +20,7 @@ from google.auth import exceptions as auth_exc
 from google.cloud import container_v1
 
 from substratus_cli.errors import ProviderError
+from substratus_cli.retry import RetryPolicy, retry_after_seconds
 from substratus_providers.gcp.gcs import CREDENTIALS_HINT
 
 log = logging.getLogger(__name__)
@@ -66,22 +67,10 @@ class NodePoolRef:
         return f"GKE node pool {self.name} of cluster {c.name} ({c.project}/{c.location})"
 
 
-@dataclasses.dataclass(frozen=True)
-class RetryPolicy:
-    """A refused change is sent again after `first_delay` doubling up to `max_delay` (or what
-    Retry-After says), never past `deadline` seconds: GKE operations take minutes, so a cluster
-    can stay busy for a long while."""
-
-    first_delay: float = 2.0
-    max_delay: float = 30.0
-    deadline: float = 1800.0
-    # A read that keeps failing (GKE unreachable, 5xx) fails the plan within a minute: someone
-    # is waiting for it, and a busy cluster never refuses a read.
-    read_deadline: float = 60.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        backoff = min(self.first_delay * 2.0 ** (attempt - 1), self.max_delay)
-        return max(backoff, retry_after) if retry_after is not None else backoff
+# A refused change is sent again for up to half an hour: GKE operations take minutes, so a
+# cluster can stay busy for a long while. A read that keeps failing (GKE unreachable, 5xx) fails
+# the plan within a minute: someone is waiting for it, and a busy cluster never refuses a read.
+DEFAULT_RETRY = RetryPolicy(first_delay=2.0, max_delay=30.0, deadline=1800.0, read_deadline=60.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +94,7 @@ class GKE:
         self.client = client
         self.poll_interval = poll_interval
         self.operation_timeout = operation_timeout
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or DEFAULT_RETRY
         self.request_timeout = request_timeout
         self.retries = 0
         self._sleep = sleep
@@ -272,8 +261,7 @@ class GKE:
                 attempt += 1
                 delay = self.retry.delay(attempt, _retry_after(e))
                 waited = time.monotonic() - started
-                deadline = self.retry.deadline if change else self.retry.read_deadline
-                if waited + delay > deadline:
+                if not self.retry.allows(attempt, waited, delay, read=not change):
                     raise ProviderError(
                         f"{what}: GKE still refuses after {attempt - 1} retries over "
                         f"{_seconds(waited)}: {reason}",
@@ -325,11 +313,8 @@ def _permanent(what: str, e: Exception) -> ProviderError | None:
 
 def _retry_after(e: Exception) -> float | None:
     response = getattr(e, "response", None)
-    value = response.headers.get("Retry-After") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    return retry_after_seconds(response.headers.get("Retry-After") if response is not None
+                               else None)
 
 
 def _seconds(value: float) -> str:

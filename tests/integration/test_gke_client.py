@@ -15,6 +15,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import container_v1 as gke
 
 from substratus_cli.errors import ProviderError
+from substratus_cli.retry import RetryPolicy
 from substratus_providers.gcp.gke import (
     ENDPOINT_ENV,
     FORCES_REPLACEMENT,
@@ -22,7 +23,6 @@ from substratus_providers.gcp.gke import (
     IN_PLACE,
     ClusterRef,
     NodePoolRef,
-    RetryPolicy,
     node_pool_message,
     node_pool_spec,
 )
