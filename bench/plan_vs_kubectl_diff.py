@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.*, from
 
 from substratus_cli import __version__  # noqa: E402
 from substratus_cli.cli import run as run_cli  # noqa: E402
-from substratus_providers.kubernetes import provider as k8s_provider  # noqa: E402
+from substratus_providers.kubernetes import workloads as k8s_workloads  # noqa: E402
 from substratus_providers.kubernetes.client import Client  # noqa: E402
 from tests.cluster.controlplane import CONTEXT, ControlPlane, ensure_binaries, versions  # noqa: E402
 from tests.support.gcs import fake_gcs_server  # noqa: E402
@@ -153,7 +153,7 @@ def recording(server: str) -> Iterator[tuple[list[Request], list[Manifest], list
     counted: list[int] = []
     clients: list[Client] = []
     urlopen = urllib3.connectionpool.HTTPConnectionPool.urlopen
-    plan_desired = k8s_provider.desired
+    plan_desired = k8s_workloads.desired
     client_init = Client.__init__
 
     def counting_urlopen(pool: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
@@ -172,7 +172,7 @@ def recording(server: str) -> Iterator[tuple[list[Request], list[Manifest], list
 
     with mock.patch.object(urllib3.connectionpool.HTTPConnectionPool, "urlopen",
                            counting_urlopen), \
-            mock.patch.object(k8s_provider, "desired", capturing_desired), \
+            mock.patch.object(k8s_workloads, "desired", capturing_desired), \
             mock.patch.object(Client, "__init__", remembering_init):
         yield sent, manifests, counted
     counted.append(sum(c.requests for c in clients))

@@ -11,7 +11,7 @@ time and metageneration with the marker's generation."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import google.cloud.storage as storage
@@ -21,7 +21,16 @@ from substratus_cli.action import Action
 from substratus_cli.address import Address
 from substratus_cli.diff import field_changes
 from substratus_cli.errors import ProviderError
-from substratus_cli.provider import ApplyRequest, LiveObject, PlanItem, PlannedChange, Readiness
+from substratus_cli.provider import (
+    ApplyRequest,
+    Batch,
+    LiveObject,
+    PlanItem,
+    PlannedChange,
+    Readiness,
+    ReadRequest,
+    ReadResponse,
+)
 from substratus_cli.resource import Resource
 from substratus_providers.gcp import ownership
 from substratus_providers.gcp.gcs import gcs_errors
@@ -53,25 +62,9 @@ def wanted(r: Resource) -> dict[str, Any]:
             "storageClass": str(spec["storageClass"]).upper()}
 
 
-def plan(item: PlanItem) -> PlannedChange:
-    a, r, live = item.address, item.desired, item.live
-    if r is None:
-        return PlannedChange(a, Action.DELETE, "not in the resource files")
-    status = {"url": f"gs://{a.name}"}
-    if live is None:
-        return PlannedChange(a, Action.CREATE, planned_status=status)
-    changes = field_changes(live.spec, wanted(r), forces_replacement=lambda p: p in REPLACED)
-    changes += field_changes(ownership.user_labels(live.labels), r.labels,
-                             prefix="metadata.labels")
-    if not changes:
-        return PlannedChange(a, Action.NOOP, planned_status=status)
-    if any(c.forces_replacement for c in changes):
-        return PlannedChange(a, Action.REPLACE, "a bucket cannot move to another location",
-                             changes, status)
-    return PlannedChange(a, Action.UPDATE, "", changes, status)
-
-
 class Buckets:
+    """The Bucket kind's KindHandler."""
+
     def __init__(self, client: Callable[[], storage.Client], part_of: str) -> None:
         self._client = client
         self.part_of = part_of
@@ -80,20 +73,35 @@ class Buckets:
     def client(self) -> storage.Client:
         return self._client()
 
-    def read(self, addresses: Sequence[Address], part_of: str,
-             places: object = None) -> tuple[dict[Address, LiveObject], int]:
+    def read(self, request: ReadRequest) -> ReadResponse:
         """One GET of each bucket and one of its marker. Bucket names are global: no places,
         and no listing for buckets no one asked for (a bucket in the state is always asked for)."""
         objects: dict[Address, LiveObject] = {}
         requests = 0
-        for a in addresses:
+        for a in request.addresses:
             bucket = self._bucket(a.name)
             requests += 1
             if bucket is None:
                 continue
             objects[a] = live_object(a, bucket, self._marker(bucket))
             requests += 1
-        return objects, requests
+        return ReadResponse(objects, requests=requests)
+
+    def plan(self, item: PlanItem, batch: Batch) -> PlannedChange:
+        a, r, live = item.address, item.desired, item.live
+        assert r is not None, f"{a}: deletes are planned by plan_batch"
+        status = {"url": f"gs://{a.name}"}
+        if live is None:
+            return PlannedChange(a, Action.CREATE, planned_status=status)
+        changes = field_changes(live.spec, wanted(r), forces_replacement=lambda p: p in REPLACED)
+        changes += field_changes(ownership.user_labels(live.labels), r.labels,
+                                 prefix="metadata.labels")
+        if not changes:
+            return PlannedChange(a, Action.NOOP, planned_status=status)
+        if any(c.forces_replacement for c in changes):
+            return PlannedChange(a, Action.REPLACE, "a bucket cannot move to another location",
+                                 changes, status)
+        return PlannedChange(a, Action.UPDATE, "", changes, status)
 
     def _bucket(self, name: str) -> storage.Bucket | None:
         with gcs_errors(f"read bucket {name}", f"gs://{name}"):
@@ -105,13 +113,11 @@ class Buckets:
             found: storage.Blob | None = bucket.get_blob(MARKER)
         return found
 
-    def apply(self, request: ApplyRequest) -> LiveObject | None:
+    def apply(self, request: ApplyRequest) -> LiveObject:
         a, r = request.address, request.desired
-        if request.action in (Action.DELETE, Action.REPLACE):
-            self._delete(a)
-            if request.action is Action.DELETE:
-                return None
         assert r is not None, f"{request.action} of {a} without a resource"
+        if request.action is Action.REPLACE:
+            self.delete(request)
         if request.action is Action.UPDATE:
             return self._update(a, r)
         return self._create(a, r)
@@ -157,7 +163,8 @@ class Buckets:
                                 hint="plan again") from None
         return self._live(a)
 
-    def _delete(self, a: Address) -> None:
+    def delete(self, request: ApplyRequest) -> None:
+        a = request.address
         bucket = self._owned(a)
         if bucket is None:
             return

@@ -9,7 +9,7 @@ import base64
 import binascii
 import hashlib
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from google.cloud import container_v1
@@ -18,7 +18,16 @@ from substratus_cli.action import UNKNOWN, Action
 from substratus_cli.address import Address
 from substratus_cli.diff import field_changes
 from substratus_cli.errors import ProviderError
-from substratus_cli.provider import ApplyRequest, LiveObject, PlanItem, PlannedChange, Readiness
+from substratus_cli.provider import (
+    ApplyRequest,
+    Batch,
+    LiveObject,
+    PlanItem,
+    PlannedChange,
+    Readiness,
+    ReadRequest,
+    ReadResponse,
+)
 from substratus_providers.gcp import ownership
 from substratus_providers.gcp.gke import GKE, ClusterRef, NodePoolRef
 from substratus_providers.gcp.places import ClusterPlace, Places, declared_place, recorded_place
@@ -127,26 +136,9 @@ def updates(live: Mapping[str, Any], want: Mapping[str, Any]
 # -- the kind ---------------------------------------------------------------------------------
 
 
-def plan(item: PlanItem) -> PlannedChange:
-    a, r, live = item.address, item.desired, item.live
-    if r is None:
-        return PlannedChange(a, Action.DELETE, "not in the resource files")
-    if live is None:
-        return PlannedChange(a, Action.CREATE, planned_status={"endpoint": UNKNOWN,
-                                                               "caFingerprint": UNKNOWN})
-    if live.status.get("state") == "ERROR":
-        return PlannedChange(a, Action.REPLACE, f"GKE reports it failed: "
-                             f"{live.status.get('message') or 'status ERROR'}")
-    changes = field_changes(live.spec, effective(r), forces_replacement=lambda p: p in REPLACED)
-    if not changes:
-        return PlannedChange(a, Action.NOOP)
-    if any(c.forces_replacement for c in changes):
-        return PlannedChange(a, Action.REPLACE, "GKE cannot move a cluster to another project or "
-                             "location", changes)
-    return PlannedChange(a, Action.UPDATE, "", changes)
-
-
 class Clusters:
+    """The Cluster kind's KindHandler."""
+
     def __init__(self, gke: Callable[[], GKE], part_of: str) -> None:
         self._gke = gke
         self.part_of = part_of
@@ -155,9 +147,11 @@ class Clusters:
     def gke(self) -> GKE:
         return self._gke()
 
-    def read(self, addresses: Sequence[Address], part_of: str,
-             places: Places) -> tuple[dict[Address, LiveObject], int]:
-        candidates = {a: places.clusters_of(a) for a in addresses}
+    def read(self, request: ReadRequest) -> ReadResponse:
+        # GKE names a cluster by project and location: the files say where each one should be,
+        # the state where it was last applied (also once it has left the files).
+        places = Places(request.resources.values(), request.recorded)
+        candidates = {a: places.clusters_of(a) for a in request.addresses}
         locations = sorted({(p.project, p.location) for ps in candidates.values() for p in ps})
         listed = {where: {c.name: c for c in self.gke.list_clusters(*where)} for where in locations}
         objects: dict[Address, LiveObject] = {}
@@ -169,23 +163,44 @@ class Clusters:
                     break
         for (project, location), clusters in listed.items():
             for c in clusters.values():  # also what this workspace made that no one asked for
-                if ownership.owned_by(c.resource_labels, part_of):
+                if ownership.owned_by(c.resource_labels, request.part_of):
                     a = Address("Cluster", ownership.namespace_of(c.resource_labels), c.name)
                     objects.setdefault(a, live_object(a, c, ClusterPlace(project, location,
                                                                          c.name)))
-        return objects, len(locations)
+        return ReadResponse(objects, requests=len(locations))
 
-    def apply(self, request: ApplyRequest) -> LiveObject | None:
+    def plan(self, item: PlanItem, batch: Batch) -> PlannedChange:
+        a, r, live = item.address, item.desired, item.live
+        assert r is not None, f"{a}: deletes are planned by plan_batch"
+        if live is None:
+            return PlannedChange(a, Action.CREATE, planned_status={"endpoint": UNKNOWN,
+                                                                   "caFingerprint": UNKNOWN})
+        if live.status.get("state") == "ERROR":
+            return PlannedChange(a, Action.REPLACE, f"GKE reports it failed: "
+                                 f"{live.status.get('message') or 'status ERROR'}")
+        changes = field_changes(live.spec, effective(r),
+                                forces_replacement=lambda p: p in REPLACED)
+        if not changes:
+            return PlannedChange(a, Action.NOOP)
+        if any(c.forces_replacement for c in changes):
+            return PlannedChange(a, Action.REPLACE, "GKE cannot move a cluster to another "
+                                 "project or location", changes)
+        return PlannedChange(a, Action.UPDATE, "", changes)
+
+    def apply(self, request: ApplyRequest) -> LiveObject:
         a, r = request.address, request.desired
-        if request.action in (Action.DELETE, Action.REPLACE):
-            self._delete(a, self._live_place(request))
-            if request.action is Action.DELETE:
-                return None
         assert r is not None, f"{request.action} of {a} without a resource"
+        if request.action is Action.REPLACE:
+            self.delete(request)
         place, want = declared_place(r), effective(r)
         if request.action is Action.UPDATE:
             return self._update(a, place, want)
         return self._create(a, place, want)
+
+    def delete(self, request: ApplyRequest) -> None:
+        place = self._live_place(request)
+        if self._owned(request.address, place) is not None:
+            self.gke.delete_cluster(ref(place))
 
     def _create(self, a: Address, place: ClusterPlace, want: Mapping[str, Any]) -> LiveObject:
         labels = ownership.stamped({}, self.part_of, a.namespace)
@@ -204,10 +219,6 @@ class Clusters:
         for _, update in updates(cluster_spec(cluster, place), want):
             self.gke.update_cluster(ref(place), update)
         return self._live(a, place)
-
-    def _delete(self, a: Address, place: ClusterPlace) -> None:
-        if self._owned(a, place) is not None:
-            self.gke.delete_cluster(ref(place))
 
     def _owned(self, a: Address, place: ClusterPlace) -> _Cluster | None:
         """The cluster at `place` (None: gone), refused unless this workspace manages it."""

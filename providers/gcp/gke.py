@@ -10,7 +10,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import requests
@@ -20,6 +20,7 @@ from google.auth import exceptions as auth_exc
 from google.cloud import container_v1
 
 from substratus_cli.errors import ProviderError
+from substratus_cli.retry import RetryPolicy, retry_after_seconds
 from substratus_providers.gcp.gcs import CREDENTIALS_HINT
 
 log = logging.getLogger(__name__)
@@ -66,22 +67,10 @@ class NodePoolRef:
         return f"GKE node pool {self.name} of cluster {c.name} ({c.project}/{c.location})"
 
 
-@dataclasses.dataclass(frozen=True)
-class RetryPolicy:
-    """A refused change is sent again after `first_delay` doubling up to `max_delay` (or what
-    Retry-After says), never past `deadline` seconds: GKE operations take minutes, so a cluster
-    can stay busy for a long while."""
-
-    first_delay: float = 2.0
-    max_delay: float = 30.0
-    deadline: float = 1800.0
-    # A read that keeps failing (GKE unreachable, 5xx) fails the plan within a minute: someone
-    # is waiting for it, and a busy cluster never refuses a read.
-    read_deadline: float = 60.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        backoff = min(self.first_delay * 2.0 ** (attempt - 1), self.max_delay)
-        return max(backoff, retry_after) if retry_after is not None else backoff
+# A refused change is sent again for up to half an hour: GKE operations take minutes, so a
+# cluster can stay busy for a long while. A read that keeps failing (GKE unreachable, 5xx) fails
+# the plan within a minute: someone is waiting for it, and a busy cluster never refuses a read.
+DEFAULT_RETRY = RetryPolicy(first_delay=2.0, max_delay=30.0, deadline=1800.0, read_deadline=60.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +94,7 @@ class GKE:
         self.client = client
         self.poll_interval = poll_interval
         self.operation_timeout = operation_timeout
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or DEFAULT_RETRY
         self.request_timeout = request_timeout
         self.retries = 0
         self._sleep = sleep
@@ -179,7 +168,8 @@ class GKE:
         return dataclasses.replace(done, resource=self.get_node_pool(ref))
 
     def update_node_pool(self, ref: NodePoolRef, **fields: Any) -> Completed:
-        """UpdateNodePoolRequest fields (machine_type, locations, taints, ...): see IN_PLACE."""
+        """UpdateNodePoolRequest fields (machine_type, locations, taints, ...): see
+        nodepools.IN_PLACE."""
         request = container_v1.UpdateNodePoolRequest(name=ref.path, **fields)
         return self._change_pool(f"updating {ref}", ref, lambda: self.client.update_node_pool(
             request=request, **self._options()))
@@ -272,8 +262,7 @@ class GKE:
                 attempt += 1
                 delay = self.retry.delay(attempt, _retry_after(e))
                 waited = time.monotonic() - started
-                deadline = self.retry.deadline if change else self.retry.read_deadline
-                if waited + delay > deadline:
+                if not self.retry.allows(attempt, waited, delay, read=not change):
                     raise ProviderError(
                         f"{what}: GKE still refuses after {attempt - 1} retries over "
                         f"{_seconds(waited)}: {reason}",
@@ -325,74 +314,9 @@ def _permanent(what: str, e: Exception) -> ProviderError | None:
 
 def _retry_after(e: Exception) -> float | None:
     response = getattr(e, "response", None)
-    value = response.headers.get("Retry-After") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    return retry_after_seconds(response.headers.get("Retry-After") if response is not None
+                               else None)
 
 
 def _seconds(value: float) -> str:
     return f"{value:.0f} s" if value >= 1 else f"{value:.2f} s"
-
-
-# -- node pools as plain values, for diffing
-
-# The node pool fields node_pool_spec returns that GKE changes in place, and the call that does
-# it. A new machine type is applied in place by GKE migrating the nodes (a surge upgrade: every
-# node is recreated, the node pool stays). `nodeCount` (setSize) is not in node_pool_spec: with
-# autoscaling on, the live count is the autoscaler's, not a declared value.
-IN_PLACE: Mapping[str, str] = {
-    "machineType": "updateNodePool",
-    "zones": "updateNodePool",
-    "taints": "updateNodePool",
-    "autoscaling": "setAutoscaling",
-    "nodeCount": "setSize",
-}
-# Fields whose change GKE cannot apply to a node pool: it must be deleted and created again.
-FORCES_REPLACEMENT: frozenset[str] = frozenset({"accelerator", "spot"})
-
-_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "PREFER_NO_SCHEDULE": "PreferNoSchedule",
-            "NO_EXECUTE": "NoExecute"}
-
-
-def node_pool_spec(pool: container_v1.NodePool) -> dict[str, Any]:
-    """The fields a NodePool resource file declares, in its words (`zones` are GKE's
-    locations, taint effects are spelled as in Kubernetes)."""
-    config = pool.config
-    accelerator = config.accelerators[0] if config.accelerators else None
-    scaling = pool.autoscaling
-    return {
-        "machineType": config.machine_type,
-        "accelerator": {"type": accelerator.accelerator_type,
-                        "count": int(accelerator.accelerator_count)} if accelerator else None,
-        "spot": bool(config.spot),
-        "autoscaling": {"min": scaling.min_node_count, "max": scaling.max_node_count}
-        if scaling.enabled else None,
-        "zones": sorted(pool.locations),
-        "taints": [{"key": t.key, "value": t.value,
-                    "effect": _EFFECTS.get(t.effect.name, t.effect.name)}
-                   for t in config.taints],
-    }
-
-
-def node_pool_message(spec: Mapping[str, Any],
-                      initial_node_count: int = 0) -> container_v1.NodePool:
-    """The NodePool to create from node_pool_spec's fields (the inverse of node_pool_spec)."""
-    effects = {v: k for k, v in _EFFECTS.items()}
-    accelerator = spec.get("accelerator")
-    scaling = spec.get("autoscaling")
-    return container_v1.NodePool(
-        initial_node_count=initial_node_count,
-        locations=list(spec.get("zones") or []),
-        autoscaling=container_v1.NodePoolAutoscaling(
-            enabled=True, min_node_count=scaling["min"], max_node_count=scaling["max"])
-        if scaling else None,
-        config=container_v1.NodeConfig(
-            machine_type=spec["machineType"], spot=bool(spec.get("spot")),
-            accelerators=[container_v1.AcceleratorConfig(
-                accelerator_type=accelerator["type"], accelerator_count=accelerator["count"])]
-            if accelerator else [],
-            taints=[container_v1.NodeTaint(key=t["key"], value=t.get("value", ""),
-                                           effect=effects[t["effect"]])
-                    for t in spec.get("taints") or []]))

@@ -1,11 +1,11 @@
 """The NodePool kind: GKE node pools through gke.py. A read is one LIST of node pools per cluster;
-accelerator and spot force a replacement (gke.FORCES_REPLACEMENT), as does another cluster; every
-other field changes in place, one call per field (gke.IN_PLACE). Ownership labels are the pool's
+accelerator and spot force a replacement (FORCES_REPLACEMENT), as does another cluster; every
+other field changes in place, one call per field (IN_PLACE). Ownership labels are the pool's
 node labels (`config.labels`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -15,24 +15,84 @@ from substratus_cli.action import Action, FieldChange
 from substratus_cli.address import Address
 from substratus_cli.diff import field_changes
 from substratus_cli.errors import ProviderError
-from substratus_cli.provider import ApplyRequest, LiveObject, PlanItem, PlannedChange, Readiness
+from substratus_cli.provider import (
+    ApplyRequest,
+    Batch,
+    LiveObject,
+    PlanItem,
+    PlannedChange,
+    Readiness,
+    ReadRequest,
+    ReadResponse,
+)
 from substratus_cli.resource import Resource
 from substratus_providers.gcp import ownership
 from substratus_providers.gcp.clusters import ref as cluster_ref
-from substratus_providers.gcp.gke import (
-    FORCES_REPLACEMENT,
-    GKE,
-    IN_PLACE,
-    NodePoolRef,
-    node_pool_message,
-    node_pool_spec,
-)
-from substratus_providers.gcp.places import ClusterPlace, Places
+from substratus_providers.gcp.gke import GKE, NodePoolRef
+from substratus_providers.gcp.places import ClusterPlace, Places, declared_place, pool_cluster
 from substratus_providers.gcp.specs import effective, fingerprint
 
 # The node version and its upgrade state move as GKE upgrades the pool by itself.
 VOLATILE = frozenset({"status", "status_message", "conditions", "version", "etag", "update_info"})
 _Pool = container_v1.NodePool
+
+# The node pool fields node_pool_spec returns that GKE changes in place, and the call that does
+# it. A new machine type is applied in place by GKE migrating the nodes (a surge upgrade: every
+# node is recreated, the node pool stays). `nodeCount` (setSize) is not in node_pool_spec: with
+# autoscaling on, the live count is the autoscaler's, not a declared value.
+IN_PLACE: Mapping[str, str] = {
+    "machineType": "updateNodePool",
+    "zones": "updateNodePool",
+    "taints": "updateNodePool",
+    "autoscaling": "setAutoscaling",
+    "nodeCount": "setSize",
+}
+# Fields whose change GKE cannot apply to a node pool: it must be deleted and created again.
+FORCES_REPLACEMENT: frozenset[str] = frozenset({"accelerator", "spot"})
+
+_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "PREFER_NO_SCHEDULE": "PreferNoSchedule",
+            "NO_EXECUTE": "NoExecute"}
+
+
+def node_pool_spec(pool: _Pool) -> dict[str, Any]:
+    """The fields a NodePool resource file declares, in its words (`zones` are GKE's
+    locations, taint effects are spelled as in Kubernetes)."""
+    config = pool.config
+    accelerator = config.accelerators[0] if config.accelerators else None
+    scaling = pool.autoscaling
+    return {
+        "machineType": config.machine_type,
+        "accelerator": {"type": accelerator.accelerator_type,
+                        "count": int(accelerator.accelerator_count)} if accelerator else None,
+        "spot": bool(config.spot),
+        "autoscaling": {"min": scaling.min_node_count, "max": scaling.max_node_count}
+        if scaling.enabled else None,
+        "zones": sorted(pool.locations),
+        "taints": [{"key": t.key, "value": t.value,
+                    "effect": _EFFECTS.get(t.effect.name, t.effect.name)}
+                   for t in config.taints],
+    }
+
+
+def node_pool_message(spec: Mapping[str, Any], initial_node_count: int = 0) -> _Pool:
+    """The NodePool to create from node_pool_spec's fields (the inverse of node_pool_spec)."""
+    effects = {v: k for k, v in _EFFECTS.items()}
+    accelerator = spec.get("accelerator")
+    scaling = spec.get("autoscaling")
+    return _Pool(
+        initial_node_count=initial_node_count,
+        locations=list(spec.get("zones") or []),
+        autoscaling=container_v1.NodePoolAutoscaling(
+            enabled=True, min_node_count=scaling["min"], max_node_count=scaling["max"])
+        if scaling else None,
+        config=container_v1.NodeConfig(
+            machine_type=spec["machineType"], spot=bool(spec.get("spot")),
+            accelerators=[container_v1.AcceleratorConfig(
+                accelerator_type=accelerator["type"], accelerator_count=accelerator["count"])]
+            if accelerator else [],
+            taints=[container_v1.NodeTaint(key=t["key"], value=t.get("value", ""),
+                                           effect=effects[t["effect"]])
+                    for t in spec.get("taints") or []]))
 
 
 def ref(place: ClusterPlace, name: str) -> NodePoolRef:
@@ -74,37 +134,9 @@ def _replaced(path: str) -> bool:
     return path.split(".")[1] in FORCES_REPLACEMENT | {"cluster"}
 
 
-def plan(item: PlanItem, place: ClusterPlace | None) -> PlannedChange:
-    """`place`: the cluster the pool's resource file names, where it must be."""
-    a, r, live = item.address, item.desired, item.live
-    if r is None:
-        return PlannedChange(a, Action.DELETE, "not in the resource files")
-    assert place is not None, f"{a} without its cluster's place"
-    status = {"cluster": place.path}
-
-    def planned(action: Action, reason: str = "",
-                changes: tuple[FieldChange, ...] = ()) -> PlannedChange:
-        # The cluster is shown, and apply creates the pool there whatever the files say by then.
-        return PlannedChange(a, action, reason, changes, status, private=status)
-
-    if live is None:
-        return planned(Action.CREATE)
-    if live.status.get("state") == "ERROR":
-        return planned(Action.REPLACE,
-                       f"GKE reports it failed: {live.status.get('message') or 'status ERROR'}")
-    changes = list(field_changes(live.spec, wanted(r, live.spec), forces_replacement=_replaced))
-    was = ClusterPlace.parse(str(live.status.get("cluster", "")))
-    if was is not None and was != place and was.name == place.name:
-        changes.append(FieldChange("spec.cluster", str(was), str(place), forces_replacement=True))
-    if not changes:
-        return planned(Action.NOOP)
-    if any(c.forces_replacement for c in changes):
-        return planned(Action.REPLACE, "GKE cannot change a node pool's accelerator, spot or "
-                       "cluster", tuple(changes))
-    return planned(Action.UPDATE, "", tuple(changes))
-
-
 class NodePools:
+    """The NodePool kind's KindHandler."""
+
     def __init__(self, gke: Callable[[], GKE], part_of: str) -> None:
         self._gke = gke
         self.part_of = part_of
@@ -113,9 +145,9 @@ class NodePools:
     def gke(self) -> GKE:
         return self._gke()
 
-    def read(self, addresses: Sequence[Address], part_of: str,
-             places: Places) -> tuple[dict[Address, LiveObject], int]:
-        candidates = {a: places.clusters_of(a) for a in addresses}
+    def read(self, request: ReadRequest) -> ReadResponse:
+        places = Places(request.resources.values(), request.recorded)
+        candidates = {a: places.clusters_of(a) for a in request.addresses}
         clusters = sorted({p for ps in candidates.values() for p in ps})
         listed = {p: self._pools(p) for p in clusters}
         objects: dict[Address, LiveObject] = {}
@@ -127,10 +159,42 @@ class NodePools:
                     break
         for p, pools in listed.items():  # also what this workspace made that no one asked for
             for pool in pools.values():
-                if ownership.owned_by(pool.config.labels, part_of):
+                if ownership.owned_by(pool.config.labels, request.part_of):
                     a = Address("NodePool", ownership.namespace_of(pool.config.labels), pool.name)
                     objects.setdefault(a, live_object(a, pool, p))
-        return objects, len(clusters)
+        return ReadResponse(objects, requests=len(clusters))
+
+    def plan(self, item: PlanItem, batch: Batch) -> PlannedChange:
+        a, r, live = item.address, item.desired, item.live
+        assert r is not None, f"{a}: deletes are planned by plan_batch"
+        # The pool goes where its cluster's resource file puts the cluster.
+        cluster = batch.desired(pool_cluster(r))
+        assert cluster is not None, f"{a} without its cluster's resource"
+        place = declared_place(cluster)
+        status = {"cluster": place.path}
+
+        def planned(action: Action, reason: str = "",
+                    changes: tuple[FieldChange, ...] = ()) -> PlannedChange:
+            # The cluster is shown, and apply creates the pool there whatever the files say then.
+            return PlannedChange(a, action, reason, changes, status, private=status)
+
+        if live is None:
+            return planned(Action.CREATE)
+        if live.status.get("state") == "ERROR":
+            return planned(Action.REPLACE, "GKE reports it failed: "
+                           f"{live.status.get('message') or 'status ERROR'}")
+        changes = list(field_changes(live.spec, wanted(r, live.spec),
+                                     forces_replacement=_replaced))
+        was = ClusterPlace.parse(str(live.status.get("cluster", "")))
+        if was is not None and was != place and was.name == place.name:
+            changes.append(FieldChange("spec.cluster", str(was), str(place),
+                                       forces_replacement=True))
+        if not changes:
+            return planned(Action.NOOP)
+        if any(c.forces_replacement for c in changes):
+            return planned(Action.REPLACE, "GKE cannot change a node pool's accelerator, spot or "
+                           "cluster", tuple(changes))
+        return planned(Action.UPDATE, "", tuple(changes))
 
     def _pools(self, place: ClusterPlace) -> dict[str, _Pool]:
         try:
@@ -138,18 +202,21 @@ class NodePools:
         except gexc.NotFound:
             return {}  # no cluster there: no node pools either
 
-    def apply(self, request: ApplyRequest) -> LiveObject | None:
+    def apply(self, request: ApplyRequest) -> LiveObject:
         a, r = request.address, request.desired
-        if request.action in (Action.DELETE, Action.REPLACE):
-            self._delete(a, self._live_place(request))
-            if request.action is Action.DELETE:
-                return None
         assert r is not None, f"{request.action} of {a} without a resource"
+        if request.action is Action.REPLACE:
+            self.delete(request)
         place = ClusterPlace.parse(str(request.private.get("cluster", "")))
         assert place is not None, f"{a}: the plan holds no cluster for it"
         if request.action is Action.UPDATE:
             return self._update(a, r, place)
         return self._create(a, r, place)
+
+    def delete(self, request: ApplyRequest) -> None:
+        a, place = request.address, self._live_place(request)
+        if self._owned(a, place) is not None:
+            self.gke.delete_node_pool(ref(place, a.name))
 
     def _create(self, a: Address, r: Resource, place: ClusterPlace) -> LiveObject:
         want = wanted(r)
@@ -187,10 +254,6 @@ class NodePools:
             if isinstance(done.resource, _Pool):
                 pool = done.resource
         return live_object(a, pool, place)
-
-    def _delete(self, a: Address, place: ClusterPlace) -> None:
-        if self._owned(a, place) is not None:
-            self.gke.delete_node_pool(ref(place, a.name))
 
     def _owned(self, a: Address, place: ClusterPlace) -> _Pool | None:
         pool = self.gke.get_node_pool(ref(place, a.name))

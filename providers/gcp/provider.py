@@ -14,10 +14,10 @@ import os
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from substratus_cli.address import Address
+from substratus_cli.address import INFRA_KINDS
 from substratus_cli.config.schema import EnvironmentSpec
 from substratus_cli.errors import ProviderError, SubstratusError, UsageError
 from substratus_cli.provider import (
@@ -26,6 +26,7 @@ from substratus_cli.provider import (
     CheckRequest,
     CheckResponse,
     ClusterAccess,
+    KindHandler,
     PlanRequest,
     PlanResponse,
     ProviderContext,
@@ -34,17 +35,18 @@ from substratus_cli.provider import (
     ReadRequest,
     ReadResponse,
     ReadyRequest,
+    apply_with,
+    plan_batch,
 )
 from substratus_cli.resource import Resource
 from substratus_providers.gcp.ownership import label_problems
-from substratus_providers.gcp.places import ClusterPlace, Places, declared_place, pool_cluster
+from substratus_providers.gcp.places import declared_place
 
 if TYPE_CHECKING:
     import google.cloud.storage as storage
 
     from substratus_providers.gcp.gke import GKE
 
-KINDS = ("Cluster", "NodePool", "Bucket")
 POLL_ENV = "SUBSTRATUS_GKE_POLL_SECONDS"
 DEFAULT_POLL_SECONDS = 5.0
 _LIBRARIES = {"Cluster": ("google.cloud.container_v1", "google-cloud-container"),
@@ -55,14 +57,15 @@ _GKE_NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?")
 
 class GCPProvider:
     name = "gcp"
-    kinds = frozenset(KINDS)
+    kinds = frozenset(INFRA_KINDS)
 
     def __init__(self, context: ProviderContext, *, gke: GKE | None = None,
                  storage_client: storage.Client | None = None) -> None:
         self.context = context
         self._gke, self._storage = gke, storage_client
-        self._handlers: dict[str, Any] = {}
         self._lock = threading.Lock()  # apply steps share the clients across threads
+        self.handlers = Handlers({"Cluster": self._clusters, "NodePool": self._node_pools,
+                                  "Bucket": self._buckets})
 
     # -- clients, made on first use ------------------------------------------------------------
 
@@ -86,24 +89,23 @@ class GCPProvider:
                     self._storage = storage.Client()
             return self._storage
 
-    def _handler(self, kind: str) -> Any:
-        """The kind's reader and writer (clusters.Clusters, nodepools.NodePools, buckets.Buckets)."""
-        with self._lock:
-            if kind not in self._handlers:
-                part_of = self.context.part_of
-                if kind == "Cluster":
-                    from substratus_providers.gcp.clusters import Clusters
+    # The handlers' makers: each imports its module, and with it the Google library, when first
+    # asked for.
 
-                    self._handlers[kind] = Clusters(self.gke, part_of)
-                elif kind == "NodePool":
-                    from substratus_providers.gcp.nodepools import NodePools
+    def _clusters(self) -> KindHandler:
+        from substratus_providers.gcp.clusters import Clusters
 
-                    self._handlers[kind] = NodePools(self.gke, part_of)
-                else:
-                    from substratus_providers.gcp.buckets import Buckets
+        return Clusters(self.gke, self.context.part_of)
 
-                    self._handlers[kind] = Buckets(self.storage, part_of)
-            return self._handlers[kind]
+    def _node_pools(self) -> KindHandler:
+        from substratus_providers.gcp.nodepools import NodePools
+
+        return NodePools(self.gke, self.context.part_of)
+
+    def _buckets(self) -> KindHandler:
+        from substratus_providers.gcp.buckets import Buckets
+
+        return Buckets(self.storage, self.context.part_of)
 
     # -- what the kubernetes runtime needs of a Cluster --------------------------------------
 
@@ -155,48 +157,43 @@ class GCPProvider:
         return CheckResponse(tuple(out))
 
     def read(self, request: ReadRequest) -> ReadResponse:
-        # GKE names a cluster by project and location: the files say where each one should be,
-        # the state where it was last applied (also once it has left the files).
-        places = (Places(request.resources.values(), request.recorded)
-                  if request.kind != "Bucket" else None)
-        objects, requests = self._handler(request.kind).read(request.addresses, request.part_of,
-                                                              places)
-        return ReadResponse(objects, requests=requests)
+        return self.handlers[request.kind].read(request)
 
     def plan(self, request: PlanRequest) -> PlanResponse:
-        items = request.items
-        from substratus_providers.gcp import buckets, clusters, nodepools
-
-        # A node pool goes where its cluster's resource file puts the cluster.
-        places: dict[Address, ClusterPlace] = {
-            i.address: declared_place(i.desired) for i in items
-            if i.address.kind == "Cluster" and i.desired is not None}
-        out = []
-        for item in items:
-            if item.address.kind == "Cluster":
-                out.append(clusters.plan(item))
-            elif item.address.kind == "NodePool":
-                place = places.get(pool_cluster(item.desired)) if item.desired else None
-                out.append(nodepools.plan(item, place))
-            else:
-                out.append(buckets.plan(item))
-        return PlanResponse(tuple(out))
+        return plan_batch(self.handlers, request, INFRA_KINDS)
 
     def apply(self, request: ApplyRequest) -> ApplyResponse:
-        try:
-            return ApplyResponse(self._handler(request.address.kind).apply(request))
-        except SubstratusError as e:
-            # Placed at the resource's file:line: GKE's answers name only the cluster or pool.
-            return ApplyResponse(request.live,
-                                 (ProviderDiagnostic.of(e, request.address, path=""),))
+        # Placed at the resource's file:line: GKE's answers name only the cluster or pool.
+        return apply_with(self.handlers[request.address.kind], request, path="")
 
     def ready(self, request: ReadyRequest) -> Readiness:
         live = request.live
         try:
-            answer: Readiness = self._handler(live.address.kind).ready(live)
+            return self.handlers[live.address.kind].ready(live)
         except SubstratusError as e:
             return Readiness(False, failed=True, message=e.message)
-        return answer
+
+
+class Handlers(Mapping[str, KindHandler]):
+    """The {kind: handler} table, each handler made on first use (thread safe: apply steps run
+    in threads)."""
+
+    def __init__(self, makers: Mapping[str, Callable[[], KindHandler]]) -> None:
+        self._makers = makers
+        self._made: dict[str, KindHandler] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, kind: str) -> KindHandler:
+        with self._lock:
+            if kind not in self._made:
+                self._made[kind] = self._makers[kind]()
+            return self._made[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._makers)
+
+    def __len__(self) -> int:
+        return len(self._makers)
 
 
 def poll_seconds() -> float:

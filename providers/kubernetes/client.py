@@ -25,6 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from substratus_cli.errors import ProviderError
+from substratus_cli.retry import RetryPolicy
 from substratus_providers.kubernetes import errors
 from substratus_providers.kubernetes.errors import Call, Failure, KubernetesError
 
@@ -73,20 +74,9 @@ KINDS: Mapping[tuple[str, str], ResourceType] = {(t.api_version, t.kind): t for 
 )}
 
 
-@dataclasses.dataclass(frozen=True)
-class RetryPolicy:
-    """A temporary failure is tried again, at most `tries` tries in all and never past `budget`
-    seconds: waiting what Retry-After says, else `first_delay` doubling up to `max_delay`."""
-
-    tries: int = 5
-    first_delay: float = 0.5
-    max_delay: float = 8.0
-    budget: float = 20.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return retry_after
-        return min(self.first_delay * 2 ** (attempt - 1), self.max_delay)
+# A few tries within seconds: a plan or an apply step is waiting, and an API server's temporary
+# answers (a 429 under load, a terminating namespace) pass quickly or not at all.
+DEFAULT_RETRY = RetryPolicy(first_delay=0.5, max_delay=8.0, tries=5, deadline=20.0)
 
 
 class Client:
@@ -103,7 +93,7 @@ class Client:
         self.server: str = api.configuration.host
         self.context = context
         self.namespace = namespace  # the context's default, as kubectl uses it
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or DEFAULT_RETRY
         self.timeout = timeout  # (connect, read) seconds per request
         self.kinds: dict[tuple[str, str], ResourceType] = dict(KINDS)
         self.requests = 0
@@ -258,11 +248,11 @@ class Client:
                 return None
             elapsed = time.monotonic() - started
             delay = self.retry.delay(attempt, errors.retry_after(failure))
-            if (not errors.is_temporary(failure) or attempt >= self.retry.tries
-                    or elapsed + delay > self.retry.budget):
+            if not errors.is_temporary(failure) or not self.retry.allows(attempt, elapsed, delay):
                 raise self._error(failure, call, attempt, elapsed) from failure
-            log.warning("%s %s: %s; retrying in %.1f s (try %d of %d)", call.verb, call.what,
-                        _summary(failure), delay, attempt + 1, self.retry.tries)
+            of = f" of {self.retry.tries}" if self.retry.tries is not None else ""
+            log.warning("%s %s: %s; retrying in %.1f s (try %d%s)", call.verb, call.what,
+                        _summary(failure), delay, attempt + 1, of)
             time.sleep(delay)
         raise AssertionError("unreachable")  # itertools.count never ends
 

@@ -12,6 +12,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from substratus_cli.errors import ProviderError
+from substratus_cli.retry import retry_after_seconds
 
 # What one request failed with: an HTTP answer, or no answer at all (urllib3's errors).
 Failure: TypeAlias = ApiException | urllib3.exceptions.HTTPError
@@ -97,10 +98,7 @@ def retry_after(exc: Failure) -> float | None:
     value = (exc.headers or {}).get("Retry-After")
     if value is None:
         value = (status_of(exc).get("details") or {}).get("retryAfterSeconds")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:  # the HTTP-date form: servers that send it are rare; use our backoff
-        return None
+    return retry_after_seconds(value)
 
 
 def connection_cause(exc: Failure) -> str:

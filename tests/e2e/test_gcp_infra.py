@@ -22,7 +22,7 @@ from google.cloud import container_v1, storage
 
 from substratus_cli.action import Action
 from substratus_cli.address import Address
-from substratus_cli.provider import LiveObject, PlanItem
+from substratus_cli.provider import Batch, LiveObject, PlanItem, PlanRequest
 from substratus_cli.resource import Resource
 from substratus_providers.gcp import buckets
 from tests.conftest import EXAMPLES, REPO
@@ -403,7 +403,9 @@ def gcs_bucket() -> LiveObject:
 
 def bucket_plan(spec: dict[str, str], labels: dict[str, str]):
     r = Resource(Address("Bucket", "default", "ml-data"), spec, labels, "bucket.yaml", 1)
-    return buckets.plan(PlanItem(r.address, r, gcs_bucket()))
+    item = PlanItem(r.address, r, gcs_bucket())
+    # A plan compares what was read with the files: it sends no request (the client is not made).
+    return buckets.Buckets(storage.Client, "lineage").plan(item, Batch(PlanRequest((item,))))
 
 
 def test_bucket_storage_class_and_labels_change_in_place_and_location_replaces_it() -> None:

@@ -15,14 +15,11 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import container_v1 as gke
 
 from substratus_cli.errors import ProviderError
-from substratus_providers.gcp.gke import (
-    ENDPOINT_ENV,
+from substratus_cli.retry import RetryPolicy
+from substratus_providers.gcp.gke import ENDPOINT_ENV, GKE, ClusterRef, NodePoolRef
+from substratus_providers.gcp.nodepools import (
     FORCES_REPLACEMENT,
-    GKE,
     IN_PLACE,
-    ClusterRef,
-    NodePoolRef,
-    RetryPolicy,
     node_pool_message,
     node_pool_spec,
 )

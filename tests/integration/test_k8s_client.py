@@ -14,12 +14,14 @@ from typing import Any
 import pytest
 
 from substratus_cli.errors import ProviderError
-from substratus_providers.kubernetes.client import Client, ResourceType, RetryPolicy
+from substratus_cli.retry import RetryPolicy
+from substratus_providers.kubernetes.client import Client, ResourceType
 from substratus_providers.kubernetes.errors import KubernetesError
 from tests.cluster.controlplane import ControlPlane, free_port
 from tests.support.cluster import started_cluster
 
-FAST = RetryPolicy(tries=3, first_delay=0.05)
+TRIES = 3
+FAST = RetryPolicy(tries=TRIES, first_delay=0.05)
 LABEL = "app.kubernetes.io/managed-by"
 
 
@@ -194,9 +196,9 @@ def test_a_terminating_namespace_is_retried_then_given_up(cluster: ControlPlane,
     before = client.requests
     with pytest.raises(KubernetesError) as e:
         client.apply(config_map("late", ns))
-    assert client.requests == before + FAST.tries
+    assert client.requests == before + TRIES
     assert "is being terminated" in e.value.message
-    assert re.search(rf"; gave up after {FAST.tries} tries in \d+\.\d s$", e.value.message)
+    assert re.search(rf"; gave up after {TRIES} tries in \d+\.\d s$", e.value.message)
     # Let the namespace go.
     cluster.request("PATCH", f"/api/v1/namespaces/{ns}/configmaps/held",
                     {"metadata": {"finalizers": None}}, content_type="application/merge-patch+json")
@@ -210,9 +212,9 @@ def test_an_unreachable_server_fails_fast_with_a_clear_message(cluster: ControlP
     with pytest.raises(KubernetesError) as e:
         client.list("apps/v1", "Deployment", "default", f"{LABEL}=substratus")
     assert time.monotonic() - started < 2
-    assert client.requests == FAST.tries
+    assert client.requests == TRIES
     assert e.value.message.startswith(f"cannot reach the Kubernetes API server at {server}: "
-                                      f"connection refused (gave up after {FAST.tries} tries in ")
+                                      f"connection refused (gave up after {TRIES} tries in ")
     assert e.value.hint == ("check that kubeconfig context 'substratus-test' points at a running "
                             "cluster: kubectl --context substratus-test cluster-info")
     assert cluster.token not in str(e.value)

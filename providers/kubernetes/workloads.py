@@ -1,0 +1,223 @@
+"""The kubernetes provider's handlers: `Workloads` for what every ML kind shares (read, plan, apply,
+delete, ready), with `Artifacts` (a Dataset or Model from files on this machine: a snapshot
+uploaded to the artifact store, recorded in a ConfigMap) and `Notebooks` (the token Secret)."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterator, Mapping
+
+from substratus_artifacts.snapshots import snapshot_tree
+from substratus_cli.action import Action
+from substratus_cli.address import Address
+from substratus_cli.errors import ProviderError
+from substratus_cli.provider import (
+    ApplyRequest,
+    Batch,
+    LiveObject,
+    PlanItem,
+    PlannedChange,
+    Readiness,
+    ReadRequest,
+    ReadResponse,
+)
+from substratus_cli.resource import Resource
+from substratus_cli.sizing import declared_size
+from substratus_providers.kubernetes import readiness
+from substratus_providers.kubernetes.compare import planned_change
+from substratus_providers.kubernetes.connection import Connection, PlanContext
+from substratus_providers.kubernetes.desired import (
+    Planned,
+    build,
+    desired,
+    inputs_of,
+    path_digest,
+    ref_name,
+)
+from substratus_providers.kubernetes.live import Obj, get_any, list_owned, live_object, objects_of
+from substratus_providers.kubernetes.manifests import (
+    KIND_LABEL,
+    NAME_LABEL,
+    RenderContext,
+    labels,
+    object_name,
+    token_secret_name,
+    uploads,
+)
+
+
+class Workloads:
+    """The KindHandler of an ML kind run as Kubernetes objects (a ModelServer's Deployment and
+    Service as they are; the other kinds through the subclasses below)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def read(self, request: ReadRequest) -> ReadResponse:
+        if self.connection.connect() is None:
+            return ReadResponse({}, requests=0)  # nothing can run on a cluster not made yet
+        client = self.connection.client
+        before = client.requests
+        namespaces = sorted({a.namespace for a in request.addresses} |
+                            {self.connection.namespace})
+        found: dict[Address, dict[str, Obj]] = {}
+        for namespace in namespaces:
+            found.update(list_owned(client, request.kind, namespace, request.part_of))
+        for a in request.addresses:
+            if a not in found and (others := get_any(client, a)):
+                found[a] = others
+        objects = {a: live_object(a, objs) for a, objs in found.items()}
+        return ReadResponse(objects, requests=client.requests - before)
+
+    def plan(self, item: PlanItem, batch: Batch) -> PlannedChange:
+        r = item.desired
+        assert r is not None, f"{item.address}: deletes are planned by plan_batch"
+        context = self.connection.planning(batch)
+        versions = {}
+        for role, dep in inputs_of(r).items():
+            # What the batch planned for the input earlier (dependency order): its version.
+            version = batch.planned[dep].private.get("version") if dep in batch.planned else None
+            if version is None:
+                raise ProviderError(f"{r.kind} {r.name!r} reads {dep.short()}, which is not "
+                                    "planned with it", hint="plan without -target")
+            versions[role] = (ref_name(dep, str(version)), str(version))
+        digest = self._digest(r, context)
+        with _as_provider_error(r):
+            want = desired(r, context.cluster, self.connection.store, versions,
+                           declared_size(r, context.models), digest)
+        # The client only when an object differs: a cluster not made yet has none to compare.
+        return planned_change(self._dry_run, item, r, want)
+
+    def _dry_run(self, manifest: Obj) -> Obj:
+        return self.connection.client.apply(manifest, dry_run=True, force=True)
+
+    def _digest(self, r: Resource, context: PlanContext) -> str | None:
+        """The snapshot digest of the files the resource declares on this machine, if any."""
+        return None
+
+    def apply(self, request: ApplyRequest) -> LiveObject:
+        a, r = request.address, request.desired
+        assert r is not None, f"{request.action} of {a} without a resource"
+        planned = Planned.from_private(request.private)
+        with _as_provider_error(r):
+            want = build(r, self.connection.cluster(), planned)
+        self.connection.ensure_namespace(a.namespace)
+        self._before_write(r, planned)
+        live = self.connection.owned(a)
+        wanted = {m["kind"] for m in want.manifests}
+        if request.action is Action.REPLACE:
+            self._remove(a, live)
+        else:
+            self._remove(a, {k: o for k, o in live.items() if k not in wanted})
+        self._alongside(r)
+        answers = {}
+        for manifest in want.manifests:
+            answer = self.connection.client.apply(manifest, force=True)
+            answers[manifest["kind"]] = {"apiVersion": manifest["apiVersion"],
+                                         "kind": manifest["kind"], **answer}
+        return live_object(a, answers)
+
+    def _before_write(self, r: Resource, planned: Planned) -> None:
+        """What must be in place before any object is touched."""
+
+    def _alongside(self, r: Resource) -> None:
+        """What the objects need that no manifest holds, made just before they are written."""
+
+    def delete(self, request: ApplyRequest) -> None:
+        self._remove(request.address, self.connection.owned(request.address))
+
+    def _remove(self, a: Address, objects: Mapping[str, Obj]) -> None:
+        self.connection.delete(a, {**objects, **self._companions(a)})
+
+    def _companions(self, a: Address) -> dict[str, Obj]:
+        """Objects of this workspace removed whenever the resource's objects are."""
+        return {}
+
+    def ready(self, live: LiveObject) -> Readiness:
+        a = live.address
+        primary = next(iter(objects_of(live).values()), None)
+        if primary is None:
+            return Readiness(False, failed=True, message=f"{a.short()} has no objects")
+        kind, api_version = primary["kind"], primary["apiVersion"]
+        name = object_name(a.kind, a.name)
+        obj = self.connection.client.get(api_version, kind, a.namespace, name)
+        if obj is None:
+            return Readiness(False, failed=True, message=f"{kind} {a.namespace}/{name} is gone")
+        return self._ready(a, kind, name, obj)
+
+    def _ready(self, a: Address, kind: str, name: str, obj: Obj) -> Readiness:
+        gate = {"Job": readiness.job, "Deployment": readiness.deployment,
+                "StatefulSet": readiness.statefulset}[kind]
+        answer = gate(obj, [])
+        if answer.ready:
+            return answer
+        return gate(obj, self._pods(a, kind, name))
+
+    def _pods(self, a: Address, kind: str, name: str) -> list[Obj]:
+        selector = (f"batch.kubernetes.io/job-name={name}" if kind == "Job"
+                    else f"{KIND_LABEL}={a.kind},{NAME_LABEL}={a.name}")
+        pods, _ = self.connection.client.list("v1", "Pod", a.namespace, label_selector=selector)
+        return pods
+
+
+class Artifacts(Workloads):
+    """Dataset and Model: a Job that publishes the artifact, or, for files on this machine, a
+    snapshot substratus uploads itself and a ConfigMap that records its digest."""
+
+    def _digest(self, r: Resource, context: PlanContext) -> str | None:
+        return path_digest(r, self.connection.context.workdir, context.cache) \
+            if uploads(r) else None
+
+    def _before_write(self, r: Resource, planned: Planned) -> None:
+        if not uploads(r):
+            return
+        store = self.connection.store
+        result = snapshot_tree(self.connection.context.workdir / str(r.spec["source"]["path"]),
+                               store, self.connection.stat_cache())
+        if planned.digest and result.digest != planned.digest:
+            raise ProviderError(f"the files of {r.kind} {r.name!r} changed since the plan "
+                                f"(planned {planned.digest}, now {result.digest})",
+                                hint="plan again")
+        store.put_ref(ref_name(r.address, planned.version), result.digest)
+
+    def _ready(self, a: Address, kind: str, name: str, obj: Obj) -> Readiness:
+        if kind != "ConfigMap":
+            return super()._ready(a, kind, name, obj)
+        store = self.connection.store
+        digest = (obj.get("data") or {}).get("digest", "")
+        if digest and store.has_snapshot(digest):
+            return Readiness(True, message=f"artifact {digest}")
+        return Readiness(False, failed=True,
+                         message=f"artifact {digest or '?'} is not in {store.url}")
+
+
+class Notebooks(Workloads):
+    """Notebook: a StatefulSet and a Service, and its access token, made once and kept in a
+    Secret (never in state)."""
+
+    def _alongside(self, r: Resource) -> None:
+        name = token_secret_name(r.name)
+        client = self.connection.client
+        if client.get("v1", "Secret", r.address.namespace, name) is not None:
+            return
+        context = RenderContext(r.address.namespace, self.connection.context.part_of)
+        meta = {"name": name, "namespace": r.address.namespace, "labels": labels(r, context)}
+        client.apply({"apiVersion": "v1", "kind": "Secret", "metadata": meta,
+                      "type": "Opaque", "stringData": {"token": secrets.token_urlsafe(24)}})
+
+    def _companions(self, a: Address) -> dict[str, Obj]:
+        secret = self.connection.client.get("v1", "Secret", a.namespace,
+                                            token_secret_name(a.name))
+        if secret is None or not self.connection.ours(secret):
+            return {}
+        return {"Secret": {"apiVersion": "v1", "kind": "Secret", **secret}}
+
+
+@contextlib.contextmanager
+def _as_provider_error(r: Resource) -> Iterator[None]:
+    """What cannot run on Kubernetes as declared (ValueError from rendering), named in the files."""
+    try:
+        yield
+    except ValueError as e:
+        raise ProviderError(f"{r.file}:{r.line}: {r.kind} {r.name!r}: {e}") from None
