@@ -108,8 +108,8 @@ class Workloads:
         wanted = {m["kind"] for m in want.manifests}
         if request.action is Action.REPLACE:
             self._remove(a, live)
-        else:
-            self._remove(a, {k: o for k, o in live.items() if k not in wanted})
+        else:  # only objects no longer wanted go; a notebook's token Secret stays
+            self.connection.delete(a, {k: o for k, o in live.items() if k not in wanted})
         self._alongside(r)
         answers = {}
         for manifest in want.manifests:

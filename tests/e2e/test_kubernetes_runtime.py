@@ -432,3 +432,24 @@ def test_what_the_kubernetes_runtime_cannot_run_is_refused_with_file_and_line(
     assert result.code == 3, result.output
     assert line in result.err
     assert message in result.err
+
+
+def test_a_notebook_update_keeps_its_token(cli, cluster: ControlPlane, bucket: str,
+                                           tmp_path: Path) -> None:
+    def notebook(params: str) -> dict[str, str]:
+        return {"notebook.yaml": f"""\
+apiVersion: substratus.ai/v1
+kind: Notebook
+metadata: {{name: lab}}
+spec: {{params: {params}}}
+"""}
+
+    root = workspace(tmp_path / "nb", bucket, "notebook-token", notebook("{theme: dark}"))
+    assert cli("apply", "--auto-approve", root).code == 0
+    path = "/api/v1/namespaces/notebook-token/secrets/notebook-lab-token"
+    before = get(cluster, path)["metadata"]["uid"]
+    workspace(root, bucket, "notebook-token", notebook("{theme: light}"))
+    planned = cli("plan", root)
+    assert "~ Notebook/notebook-token/lab" in planned.out, planned.output
+    assert cli("apply", "--auto-approve", root).code == 0
+    assert get(cluster, path)["metadata"]["uid"] == before
