@@ -214,8 +214,9 @@ def test_a_read_gives_up_at_its_own_deadline_not_a_changes_one(fake: FakeGKE) ->
     started = time.monotonic()
     with pytest.raises(ProviderError, match="The service is currently unavailable"):
         reader.get_cluster(CLUSTER)
-    assert time.monotonic() - started < 2.0
-    assert 3 <= reader.retries <= 7
+    assert time.monotonic() - started < 2.0  # the change deadline (10 s) was never waited for
+    # Retried, then stopped: how many tries fit in 0.3 s depends on the machine's load.
+    assert 1 <= reader.retries <= 7
 
 
 def test_node_pool_spec_reads_back_what_was_created(client: GKE) -> None:
