@@ -4,25 +4,36 @@ from a base model and a dataset. The output is an immutable, content-addressed m
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from substratus_artifacts.layout import StoreError
 from substratus_artifacts.snapshots import SnapshotResult
-from substratus_artifacts.statcache import StatCache
-from substratus_artifacts.store import Store
 from substratus_cli.action import UNKNOWN, Action, FieldChange
 from substratus_cli.address import Address
 from substratus_cli.diff import field_changes, matches_prefix
-from substratus_cli.errors import ProviderError
-from substratus_cli.provider import PlanItem, PlannedChange
+from substratus_cli.errors import ProviderError, SubstratusError
+from substratus_cli.provider import (
+    ApplyFailed,
+    ApplyRequest,
+    Batch,
+    LiveObject,
+    PlanItem,
+    PlannedChange,
+    Readiness,
+)
 from substratus_cli.resource import Resource
 from substratus_cli.sizing import ModelSize, training
 from substratus_providers.local import secret_env
-from substratus_providers.local.dataset import user_labels
-from substratus_providers.local.host import Host, check_fits, scratch_size, weights_size
-from substratus_providers.local.records import RecordStore
-from substratus_providers.local.runs import Runtime, Workload
+from substratus_providers.local.host import check_fits, scratch_size, weights_size
+from substratus_providers.local.machine import (
+    RecordedKind,
+    artifact_readiness,
+    planned_status,
+    user_labels,
+)
+from substratus_providers.local.runs import Workload
 from substratus_providers.local.sources import fetch_snapshot, plan_digest
 
 # What goes into the artifact: changing any of it makes a new one. size and resources do not.
@@ -30,31 +41,17 @@ REPLACE_FIELDS = ("spec.source", "spec.training", "spec.image", "spec.build", "s
                   "spec.params", "spec.env")
 INPUTS = {"baseModel": ("baseModelDigest", "Model"), "dataset": ("datasetDigest", "Dataset")}
 
-Outputs = Mapping[Address, Mapping[str, Any]]  # planned status of what this plan already covered
 
-
-class ModelPlanner:
-    def __init__(self, workdir: Path, store: Store, cache: StatCache, runtime: Runtime,
-                 records: RecordStore, host: Callable[[], Host],
-                 resolve_secret: Callable[[str, str], str] | None = None) -> None:
-        self.workdir = workdir
-        self.store = store
-        self.cache = cache
-        self.runtime = runtime
-        self.records = records
-        self.host = host
-        self.resolve_secret = resolve_secret
-
+class Models(RecordedKind):
     # -- plan ---------------------------------------------------------------------------------
 
-    def plan(self, item: PlanItem, outputs: Outputs) -> PlannedChange:
-        a, desired, live = item.address, item.desired, item.live
-        assert desired is not None, "LocalProvider.plan plans deletes itself"
-        inputs = self._planned_inputs(desired, outputs)
-        size = self._planned_size(desired, outputs)
+    def plan(self, item: PlanItem, batch: Batch) -> PlannedChange:
+        a, desired, live = item.address, self.declared(item), item.live
+        inputs = self._planned_inputs(desired, batch)
+        size = self._planned_size(desired, batch)
         notes = self._sizing_notes(desired, size)
         source = desired.spec.get("source") or {}
-        content = (plan_digest(source, self.workdir, self.cache, "model")
+        content = (plan_digest(source, self.machine.workdir, self.machine.cache, "model")
                    if source.get("path") is not None else UNKNOWN)
         planned: dict[str, Any] = {"digest": content, **inputs}
         if size is not None:
@@ -84,7 +81,7 @@ class ModelPlanner:
         elif content is not UNKNOWN and content != live_digest:
             changes.append(FieldChange("status.digest", live_digest, content, True))
             reasons.append("source content changed")
-        if not reasons and live_digest and not self.store.has_snapshot(str(live_digest)):
+        if not reasons and live_digest and not self.machine.store.has_snapshot(str(live_digest)):
             changes.append(FieldChange("status.digest", live_digest, UNKNOWN, True))
             reasons.append(f"artifact {live_digest} is missing from the artifact store")
         if reasons:
@@ -96,17 +93,17 @@ class ModelPlanner:
             return PlannedChange(a, Action.UPDATE, "spec changed", tuple(changes), kept, notes)
         return PlannedChange(a, Action.NOOP, "digest unchanged", (), kept)
 
-    def _planned_inputs(self, desired: Resource, outputs: Outputs) -> dict[str, Any]:
+    def _planned_inputs(self, desired: Resource, batch: Batch) -> dict[str, Any]:
         training_spec = desired.spec.get("training")
         if not training_spec:
             return {}
         out = {}
         for field, (key, kind) in INPUTS.items():
             dep = Address(kind, desired.address.namespace, training_spec[field]["name"])
-            out[key] = outputs.get(dep, {}).get("digest", UNKNOWN)
+            out[key] = planned_status(batch, dep).get("digest", UNKNOWN)
         return out
 
-    def _planned_size(self, desired: Resource, outputs: Outputs) -> ModelSize | None:
+    def _planned_size(self, desired: Resource, batch: Batch) -> ModelSize | None:
         spec = desired.spec
         if spec.get("size"):
             return ModelSize(spec["size"]["parameterCount"], spec["size"]["parameterBits"],
@@ -115,11 +112,11 @@ class ModelPlanner:
         if source.get("scratch") is not None:
             return scratch_size(source["scratch"].get("config") or {})
         if source.get("path") is not None:
-            return weights_size(self.workdir / str(source["path"]))
+            return weights_size(self.machine.workdir / str(source["path"]))
         if spec.get("training"):
             base = Address("Model", desired.address.namespace,
                            spec["training"]["baseModel"]["name"])
-            return _size_of(outputs.get(base, {}))
+            return _size_of(planned_status(batch, base))
         return None
 
     def _sizing_notes(self, desired: Resource, size: ModelSize | None) -> tuple[str, ...]:
@@ -129,29 +126,47 @@ class ModelPlanner:
             return ("sizing: the base model's size is known only after it is fetched; set "
                     "spec.size to check it at plan time",)
         gpu = (desired.spec.get("resources") or {}).get("gpu")
-        return (check_fits(training(size), self.host(), f"Model {desired.name!r} training", gpu),)
+        return (check_fits(training(size), self.machine.host(), f"Model {desired.name!r} training",
+                           gpu),)
 
     # -- apply --------------------------------------------------------------------------------
 
-    def build(self, desired: Resource, planned_digest: Any) -> dict[str, Any]:
+    def apply(self, request: ApplyRequest) -> LiveObject:
+        a, desired, m = request.address, self.desired_of(request), self.machine
+        labels = m.labels(desired)
+        if request.action is Action.UPDATE and request.live is not None:
+            return m.records.put(a, spec=desired.spec, status=request.live.status, labels=labels,
+                                 new_object=False)  # no input changed: the artifact stays
+        m.book.stop_all(a)  # a build or training left running by a crashed apply
+        # Recorded before the run: a crash or failure leaves an object the next plan sees (and
+        # rebuilds), and destroy finds the processes behind it.
+        building = m.records.put(a, spec=desired.spec, status={"phase": "Building"},
+                                 labels=labels, new_object=True)
+        try:
+            status = self._build(desired, request.planned_status.get("digest"))
+        except (SubstratusError, StoreError) as e:
+            raise ApplyFailed(e.message, building, hint=e.hint) from e
+        return m.records.put(a, spec=desired.spec, status=status, labels=labels, new_object=False)
+
+    def _build(self, desired: Resource, planned_digest: Any) -> dict[str, Any]:
         """Make the model artifact; returns the status to record."""
-        spec = desired.spec
-        env = secret_env.env_of(spec, self.resolve_secret)
+        spec, m = desired.spec, self.machine
+        env = secret_env.env_of(spec, m.resolve_secret)
         status: dict[str, Any] = {}
         if spec.get("training"):
             status.update(self._inputs_now(desired))
-            result = self.runtime.run_to_completion(Workload(
+            result = m.runtime.run_to_completion(Workload(
                 desired.address, "run", "trainer", tuple(spec.get("command") or ()),
                 {**(spec["training"].get("params") or {}), **(spec.get("params") or {})}, env,
                 {"model": status["baseModelDigest"], "data": status["datasetDigest"]},
             ), "training")
         elif (spec.get("source") or {}).get("scratch") is not None:
-            result = self.runtime.run_to_completion(Workload(
+            result = m.runtime.run_to_completion(Workload(
                 desired.address, "run", "scratch", tuple(spec.get("command") or ()),
                 spec["source"]["scratch"].get("config") or {}, env), "the scratch model build")
         else:
-            result = fetch_snapshot(desired.address, spec["source"], self.workdir, self.store,
-                                    self.cache, self.runtime, env, self.resolve_secret)
+            result = fetch_snapshot(desired.address, spec["source"], m.workdir, m.store, m.cache,
+                                    m.runtime, env, m.resolve_secret)
             if isinstance(planned_digest, str) and planned_digest != result.digest:
                 raise ProviderError(
                     f"the source changed after the plan was made: planned {planned_digest}, "
@@ -174,14 +189,24 @@ class ModelPlanner:
                                   "bytes": result.manifest.total_size}
         # Count the parameters from the weights' headers, read from the store's copy (hard
         # links), in a directory of this step's own: parallel steps may make the same artifact.
-        (self.runtime.root / "tmp").mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.runtime.root / "tmp") as scratch:
-            self.store.materialize(result.digest, Path(scratch))
+        m = self.machine
+        (m.root / "tmp").mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=m.root / "tmp") as scratch:
+            m.store.materialize(result.digest, Path(scratch))
             size = weights_size(Path(scratch))
         if size is not None:
             status.update(parameterCount=size.parameter_count, parameterBits=size.parameter_bits)
         return status
 
+    # -- delete, ready ------------------------------------------------------------------------
+
+    def delete(self, request: ApplyRequest) -> None:
+        self.book.stop_all(request.address)
+        self.runtime.clear(request.address)
+        self.records.delete(request.address)
+
+    def ready(self, live: LiveObject) -> Readiness:
+        return artifact_readiness(self.machine.store, live)
 
 
 def _size_of(status: Mapping[str, Any]) -> ModelSize | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,28 +14,25 @@ from substratus_cli.action import UNKNOWN, Action, FieldChange
 from substratus_cli.address import Address
 from substratus_cli.diff import field_changes
 from substratus_cli.errors import ProviderError
-from substratus_cli.provider import LiveObject, PlanItem, PlannedChange, Readiness
+from substratus_cli.provider import (
+    ApplyFailed,
+    ApplyRequest,
+    Batch,
+    LiveObject,
+    PlanItem,
+    PlannedChange,
+    Readiness,
+)
 from substratus_cli.resource import Resource
 from substratus_providers.local import processes, secret_env
-from substratus_providers.local.dataset import user_labels
-from substratus_providers.local.process_book import ProcessBook
-from substratus_providers.local.records import RecordStore
-from substratus_providers.local.runs import Runtime, Workload, new_run_id
+from substratus_providers.local.machine import RecordedKind, planned_status, user_labels
+from substratus_providers.local.runs import Workload, new_run_id
 
 READY_SECONDS = 120.0
 INPUTS = {"model": ("modelDigest", "Model"), "dataset": ("datasetDigest", "Dataset")}
 
-Outputs = Mapping[Address, Mapping[str, Any]]
 
-
-class NotebookPlanner:
-    def __init__(self, runtime: Runtime, records: RecordStore, book: ProcessBook,
-                 resolve_secret: Callable[[str, str], str] | None = None) -> None:
-        self.runtime = runtime
-        self.records = records
-        self.book = book
-        self.resolve_secret = resolve_secret
-
+class Notebooks(RecordedKind):
     def problem(self, live: LiveObject) -> str | None:
         if live.spec.get("suspend"):
             return None
@@ -43,11 +40,10 @@ class NotebookPlanner:
             return "the notebook server is not running"
         return None
 
-    def plan(self, item: PlanItem, outputs: Outputs) -> PlannedChange:
-        a, desired, live = item.address, item.desired, item.live
-        assert desired is not None, "LocalProvider.plan plans deletes itself"
-        inputs = {key: outputs.get(Address(kind, a.namespace, desired.spec[field]["name"]), {})
-                  .get("digest", UNKNOWN)
+    def plan(self, item: PlanItem, batch: Batch) -> PlannedChange:
+        a, desired, live = item.address, self.declared(item), item.live
+        inputs = {key: planned_status(batch, Address(kind, a.namespace, desired.spec[field]["name"])
+                                      ).get("digest", UNKNOWN)
                   for field, (key, kind) in INPUTS.items() if desired.spec.get(field)}
         if live is None:
             return PlannedChange(a, Action.CREATE, "not in live state",
@@ -70,8 +66,10 @@ class NotebookPlanner:
                                  tuple(changes), planned)
         return PlannedChange(a, Action.NOOP, "running", (), planned)
 
-    def apply(self, address: Address, desired: Resource, labels: Mapping[str, str],
-              ) -> tuple[LiveObject | None, str | None]:
+    def apply(self, request: ApplyRequest) -> LiveObject:
+        """Start (or restart) JupyterLab; a failure raises ApplyFailed with the record as it is."""
+        address, desired = request.address, self.desired_of(request)
+        labels = self.machine.labels(desired)
         current = self.records.get(address)
         port = int(current.status["port"]) if current and current.status.get("port") else \
             processes.free_port()
@@ -83,15 +81,15 @@ class NotebookPlanner:
         try:
             inputs = self._inputs_now(desired)
         except ProviderError as e:
-            return current, e.message
+            raise ApplyFailed(e.message, current) from None
         status.update(inputs)
         if not desired.spec.get("suspend"):
             error = self._start(address, desired, inputs, port)
             if error is not None:
-                return current, error
+                raise ApplyFailed(error, current)
             status["endpoint"] = f"http://127.0.0.1:{port}/lab"
         return self.records.put(address, spec=desired.spec, status=status, labels=labels,
-                                new_object=False), None
+                                new_object=False)
 
     def _inputs_now(self, desired: Resource) -> dict[str, str]:
         out = {}
@@ -108,12 +106,12 @@ class NotebookPlanner:
     def _start(self, address: Address, desired: Resource, inputs: Mapping[str, str],
                port: int) -> str | None:
         spec = desired.spec
-        env = secret_env.env_of(spec, self.resolve_secret)
+        env = secret_env.env_of(spec, self.machine.resolve_secret)
         w = Workload(address, "notebook", "notebook", tuple(spec.get("command") or ()),
                      spec.get("params") or {}, env,
                      {"model" if k == "modelDigest" else "data": v for k, v in inputs.items()})
         # One workspace a notebook, kept across restarts: what the user writes there stays.
-        workspace = self.runtime.root / "content" / address.kind / address.namespace / \
+        workspace = self.machine.root / "content" / address.kind / address.namespace / \
             address.name / "workspace"
         for name in ("model", "data"):
             shutil.rmtree(workspace / name, ignore_errors=True)
@@ -141,7 +139,11 @@ class NotebookPlanner:
         path.write_text(value)
         return value
 
-    def open_url(self, live: LiveObject) -> str:
+    def open_url(self, address: Address) -> str:
+        live = self.records.get(address)
+        if live is None:
+            raise ProviderError(f"{address.short()} does not exist",
+                                hint="run `substratus apply` first")
         if live.spec.get("suspend"):
             raise ProviderError(f"{live.address.short()} is suspended",
                                 hint="set `suspend: false` and apply")
@@ -163,11 +165,12 @@ class NotebookPlanner:
         except OSError as e:
             return Readiness(False, message=f"{live.status['endpoint']}: {e}")
 
-    def delete(self, address: Address) -> None:
+    def delete(self, request: ApplyRequest) -> None:
+        address = request.address
         self.book.stop_all(address)
         self._token_path(address).unlink(missing_ok=True)
         self.runtime.clear(address)
         self.records.delete(address)
 
     def _token_path(self, address: Address) -> Path:
-        return self.runtime.root / "tokens" / address.namespace / f"{address.name}.token"
+        return self.machine.root / "tokens" / address.namespace / f"{address.name}.token"

@@ -8,7 +8,7 @@ import hashlib
 import json
 import shutil
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +17,27 @@ from substratus_cli.action import UNKNOWN, Action, FieldChange
 from substratus_cli.address import Address
 from substratus_cli.diff import field_changes
 from substratus_cli.errors import ProviderError
-from substratus_cli.provider import LiveObject, PlanItem, PlannedChange, Readiness
+from substratus_cli.provider import (
+    ApplyFailed,
+    ApplyRequest,
+    Batch,
+    LiveObject,
+    PlanItem,
+    PlannedChange,
+    Readiness,
+)
 from substratus_cli.resource import Resource
 from substratus_cli.sizing import ModelSize, serving
 from substratus_providers.local import processes, secret_env
-from substratus_providers.local.dataset import user_labels
-from substratus_providers.local.host import Host, check_fits
-from substratus_providers.local.process_book import Entry, ProcessBook
-from substratus_providers.local.records import RecordStore
+from substratus_providers.local.host import check_fits
+from substratus_providers.local.machine import RecordedKind, planned_status, user_labels
+from substratus_providers.local.process_book import Entry
 from substratus_providers.local.router import RouterClient, RouterError, router_command
-from substratus_providers.local.runs import Runtime, Workload, new_run_id
+from substratus_providers.local.runs import Workload, new_run_id
 
 DRAIN_SECONDS = 30.0
 # Fields that change how requests are answered; the rest (rollout policy) change no process.
 _NOT_SERVING = ("rollout",)
-
-Outputs = Mapping[Address, Mapping[str, Any]]
 
 
 def version_of(spec: Mapping[str, Any], model_digest: str) -> str:
@@ -41,16 +46,7 @@ def version_of(spec: Mapping[str, Any], model_digest: str) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-class ServerPlanner:
-    def __init__(self, runtime: Runtime, records: RecordStore, book: ProcessBook,
-                 host: Callable[[], Host],
-                 resolve_secret: Callable[[str, str], str] | None = None) -> None:
-        self.runtime = runtime
-        self.records = records
-        self.book = book
-        self.host = host
-        self.resolve_secret = resolve_secret
-
+class Servers(RecordedKind):
     # -- read ---------------------------------------------------------------------------------
 
     def problem(self, live: LiveObject) -> str | None:
@@ -70,11 +66,10 @@ class ServerPlanner:
 
     # -- plan ---------------------------------------------------------------------------------
 
-    def plan(self, item: PlanItem, outputs: Outputs) -> PlannedChange:
-        a, desired, live = item.address, item.desired, item.live
-        assert desired is not None, "LocalProvider.plan plans deletes itself"
+    def plan(self, item: PlanItem, batch: Batch) -> PlannedChange:
+        a, desired, live = item.address, self.declared(item), item.live
         model = Address("Model", a.namespace, desired.spec["model"]["name"])
-        model_out = outputs.get(model, {})
+        model_out = planned_status(batch, model)
         digest = model_out.get("digest", UNKNOWN)
         notes = self._sizing(desired, model_out)
         if live is None:
@@ -108,25 +103,26 @@ class ServerPlanner:
         estimate = serving(ModelSize(count, bits, "the model"), quant)
         gpu = (desired.spec.get("resources") or {}).get("gpu")
         replicas = int(desired.spec.get("replicas", 1))
-        note = check_fits(estimate, self.host(), f"ModelServer {desired.name!r}", gpu)
+        note = check_fits(estimate, self.machine.host(), f"ModelServer {desired.name!r}", gpu)
         return (note + (f" (each of {replicas} replicas)" if replicas > 1 else ""),)
 
     # -- apply --------------------------------------------------------------------------------
 
-    def apply(self, address: Address, desired: Resource, labels: Mapping[str, str],
-              before: LiveObject | None) -> tuple[LiveObject | None, str | None]:
-        """Create or roll out; returns (the record as it stands, error or None)."""
+    def apply(self, request: ApplyRequest) -> LiveObject:
+        """Create or roll out; a failure raises ApplyFailed with the record as it stands."""
+        address, desired = request.address, self.desired_of(request)
+        labels = self.machine.labels(desired)
         current = self.records.get(address)
         model = Address("Model", address.namespace, desired.spec["model"]["name"])
         model_record = self.records.get(model)
         digest = model_record.status.get("digest") if model_record else None
         if not digest:
-            return current, f"{model.short()} has no artifact yet: apply it first"
+            raise ApplyFailed(f"{model.short()} has no artifact yet: apply it first", current)
         version = version_of(desired.spec, str(digest))
         try:
             client, port = self._router(address, current)
         except ProviderError as e:
-            return current, e.message
+            raise ApplyFailed(e.message, current) from None
         status = {"endpoint": f"http://127.0.0.1:{port}", "port": port,
                   "version": current.status.get("version") if current else None,
                   "modelDigest": current.status.get("modelDigest") if current else None}
@@ -142,7 +138,7 @@ class ServerPlanner:
                 was = status["version"]
                 where = (f"; version {was} is still serving at {status['endpoint']}" if was
                          and self.problem(current) is None else "")
-                return current, error + where
+                raise ApplyFailed(error + where, current)
         retired = [e for e in old if e not in serving]
         try:
             client.set_backends([e.port for e in serving if e.port is not None], version)
@@ -151,14 +147,15 @@ class ServerPlanner:
                     client.drain(r.port, DRAIN_SECONDS)
         except RouterError as e:
             self.book.stop(address, [s for s in serving if s not in old])
-            return current, f"could not switch the router to version {version}: {e}"
+            raise ApplyFailed(f"could not switch the router to version {version}: {e}",
+                              current) from None
         self.book.stop(address, retired)
         for stale in {e.version for e in retired} - {version}:
-            shutil.rmtree(self.runtime.root / "content" / address.kind / address.namespace
+            shutil.rmtree(self.machine.root / "content" / address.kind / address.namespace
                           / address.name / stale, ignore_errors=True)
         status.update(version=version, modelDigest=str(digest))
         return self.records.put(address, spec=desired.spec, status=status, labels=labels,
-                                new_object=False), None
+                                new_object=False)
 
     def _router(self, address: Address, current: LiveObject | None) -> tuple[RouterClient, int]:
         entries = self.book.entries(address)
@@ -189,7 +186,7 @@ class ServerPlanner:
         # died): it starts over.
         self.book.stop(address, [e for e in self.book.entries(address)
                                  if e.role == "server" and e.version == version])
-        env = secret_env.env_of(spec, self.resolve_secret)
+        env = secret_env.env_of(spec, self.machine.resolve_secret)
         env["SUBSTRATUS_MODEL_NAME"] = spec["model"]["name"]
         quant = (spec.get("quantization") or {}).get("bits")
         if quant:
@@ -213,7 +210,8 @@ class ServerPlanner:
         failpoints.hit("local.server.new-version-ready")
         return started, None
 
-    def delete(self, address: Address) -> None:
+    def delete(self, request: ApplyRequest) -> None:
+        address = request.address
         self.book.stop_all(address)
         shutil.rmtree(self._dir(address), ignore_errors=True)
         self.runtime.clear(address)
@@ -235,4 +233,4 @@ class ServerPlanner:
         return Readiness(False, message=f"{url} is not answering 200 yet")
 
     def _dir(self, address: Address) -> Path:
-        return self.runtime.root / "servers" / address.namespace / address.name
+        return self.machine.root / "servers" / address.namespace / address.name

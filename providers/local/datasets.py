@@ -2,38 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-from substratus_artifacts.statcache import StatCache
-from substratus_artifacts.store import Store
 from substratus_cli.action import UNKNOWN, Action, FieldChange
 from substratus_cli.address import Address
 from substratus_cli.diff import field_changes, matches_prefix
 from substratus_cli.errors import ProviderError
-from substratus_cli.provider import MANAGED_BY_LABEL, PART_OF_LABEL, PlanItem, PlannedChange
+from substratus_cli.provider import (
+    ApplyRequest,
+    Batch,
+    LiveObject,
+    PlanItem,
+    PlannedChange,
+    Readiness,
+)
 from substratus_providers.local import secret_env
-from substratus_providers.local.runs import Runtime
+from substratus_providers.local.machine import RecordedKind, artifact_readiness, user_labels
 from substratus_providers.local.sources import fetch_snapshot, plan_digest
 
 # A snapshot is immutable: anything that changes what is fetched makes a new one.
 REPLACE_FIELDS = ("spec.source", "spec.image", "spec.build", "spec.command", "spec.params")
 
 
-class DatasetPlanner:
-    def __init__(self, workdir: Path, store: Store, cache: StatCache, runtime: Runtime,
-                 resolve_secret: Callable[[str, str], str] | None = None) -> None:
-        self.workdir = workdir
-        self.store = store
-        self.cache = cache
-        self.runtime = runtime
-        self.resolve_secret = resolve_secret
-
-    def plan(self, item: PlanItem) -> PlannedChange:
-        a, desired, live = item.address, item.desired, item.live
-        assert desired is not None, "LocalProvider.plan plans deletes itself"
-        digest = plan_digest(desired.spec.get("source", {}), self.workdir, self.cache)
+class Datasets(RecordedKind):
+    def plan(self, item: PlanItem, batch: Batch) -> PlannedChange:
+        a, desired, live = item.address, self.declared(item), item.live
+        m = self.machine
+        digest = plan_digest(desired.spec.get("source", {}), m.workdir, m.cache)
         planned = {"digest": digest}
         if live is None:
             return PlannedChange(a, Action.CREATE, "not in live state", planned_status=planned)
@@ -53,7 +49,7 @@ class DatasetPlanner:
         if content_changed:
             return PlannedChange(a, Action.REPLACE, "source content changed", tuple(changes),
                                  planned)
-        if live_digest and not self.store.has_snapshot(live_digest):
+        if live_digest and not self.machine.store.has_snapshot(live_digest):
             return PlannedChange(
                 a, Action.REPLACE, f"snapshot {live_digest} is missing from the artifact store",
                 (FieldChange("status.digest", live_digest, digest, True),), planned)
@@ -62,12 +58,22 @@ class DatasetPlanner:
                                  {"digest": live_digest})
         return PlannedChange(a, Action.NOOP, "digest unchanged", (), {"digest": live_digest})
 
-    def snapshot(self, address: Address, spec: Mapping[str, Any],
-                 planned_digest: Any) -> dict[str, Any]:
+    def apply(self, request: ApplyRequest) -> LiveObject:
+        a, desired, m = request.address, self.desired_of(request), self.machine
+        if request.action is Action.UPDATE and request.live is not None:
+            status = dict(request.live.status)  # nothing fetched changed: the snapshot stays
+        else:
+            status = self._snapshot(a, desired.spec, request.planned_status.get("digest"))
+        return m.records.put(a, spec=desired.spec, status=status, labels=m.labels(desired),
+                             new_object=request.action is not Action.UPDATE)
+
+    def _snapshot(self, address: Address, spec: Mapping[str, Any],
+                  planned_digest: Any) -> dict[str, Any]:
         """Fetch the source into the store; returns the status to record."""
-        result = fetch_snapshot(address, spec.get("source", {}), self.workdir, self.store,
-                                self.cache, self.runtime,
-                                secret_env.env_of(spec, self.resolve_secret), self.resolve_secret)
+        m = self.machine
+        result = fetch_snapshot(address, spec.get("source", {}), m.workdir, m.store, m.cache,
+                                m.runtime, secret_env.env_of(spec, m.resolve_secret),
+                                m.resolve_secret)
         if isinstance(planned_digest, str) and planned_digest != result.digest:
             raise ProviderError(
                 f"the source changed after the plan was made: planned snapshot {planned_digest}, "
@@ -75,7 +81,9 @@ class DatasetPlanner:
         return {"digest": result.digest, "files": len(result.manifest.entries),
                 "bytes": result.manifest.total_size}
 
+    def delete(self, request: ApplyRequest) -> None:
+        self.book.stop_all(request.address)
+        self.records.delete(request.address)
 
-def user_labels(labels: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in labels.items() if k not in (MANAGED_BY_LABEL, PART_OF_LABEL)}
-
+    def ready(self, live: LiveObject) -> Readiness:
+        return artifact_readiness(self.machine.store, live)
