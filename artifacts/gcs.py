@@ -164,33 +164,8 @@ class GCSBackend:
     def _blob(self, key: str) -> Any:
         return self._bucket().blob(f"{self.prefix}/{key}" if self.prefix else key)
 
-    @contextlib.contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        """Client errors as one StoreError line; 404 and 412 pass through: callers give them
-        meaning (absent, or written by someone else first)."""
-        from google.auth import exceptions as auth
-        from google.cloud.storage.exceptions import DataCorruption
-
-        api = self._api
-        where = f"cannot {what} {self.url}"
-        try:
-            yield
-        except (api.NotFound, api.PreconditionFailed):
-            raise
-        except (auth.DefaultCredentialsError, auth.RefreshError) as exc:
-            raise StoreError(f"{where}: no usable Google credentials: {exc}",
-                             hint=CREDENTIALS_HINT) from None
-        except (api.Unauthorized, api.Forbidden) as exc:
-            raise StoreError(f"{where}: access denied: {exc.message}",
-                             hint="the account needs roles/storage.objectAdmin on the bucket; "
-                                  + CREDENTIALS_HINT) from None
-        except api.GoogleAPICallError as exc:
-            raise StoreError(f"{where}: {_line(exc.message)}") from None
-        except DataCorruption as exc:
-            raise StoreError(f"{where}: the data was corrupted in transit ({exc}); run again") \
-                from None
-        except (api.RetryError, auth.TransportError, OSError) as exc:
-            raise StoreError(f"{where}: Cloud Storage is unreachable: {_line(str(exc))}") from None
+    def _errors(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return google_errors(f"cannot {what} {self.url}")
 
 
 def _pooled(size: int) -> Any:
@@ -205,6 +180,34 @@ def _pooled(size: int) -> Any:
     client._http.mount("https://", adapter)
     client._http.mount("http://", adapter)
     return client
+
+
+@contextlib.contextmanager
+def google_errors(where: str) -> Iterator[None]:
+    """Cloud Storage client errors as one StoreError line beginning with `where`; 404 and 412 pass
+    through: callers give them meaning (absent, or written by someone else first)."""
+    from google.api_core import exceptions as api
+    from google.auth import exceptions as auth
+    from google.cloud.storage.exceptions import DataCorruption
+
+    try:
+        yield
+    except (api.NotFound, api.PreconditionFailed):
+        raise
+    except (auth.DefaultCredentialsError, auth.RefreshError) as exc:
+        raise StoreError(f"{where}: no usable Google credentials: {exc}",
+                         hint=CREDENTIALS_HINT) from None
+    except (api.Unauthorized, api.Forbidden) as exc:
+        raise StoreError(f"{where}: access denied: {exc.message}",
+                         hint="the account needs roles/storage.objectAdmin on the bucket; "
+                              + CREDENTIALS_HINT) from None
+    except api.GoogleAPICallError as exc:
+        raise StoreError(f"{where}: {_line(exc.message)}") from None
+    except DataCorruption as exc:
+        raise StoreError(f"{where}: the data was corrupted in transit ({exc}); run again") \
+            from None
+    except (api.RetryError, auth.TransportError, OSError) as exc:
+        raise StoreError(f"{where}: Cloud Storage is unreachable: {_line(str(exc))}") from None
 
 
 def _line(text: str) -> str:

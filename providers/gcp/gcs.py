@@ -6,10 +6,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from google.api_core import exceptions as gexc
-from google.auth import exceptions as auth_exc
-
-from substratus_artifacts.gcs import CREDENTIALS_HINT
+from substratus_artifacts.gcs import google_errors
+from substratus_artifacts.layout import StoreError
 from substratus_cli.errors import ProviderError, SubstratusError
 
 
@@ -25,19 +23,10 @@ def parse_url(url: str) -> tuple[str, str]:
 
 @contextlib.contextmanager
 def gcs_errors(what: str, location: str) -> Iterator[None]:
-    """Turn client errors into ProviderError; 412 and 404 pass through: callers give them meaning."""
+    """Client errors as ProviderError, worded as the store package's gs:// backend words them;
+    412 and 404 pass through: callers give them meaning."""
     try:
-        yield
-    except (gexc.PreconditionFailed, gexc.NotFound):
-        raise
-    except (auth_exc.DefaultCredentialsError, auth_exc.RefreshError) as e:
-        raise ProviderError(f"cannot {what} at {location}: no usable Google credentials: {e}",
-                            hint=CREDENTIALS_HINT) from None
-    except (gexc.Unauthorized, gexc.Forbidden) as e:
-        raise ProviderError(f"cannot {what} at {location}: access denied: {e.message}",
-                            hint="the account needs roles/storage.objectAdmin on the bucket; "
-                                 + CREDENTIALS_HINT) from None
-    except gexc.GoogleAPICallError as e:
-        raise ProviderError(f"cannot {what} at {location}: {e.message}") from None
-    except (gexc.RetryError, auth_exc.TransportError, OSError) as e:
-        raise ProviderError(f"cannot {what} at {location}: Cloud Storage is unreachable: {e}") from None
+        with google_errors(f"cannot {what} at {location}"):
+            yield
+    except StoreError as e:
+        raise ProviderError(e.message, hint=e.hint) from None

@@ -19,9 +19,9 @@ from google.auth import credentials as auth_credentials
 from google.auth import exceptions as auth_exc
 from google.cloud import container_v1
 
+from substratus_artifacts.gcs import CREDENTIALS_HINT
 from substratus_cli.errors import ProviderError
 from substratus_cli.retry import RetryPolicy, retry_after_seconds
-from substratus_providers.gcp.gcs import CREDENTIALS_HINT
 
 log = logging.getLogger(__name__)
 

@@ -251,7 +251,7 @@ def _adc_token_source(what: str) -> Callable[[], str]:
     import google.auth.transport.requests
     from google.auth import exceptions as auth_exc
 
-    from substratus_providers.gcp.gcs import CREDENTIALS_HINT
+    from substratus_artifacts.gcs import CREDENTIALS_HINT
 
     lock = threading.Lock()
     state: dict[str, Any] = {}
