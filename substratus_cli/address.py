@@ -10,7 +10,9 @@ from substratus_cli.errors import UsageError
 # the order a provider plans them in: what a kind reads (a dataset's digest) is planned first.
 INFRA_KINDS = ("Cluster", "NodePool", "Bucket")
 ML_KINDS = ("Dataset", "Model", "ModelServer", "Notebook")
-KINDS = ("Environment", *INFRA_KINDS, *ML_KINDS)
+# Container images built from a context (images provider, every runtime).
+IMAGE_KINDS = ("Image",)
+KINDS = ("Environment", *INFRA_KINDS, *IMAGE_KINDS, *ML_KINDS)
 DEFAULT_NAMESPACE = "default"
 _KIND_BY_LOWER = {k.lower(): k for k in KINDS}
 

@@ -9,7 +9,13 @@ from typing import Any
 
 from substratus_cli.action import Action
 from substratus_cli.address import Address
-from substratus_cli.diagnostics import Diagnostic, Severity, Subject
+from substratus_cli.diagnostics import (
+    Diagnostic,
+    Diagnostics,
+    DiagnosticsError,
+    Severity,
+    Subject,
+)
 from substratus_cli.errors import ProviderError
 from substratus_cli.provider import (
     ApplyRequest,
@@ -96,8 +102,8 @@ def plan(registry: Registry, items: Sequence[PlanItem],
             continue
         response = provider.plan(PlanRequest(tuple(batch), tuple(resources)))
         errors = [d for d in response.diagnostics if d.severity is Severity.ERROR]
-        if errors:
-            raise ProviderError("\n".join(message(d, by_address) for d in errors))
+        if errors:  # the files ask for what cannot be planned: exit 3, each at its place
+            raise DiagnosticsError(Diagnostics(place(d, by_address) for d in errors))
         planned.update(check_plan(provider, batch, response.changes))
     return planned
 

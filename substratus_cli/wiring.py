@@ -69,7 +69,9 @@ def build_registry(loaded: Loaded, part_of: str) -> Registry:
             raise UsageError(f"the kubernetes runtime needs the kubernetes client ({e.name} is "
                              "missing)", hint="pip install 'substratus[kubernetes]'") from None
         providers.append(KubernetesProvider(context))
-    providers.append(gcp)
+    from substratus_providers.images.provider import ImagesProvider
+
+    providers += [gcp, ImagesProvider(context)]
     return Registry(providers)
 
 

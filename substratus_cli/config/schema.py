@@ -221,12 +221,21 @@ class GitSource(_Model):
 
 
 class Build(_Model):
+    """An image built from a context: a folder of the workspace, or a path in a git repository."""
+
     git: GitSource | None = None
     context: str | None = None
+    dockerfile: str | None = None  # in the context; `Dockerfile` when not given
+    build_args: dict[str, str] | None = Field(None, alias="buildArgs")
+    target: str | None = None
 
     @classmethod
     def _problems(cls, data: dict[Any, Any]) -> list[str]:
         return _one_of(data, "git", "context")
+
+
+class ImageSpec(Build):
+    """An Image: a build whose result is pushed to the Environment's registry."""
 
 
 class GPU(_Model):
@@ -354,6 +363,7 @@ SPEC_MODELS: dict[str, type[BaseModel]] = {
     "Cluster": ClusterSpec,
     "NodePool": NodePoolSpec,
     "Bucket": BucketSpec,
+    "Image": ImageSpec,
     "Dataset": DatasetSpec,
     "Model": ModelSpec,
     "ModelServer": ModelServerSpec,

@@ -1,0 +1,275 @@
+"""The images provider: the Image kind on every runtime. An Image is built from a context with
+buildah and pushed to the Environment's registry as `<registry>/<name>:<identity>`; a plan reads
+the registry (one GET of the manifest per image) and rebuilds only when the identity changed.
+
+Images are content addressed and may be shared, so destroy forgets an image and leaves it in
+the registry."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from substratus_artifacts.files import list_files
+from substratus_artifacts.layout import StoreError
+from substratus_artifacts.registry import RegistryClient, docker_credentials
+from substratus_artifacts.statcache import StatCache
+from substratus_cli.action import UNKNOWN, Action, FieldChange
+from substratus_cli.address import IMAGE_KINDS, Address
+from substratus_cli.errors import ProviderError
+from substratus_cli.provider import (
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    PART_OF_LABEL,
+    ApplyRequest,
+    ApplyResponse,
+    Batch,
+    CheckRequest,
+    CheckResponse,
+    LiveObject,
+    PlanItem,
+    PlannedChange,
+    PlanRequest,
+    PlanResponse,
+    ProviderContext,
+    ProviderDiagnostic,
+    Readiness,
+    ReadRequest,
+    ReadResponse,
+    ReadyRequest,
+    apply_with,
+    plan_batch,
+)
+from substratus_cli.resource import Resource
+from substratus_providers.images.buildah import Buildah
+from substratus_providers.images.context import (
+    BuildInputs,
+    ContextError,
+    Identity,
+    changed_paths,
+    dockerfile_path,
+    identity,
+)
+
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+SHOWN_PATHS = 3
+
+
+class ImagesProvider:
+    name = "images"
+    kinds = frozenset(IMAGE_KINDS)
+
+    def __init__(self, context: ProviderContext) -> None:
+        self.context = context
+        self.handlers = {"Image": Images(context)}
+
+    def check(self, request: CheckRequest) -> CheckResponse:
+        return CheckResponse(tuple(d for r in request.resources for d in check_image(
+            r, self.context.workdir, self.context.settings.get("registry"))))
+
+    def read(self, request: ReadRequest) -> ReadResponse:
+        return self.handlers[request.kind].read(request)
+
+    def plan(self, request: PlanRequest) -> PlanResponse:
+        return plan_batch(self.handlers, request, IMAGE_KINDS)
+
+    def apply(self, request: ApplyRequest) -> ApplyResponse:
+        return apply_with(self.handlers[request.address.kind], request)
+
+    def ready(self, request: ReadyRequest) -> Readiness:
+        return self.handlers[request.live.address.kind].ready(request.live)
+
+
+def check_image(r: Resource, workdir: Path, registry: Any) -> list[ProviderDiagnostic]:
+    """What cannot be built as declared, each at its field (the files are walked, not read)."""
+    def problem(summary: str, path: str, detail: str = "") -> list[ProviderDiagnostic]:
+        return [ProviderDiagnostic(f"Image {r.name!r}: {summary}", detail, r.address, path)]
+
+    if not registry:
+        return problem("there is no registry to push it to", "kind",
+                       "set `registry: HOST/REPOSITORY` in the Environment")
+    if r.spec.get("git"):
+        return problem("builds from git are not built yet", "spec.git",
+                       "check the repository out and give its folder as `context`")
+    context = PurePosixPath(str(r.spec.get("context", "")))
+    if context.is_absolute() or ".." in context.parts:
+        return problem(f"the context {str(context)!r} must be a folder of the workspace "
+                       "(a relative path without '..')", "spec.context")
+    inputs = inputs_of(r, workdir)
+    if not inputs.context.is_dir():
+        return problem(f"the context {str(context)!r} is not a folder", "spec.context")
+    try:
+        dockerfile_path(inputs)
+    except ContextError as e:
+        return problem(str(e), "spec.dockerfile")
+    try:
+        list_files(inputs.context)
+    except StoreError as e:
+        return problem(e.message, "spec.context")
+    return []
+
+
+def inputs_of(r: Resource, workdir: Path) -> BuildInputs:
+    return BuildInputs(workdir / str(r.spec.get("context", "")),
+                       str(r.spec.get("dockerfile") or "Dockerfile"),
+                       dict(r.spec.get("buildArgs") or {}), r.spec.get("target"))
+
+
+class Images:
+    """The Image kind's handler: identity from the files, presence from the registry."""
+
+    def __init__(self, context: ProviderContext) -> None:
+        self.context = context
+        registry = str(context.settings.get("registry") or "")
+        self.host, _, self.prefix = registry.partition("/")
+        self._client: RegistryClient | None = None
+        self._identities = context.data_dir / "cache" / "images"
+        # What a read computed, for the plan of the same run (apply computes it again).
+        self._read: dict[Address, Identity] = {}
+
+    # -- where an image goes ---------------------------------------------------------------
+
+    @property
+    def identities_read(self) -> dict[Address, int]:
+        """Per image read in this run, the bytes of its context hashed to know its identity."""
+        return {a: i.bytes_hashed for a, i in self._read.items()}
+
+    @property
+    def client(self) -> RegistryClient:
+        if self._client is None:
+            self._client = RegistryClient(self.host, credentials=docker_credentials(self.host))
+        return self._client
+
+    def repository(self, a: Address) -> str:
+        name = a.name if a.namespace == "default" else f"{a.namespace}-{a.name}"
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def _identity(self, r: Resource) -> Identity:
+        try:
+            return identity(inputs_of(r, self.context.workdir),
+                            StatCache(self.context.data_dir / "cache" / "stat.json"))
+        except ContextError as e:
+            raise ProviderError(f"{r.file}:{r.line_of('spec.context')}: spec.context: Image "
+                                f"{r.name!r}: {e}") from None
+
+    # -- KindHandler -----------------------------------------------------------------------
+
+    def read(self, request: ReadRequest) -> ReadResponse:
+        before = self.client.requests
+        objects = {}
+        for a in request.addresses:
+            r = request.resources.get(a)
+            if r is not None:
+                self._read[a] = self._identity(r)
+            tags = [self._read[a].tag] if r is not None else []
+            recorded = request.recorded.get(a, {})
+            if recorded.get("tag") and recorded["tag"] not in tags:
+                tags.append(str(recorded["tag"]))
+            for tag in tags:
+                found = self.client.head_manifest(self.repository(a), tag)
+                if found is not None:
+                    pushed = recorded.get("digest") if recorded.get("tag") == tag else None
+                    objects[a] = self._live(a, tag, found.digest, request.part_of, pushed)
+                    break
+        return ReadResponse(objects, requests=self.client.requests - before)
+
+    def _live(self, a: Address, tag: str, digest: str, part_of: str,
+              pushed: Any = None) -> LiveObject:
+        """`pushed`: the digest substratus recorded pushing at this tag, if it did."""
+        repository = f"{self.host}/{self.repository(a)}"
+        # Content addressed: a tag holds what these files build, whoever pushed it.
+        labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, PART_OF_LABEL: part_of}
+        return LiveObject(a, {"identity": tag}, {"image": f"{repository}:{tag}",
+                                                 "digest": digest, "tag": tag,
+                                                 "ref": f"{repository}@{digest}"},
+                          labels, digest, private={"pushed": pushed} if pushed else {})
+
+    def plan(self, item: PlanItem, batch: Batch) -> PlannedChange:
+        r, live = item.desired, item.live
+        assert r is not None
+        want = self._read.get(r.address) or self._identity(r)
+        repository = f"{self.host}/{self.repository(r.address)}"
+        status = {"image": f"{repository}:{want.tag}", "tag": want.tag, "digest": UNKNOWN}
+        private = {"identity": want.digest}
+        if live is None:
+            return PlannedChange(r.address, Action.CREATE, "", (), status, private=private)
+        pushed = live.private.get("pushed")
+        if live.spec.get("identity") == want.tag and pushed in (None, live.status["digest"]):
+            return PlannedChange(r.address, Action.NOOP, "", (), dict(live.status),
+                                 private=private)
+        if live.spec.get("identity") == want.tag:
+            why = (f"{live.status['image']} is not the image substratus pushed there (it was "
+                   f"{pushed}): push again")
+            return PlannedChange(r.address, Action.UPDATE, why, (FieldChange(
+                "status.digest", pushed, live.status["digest"]),), status, private=private)
+        changes = (FieldChange("spec.identity", live.spec.get("identity"), want.tag),
+                   FieldChange("status.digest", live.status.get("digest"), UNKNOWN))
+        return PlannedChange(r.address, Action.UPDATE, self._why(str(live.spec["identity"]),
+                                                                 want),
+                             changes, status, private=private)
+
+    def _why(self, old_tag: str, want: Identity) -> str:
+        """Which files changed, when this machine remembers what the old image was built from."""
+        old = self._remembered(old_tag)
+        if old is None:
+            return "the build's files, args or target changed: rebuild"
+        paths = changed_paths(old, want)
+        if not paths:
+            return "the Dockerfile, build args or target changed: rebuild"
+        shown = ", ".join(paths[:SHOWN_PATHS]) + (", ..." if len(paths) > SHOWN_PATHS else "")
+        files = f"{len(paths)} file{'s' if len(paths) != 1 else ''}"
+        return f"{files} of the context changed ({shown}): rebuild"
+
+    def apply(self, request: ApplyRequest) -> LiveObject:
+        r = request.desired
+        assert r is not None
+        built = self._identity(r)
+        if built.digest != request.private.get("identity"):
+            raise ProviderError(f"the context of Image {r.name!r} changed since the plan",
+                                hint="plan again")
+        a = r.address
+        logs = self.context.data_dir / "runtime" / "logs" / "Image" / a.namespace / a.name
+        builder = Buildah.find(self.context.data_dir / "buildah",
+                               insecure=[self.host] if self._loopback() else [])
+        local = f"localhost/{self.repository(a)}:{built.tag}"
+        builder.build(inputs_of(r, self.context.workdir), local, logs / f"{built.tag}.build.log")
+        destination = f"{self.host}/{self.repository(a)}:{built.tag}"
+        digest = builder.push(local, destination, logs / f"{built.tag}.push.log",
+                              authfile=self._authfile())
+        self._remember(built)
+        return self._live(a, built.tag, digest, self.context.part_of)
+
+    def delete(self, request: ApplyRequest) -> None:
+        """Forgotten, not deleted: the image may be shared and running; it stays pushed."""
+
+    def ready(self, live: LiveObject) -> Readiness:
+        return Readiness(True, message=str(live.status.get("ref", "")))
+
+    # -- what this machine remembers and is -------------------------------------------------
+
+    def _remember(self, built: Identity) -> None:
+        self._identities.mkdir(parents=True, exist_ok=True)
+        path = self._identities / f"{built.tag}.json"
+        path.write_text(json.dumps({"digest": built.digest, "files": built.files,
+                                    "dockerfile": built.dockerfile_sha256}))
+
+    def _remembered(self, tag: str) -> Identity | None:
+        path = self._identities / f"{tag}.json"
+        try:
+            doc: Mapping[str, Any] = json.loads(path.read_text())
+            files = tuple((str(p), str(m), str(s)) for p, m, s in doc["files"])
+            return Identity(str(doc["digest"]), files, str(doc["dockerfile"]), 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _loopback(self) -> bool:
+        return self.host.rsplit(":", 1)[0] in LOOPBACK or self.host in LOOPBACK
+
+    def _authfile(self) -> Path | None:
+        """Docker's config.json, where the registry's credentials are (buildah reads it too)."""
+        folder = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
+        config = Path(folder) / "config.json"
+        return config if config.is_file() else None
