@@ -163,7 +163,7 @@ class Executor:
         try:
             response = dispatch.apply(provider, ApplyRequest(
                 change.address, change.action, change.desired, change.live,
-                change.planned_status, change.private))
+                change.planned_status, change.private, self._upstream(change)))
         except Exception as e:  # a provider bug must not take the other branches down
             return self._failed(change, started, f"{type(e).__name__}: {e}")
         failpoints.hit("apply.after-provider")
@@ -184,6 +184,12 @@ class Executor:
         status = dict(live.status) if live else {}
         return StepResult(change.address, change.action, StepState.DONE,
                           seconds=time.monotonic() - started, status=status)
+
+    def _upstream(self, change: Change) -> dict[Address, Mapping[str, Any]]:
+        """The recorded status of what the change depends on (applied before it in this run)."""
+        refs = change.desired.refs if change.desired is not None else ()
+        entries = self.session.inventory.entries
+        return {a: dict(entries[a].status) for a in refs if a in entries}
 
     def _await_ready(self, provider: Provider, live: LiveObject) -> str | None:
         deadline = time.monotonic() + self.ready_timeout

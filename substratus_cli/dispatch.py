@@ -100,7 +100,7 @@ def plan(registry: Registry, items: Sequence[PlanItem],
         batch = by_provider.get(provider.name, [])
         if not batch:
             continue
-        response = provider.plan(PlanRequest(tuple(batch), tuple(resources)))
+        response = provider.plan(PlanRequest(tuple(batch), tuple(resources), dict(planned)))
         errors = [d for d in response.diagnostics if d.severity is Severity.ERROR]
         if errors:  # the files ask for what cannot be planned: exit 3, each at its place
             raise DiagnosticsError(Diagnostics(place(d, by_address) for d in errors))

@@ -153,6 +153,9 @@ class PlanRequest:
     items: tuple[PlanItem, ...]  # this provider's addresses, desired or live
     # Every resource of the workspace (any kind): what a plan may size against (declared pools).
     resources: tuple[Resource, ...] = ()
+    # What the providers planned before this one (the registry's order: infrastructure and
+    # images first): the changes of other kinds an item may read, an image's digest.
+    upstream: Mapping[Address, PlannedChange] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +203,9 @@ class ApplyRequest:
     live: LiveObject | None  # as read for the plan (or, for a saved plan, just before apply)
     planned_status: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     private: Private = dataclasses.field(default_factory=dict)  # the PlannedChange's
+    # The status of each address this one depends on, as recorded after its own apply in this
+    # run (or an earlier one): what was "known after apply" at plan time, an image's digest.
+    upstream: Mapping[Address, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -52,7 +52,10 @@ def build_registry(loaded: Loaded, part_of: str) -> Registry:
         resolve_secret=resolve_from_environ,
         open_artifacts=lambda: open_artifact_store(loaded.artifacts_url, loaded.workdir))
     gcp = _gcp_provider(context)
-    providers: list[Provider] = []
+    from substratus_providers.images.provider import ImagesProvider
+
+    # In the order they plan: what the runtime's kinds run on and run first.
+    providers: list[Provider] = [gcp, ImagesProvider(context)]
     cluster = _named_cluster(settings, loaded.resources)
     if cluster is not None:
         # The kubernetes runtime reaches the cluster a Cluster resource makes (endpoint, CA,
@@ -69,9 +72,6 @@ def build_registry(loaded: Loaded, part_of: str) -> Registry:
             raise UsageError(f"the kubernetes runtime needs the kubernetes client ({e.name} is "
                              "missing)", hint="pip install 'substratus[kubernetes]'") from None
         providers.append(KubernetesProvider(context))
-    from substratus_providers.images.provider import ImagesProvider
-
-    providers += [gcp, ImagesProvider(context)]
     return Registry(providers)
 
 

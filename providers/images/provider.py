@@ -7,9 +7,10 @@ the registry."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -19,6 +20,7 @@ from substratus_artifacts.registry import RegistryClient, docker_credentials
 from substratus_artifacts.statcache import StatCache
 from substratus_cli.action import UNKNOWN, Action, FieldChange
 from substratus_cli.address import IMAGE_KINDS, Address
+from substratus_cli.config.schema import EnvironmentSpec
 from substratus_cli.errors import ProviderError
 from substratus_cli.provider import (
     MANAGED_BY_LABEL,
@@ -66,6 +68,10 @@ class ImagesProvider:
         self.context = context
         self.handlers = {"Image": Images(context)}
 
+    def expand(self, resources: Sequence[Resource],
+               environment: EnvironmentSpec) -> list[Resource]:
+        return with_built_images(resources)
+
     def check(self, request: CheckRequest) -> CheckResponse:
         return CheckResponse(tuple(d for r in request.resources for d in check_image(
             r, self.context.workdir, self.context.settings.get("registry"))))
@@ -81,6 +87,28 @@ class ImagesProvider:
 
     def ready(self, request: ReadyRequest) -> Readiness:
         return self.handlers[request.live.address.kind].ready(request.live)
+
+
+# The Image a workload's spec.build makes is named after the workload (as its objects are).
+BUILT_NAMES = {"Dataset": "dataset", "Model": "model", "ModelServer": "server",
+               "Notebook": "notebook"}
+
+
+def with_built_images(resources: Sequence[Resource]) -> list[Resource]:
+    """`resources`, plus an Image for each workload's spec.build, which the workload depends on
+    (its file and lines are the build's own, so a diagnostic points at spec.build)."""
+    out = list(resources)
+    for n, r in enumerate(resources):
+        build = r.spec.get("build")
+        if r.kind not in BUILT_NAMES or not isinstance(build, Mapping):
+            continue
+        a = Address("Image", r.address.namespace, f"{BUILT_NAMES[r.kind]}-{r.name}")
+        lines = {"spec" + k.removeprefix("spec.build"): v for k, v in r.field_lines.items()
+                 if k == "spec.build" or k.startswith("spec.build.")}
+        out.append(Resource(a, dict(build), file=r.file, line=r.line_of("spec.build"),
+                            field_lines=lines))
+        out[n] = dataclasses.replace(r, refs=(*r.refs, a))
+    return out
 
 
 def check_image(r: Resource, workdir: Path, registry: Any) -> list[ProviderDiagnostic]:

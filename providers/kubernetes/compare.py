@@ -87,6 +87,8 @@ def _reason(r: Resource, live: Mapping[str, Obj], want: Desired, replace: bool) 
         changed = sorted(role for role, url in want.inputs.items() if live_inputs.get(role) != url)
         if changed:
             why = "a new version of its " + " and ".join(changed) + " input"
+        elif want.planned.image is not None and want.planned.image not in _images(primary):
+            why = "image digest changed"
     if replace and primary.get("kind") == "Job":
         runs = "a Job cannot be changed, so it runs again"
         return f"{why}; {runs}" if why else runs
@@ -96,6 +98,11 @@ def _reason(r: Resource, live: Mapping[str, Obj], want: Desired, replace: bool) 
         made = f"it is now made of a {' and a '.join(wanted)}, not a {primary.get('kind')}"
         return f"{why}; {made}" if why else made
     return why
+
+
+def _images(obj: Obj) -> list[str]:
+    template = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return [str(c.get("image", "")) for c in template.get("containers") or []]
 
 
 def _input_urls(obj: Obj) -> dict[str, str]:

@@ -78,16 +78,33 @@ def path_digest(resource: Resource, workdir: Path, cache: StatCache | None) -> s
     return manifest.digest
 
 
+@dataclasses.dataclass(frozen=True)
+class BuiltImage:
+    """The Image a workload's spec.build made, as planned: pinned by digest when it is not
+    rebuilt, else known by its tag until its apply pushes it."""
+
+    address: Address
+    tag: str  # the build's identity
+    image: str  # host/repo@sha256:… when pinned, else host/repo:tag
+    pinned: bool
+
+
 def desired(resource: Resource, cluster: Cluster, store: Store,
             input_versions: Mapping[str, tuple[str, str]], size: ModelSize | None,
-            digest: str | None) -> Desired:
+            digest: str | None, built: BuiltImage | None = None) -> Desired:
     """What to plan. `input_versions`: role -> (ref name, version) of each input, as planned."""
-    version = version_of(resource, {r: v for r, (_, v) in input_versions.items()}, digest)
+    versions = {r: v for r, (_, v) in input_versions.items()}
+    if built is not None:
+        versions["image"] = built.tag
+    version = version_of(resource, versions, digest)
     writes = resource.kind in ("Dataset", "Model")
     artifact = store.ref_url(ref_name(resource.address, version)) if writes else None
     inputs = {role: store.ref_url(name) for role, (name, _) in input_versions.items()}
     gpu, note = gpu_request(resource, size, cluster.accelerators, cluster.per_node)
-    return build(resource, cluster, Planned(version, artifact, inputs, digest, gpu), note)
+    planned = Planned(version, artifact, inputs, digest, gpu,
+                      built.image if built else None, str(built.address) if built else None,
+                      built.pinned if built else False)
+    return build(resource, cluster, planned, note)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +116,11 @@ class Planned:
     inputs: Mapping[str, str]
     digest: str | None
     gpu: Mapping[str, Any] | None  # {"type", "count"}: chosen at plan time, so apply keeps it
+    # The image spec.build made (see BuiltImage); when not pinned, apply takes the digest the
+    # Image `image_from` recorded when it was pushed.
+    image: str | None = None
+    image_from: str | None = None
+    image_pinned: bool = False
 
     def to_private(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -106,14 +128,17 @@ class Planned:
     @classmethod
     def from_private(cls, private: Mapping[str, Any]) -> Planned:
         return cls(str(private["version"]), private.get("artifact"),
-                   dict(private.get("inputs") or {}), private.get("digest"), private.get("gpu"))
+                   dict(private.get("inputs") or {}), private.get("digest"), private.get("gpu"),
+                   private.get("image"), private.get("image_from"),
+                   bool(private.get("image_pinned")))
 
 
 def build(resource: Resource, cluster: Cluster, planned: Planned, note: str = "") -> Desired:
     ctx = RenderContext(namespace=resource.address.namespace, part_of=cluster.part_of,
                         registry=cluster.registry, image_tag=cluster.image_tag,
                         inputs=planned.inputs, artifacts=planned.artifact, gpu=planned.gpu,
-                        version=planned.version, digest=planned.digest)
+                        version=planned.version, digest=planned.digest,
+                        built_image=planned.image)
     return Desired(planned, planned.version, planned.artifact,
                    planned.digest if uploads(resource) else None, planned.inputs, planned.gpu,
                    render(resource, ctx), note)

@@ -52,11 +52,6 @@ class KubernetesProvider:
     def check(self, request: CheckRequest) -> CheckResponse:
         out = []
         for r in request.resources:
-            if r.spec.get("build"):
-                out.append(ProviderDiagnostic(
-                    f"{r.kind} {r.name!r}: image builds are not built yet on the kubernetes runtime",
-                    "build and push the image yourself and give it as spec.image",
-                    r.address, "spec.build"))
             try:
                 user_env(r.spec.get("env") or {})
             except ValueError as e:

@@ -5,6 +5,7 @@ uploaded to the artifact store, recorded in a ConfigMap) and `Notebooks` (the to
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
 from collections.abc import Iterator, Mapping
 
@@ -28,6 +29,7 @@ from substratus_providers.kubernetes import readiness
 from substratus_providers.kubernetes.compare import planned_change
 from substratus_providers.kubernetes.connection import Connection, PlanContext
 from substratus_providers.kubernetes.desired import (
+    BuiltImage,
     Planned,
     build,
     desired,
@@ -85,7 +87,7 @@ class Workloads:
         digest = self._digest(r, context)
         with _as_provider_error(r):
             want = desired(r, context.cluster, self.connection.store, versions,
-                           declared_size(r, context.models), digest)
+                           declared_size(r, context.models), digest, built_image(r, batch))
         # The client only when an object differs: a cluster not made yet has none to compare.
         return planned_change(self._dry_run, item, r, want)
 
@@ -99,7 +101,7 @@ class Workloads:
     def apply(self, request: ApplyRequest) -> LiveObject:
         a, r = request.address, request.desired
         assert r is not None, f"{request.action} of {a} without a resource"
-        planned = Planned.from_private(request.private)
+        planned = pinned(Planned.from_private(request.private), request)
         with _as_provider_error(r):
             want = build(r, self.connection.cluster(), planned)
         self.connection.ensure_namespace(a.namespace)
@@ -212,6 +214,32 @@ class Notebooks(Workloads):
         if secret is None or not self.connection.ours(secret):
             return {}
         return {"Secret": {"apiVersion": "v1", "kind": "Secret", **secret}}
+
+
+def built_image(r: Resource, batch: Batch) -> BuiltImage | None:
+    """The Image the resource's spec.build makes, as this plan planned it."""
+    address = next((a for a in r.refs if a.kind == "Image"), None)
+    if address is None or not r.spec.get("build"):
+        return None
+    change = batch.request.upstream.get(address)
+    if change is None:
+        raise ProviderError(f"{r.kind} {r.name!r} runs {address.short()}, which is not planned "
+                            "with it", hint="plan without -target")
+    status = change.planned_status
+    if change.action is Action.NOOP:
+        return BuiltImage(address, str(status["tag"]), str(status["ref"]), pinned=True)
+    return BuiltImage(address, str(status["tag"]), str(status["image"]), pinned=False)
+
+
+def pinned(planned: Planned, request: ApplyRequest) -> Planned:
+    """The plan's image pinned to the digest its Image recorded when this apply pushed it."""
+    if planned.image_from is None or planned.image_pinned:
+        return planned
+    recorded = request.upstream.get(Address.parse(planned.image_from), {})
+    if not recorded.get("ref") or recorded.get("tag") != (planned.image or "").rpartition(":")[2]:
+        raise ProviderError(f"{planned.image_from} has not pushed {planned.image} yet",
+                            hint="apply again: it is built before what runs it")
+    return dataclasses.replace(planned, image=str(recorded["ref"]), image_pinned=True)
 
 
 @contextlib.contextmanager

@@ -97,7 +97,7 @@ class KubernetesHarness:
         version = version_of(r, {}, digest)
         artifact = open_store(self.artifacts).ref_url(ref_name(r.address, version))
         return {"version": version, "artifact": artifact, "inputs": {}, "digest": digest,
-                "gpu": None}
+                "gpu": None, "image": None, "image_from": None, "image_pinned": False}
 
 
 @pytest.fixture

@@ -1,0 +1,125 @@
+"""A ModelServer whose image is built from a folder (spec.build), on the test control plane with a
+real registry: the Image is built and pushed first, the Deployment runs it pinned by the digest
+the registry serves, and a change in the folder rebuilds it and rolls the server out."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from substratus_artifacts.registry import RegistryClient
+from tests.cluster.controlplane import ControlPlane
+from tests.registry import RegistryServer, registry_server
+from tests.support.cluster import started_cluster
+from tests.support.gcs import fake_gcs_server
+
+pytestmark = pytest.mark.timeout(1800)  # the first test may build the control plane
+
+
+@pytest.fixture(scope="module")
+def cluster(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
+    yield from started_cluster(request)
+
+
+@pytest.fixture(scope="module")
+def bucket(cluster: ControlPlane) -> Iterator[str]:
+    with fake_gcs_server() as url, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STORAGE_EMULATOR_HOST", url)
+        mp.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        client = storage.Client(project="test", credentials=AnonymousCredentials())
+        yield client.create_bucket(f"ml-{uuid.uuid4().hex[:8]}").name
+
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[RegistryServer]:
+    with registry_server() as server:
+        yield server
+
+
+def workspace(root: Path, bucket: str, registry: str) -> Path:
+    root.mkdir(parents=True)
+    (root / "environment.yaml").write_text(f"""\
+apiVersion: substratus.ai/v1
+kind: Environment
+metadata: {{name: cluster}}
+spec:
+  runtime: kubernetes
+  kubernetes: {{context: substratus-test, namespace: built}}
+  artifacts: gs://{bucket}/artifacts
+  registry: {registry}/ml
+""")
+    (root / "server.yaml").write_text("""\
+apiVersion: substratus.ai/v1
+kind: Model
+metadata: {name: tiny}
+spec:
+  source: {path: weights}
+---
+apiVersion: substratus.ai/v1
+kind: ModelServer
+metadata: {name: tiny}
+spec:
+  model: {name: tiny}
+  build:
+    context: server
+""")
+    (root / "weights").mkdir()
+    (root / "weights" / "config.json").write_text("{}")
+    (root / "server").mkdir()
+    (root / "server" / "Dockerfile").write_text("FROM scratch\nCOPY serve.py /serve.py\n")
+    (root / "server" / "serve.py").write_text("print('serving')\n")
+    time.sleep(0.2)  # files written within the last instant are never trusted to the stat cache
+    return root
+
+
+def deployed_image(cluster: ControlPlane) -> str:
+    deployment = cluster.request("GET", "/apis/apps/v1/namespaces/built/deployments/server-tiny")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return str(container["image"])
+
+
+def pushed(registry: RegistryServer, root: Path) -> str:
+    """The image the registry serves at the tag substratus recorded, pinned by its digest."""
+    import json
+
+    inventory = json.loads((root / ".substratus" / "state" / "inventory.json").read_text())
+    status = next(e["status"] for e in inventory["resources"]
+                  if e["address"] == "Image/built/server-tiny")
+    found = RegistryClient(registry.host).head_manifest("ml/built-server-tiny", status["tag"])
+    assert found is not None
+    return f"{registry.host}/ml/built-server-tiny@{found.digest}"
+
+
+def test_a_built_image_is_pushed_first_and_run_by_its_digest(
+        cli, cluster: ControlPlane, bucket: str, registry: RegistryServer,
+        tmp_path: Path) -> None:
+    root = workspace(tmp_path / "ws", bucket, registry.host)
+    planned = cli("plan", root)
+    assert planned.code == 0, planned.output
+    assert "+ Image/built/server-tiny" in planned.out
+    assert planned.out.index("Image/built/server-tiny") < planned.out.index(
+        "ModelServer/built/tiny")
+
+    applied = cli("apply", "--auto-approve", root)
+    assert applied.code == 0, applied.output
+    first = pushed(registry, root)
+    assert deployed_image(cluster) == first
+    assert cli("plan", "--detailed-exitcode", root).code == 0
+
+    (root / "server" / "serve.py").write_text("print('serving, faster')\n")
+    changed = cli("plan", "--detailed-exitcode", root)
+    assert changed.code == 2, changed.output
+    assert ("# Image/built/server-tiny will be updated in-place (1 file of the context changed "
+            "(serve.py): rebuild)") in changed.out
+    assert "# ModelServer/built/tiny will be updated in-place (image digest changed)" \
+        in changed.out
+    assert cli("apply", "--auto-approve", root).code == 0
+    second = pushed(registry, root)
+    assert second != first and deployed_image(cluster) == second
+    assert cli("plan", "--detailed-exitcode", root).code == 0
