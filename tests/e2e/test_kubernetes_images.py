@@ -4,6 +4,7 @@ the registry serves, and a change in the folder rebuilds it and rolls the server
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -56,10 +57,24 @@ spec:
 """)
     (root / "server.yaml").write_text("""\
 apiVersion: substratus.ai/v1
+kind: Dataset
+metadata: {name: rows}
+spec:
+  source: {path: rows.jsonl}
+---
+apiVersion: substratus.ai/v1
+kind: Model
+metadata: {name: base}
+spec:
+  source: {path: weights}
+---
+apiVersion: substratus.ai/v1
 kind: Model
 metadata: {name: tiny}
 spec:
-  source: {path: weights}
+  training: {baseModel: {name: base}, dataset: {name: rows}}
+  build:
+    context: trainer
 ---
 apiVersion: substratus.ai/v1
 kind: ModelServer
@@ -71,6 +86,10 @@ spec:
 """)
     (root / "weights").mkdir()
     (root / "weights" / "config.json").write_text("{}")
+    (root / "rows.jsonl").write_text('{"prompt": "a", "completion": "b"}\n')
+    (root / "trainer").mkdir()
+    (root / "trainer" / "Dockerfile").write_text("FROM scratch\nCOPY train.py /train.py\n")
+    (root / "trainer" / "train.py").write_text("print('training')\n")
     (root / "server").mkdir()
     (root / "server" / "Dockerfile").write_text("FROM scratch\nCOPY serve.py /serve.py\n")
     (root / "server" / "serve.py").write_text("print('serving')\n")
@@ -84,16 +103,20 @@ def deployed_image(cluster: ControlPlane) -> str:
     return str(container["image"])
 
 
-def pushed(registry: RegistryServer, root: Path) -> str:
-    """The image the registry serves at the tag substratus recorded, pinned by its digest."""
-    import json
+def trained_image(cluster: ControlPlane) -> str:
+    job = cluster.request("GET", "/apis/batch/v1/namespaces/built/jobs/model-tiny")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    return str(container["image"])
 
+
+def pushed(registry: RegistryServer, root: Path, name: str = "server-tiny") -> str:
+    """The image the registry serves at the tag substratus recorded, pinned by its digest."""
     inventory = json.loads((root / ".substratus" / "state" / "inventory.json").read_text())
     status = next(e["status"] for e in inventory["resources"]
-                  if e["address"] == "Image/built/server-tiny")
-    found = RegistryClient(registry.host).head_manifest("ml/built-server-tiny", status["tag"])
+                  if e["address"] == f"Image/built/{name}")
+    found = RegistryClient(registry.host).head_manifest(f"ml/built-{name}", status["tag"])
     assert found is not None
-    return f"{registry.host}/ml/built-server-tiny@{found.digest}"
+    return f"{registry.host}/ml/built-{name}@{found.digest}"
 
 
 def test_a_built_image_is_pushed_first_and_run_by_its_digest(
@@ -103,13 +126,16 @@ def test_a_built_image_is_pushed_first_and_run_by_its_digest(
     planned = cli("plan", root)
     assert planned.code == 0, planned.output
     assert "+ Image/built/server-tiny" in planned.out
+    assert "+ Image/built/model-tiny" in planned.out
     assert planned.out.index("Image/built/server-tiny") < planned.out.index(
         "ModelServer/built/tiny")
+    assert planned.out.index("Image/built/model-tiny") < planned.out.index("Model/built/tiny")
 
     applied = cli("apply", "--auto-approve", root)
     assert applied.code == 0, applied.output
     first = pushed(registry, root)
     assert deployed_image(cluster) == first
+    assert trained_image(cluster) == pushed(registry, root, "model-tiny")
     assert cli("plan", "--detailed-exitcode", root).code == 0
 
     (root / "server" / "serve.py").write_text("print('serving, faster')\n")
@@ -119,6 +145,8 @@ def test_a_built_image_is_pushed_first_and_run_by_its_digest(
             "(serve.py): rebuild)") in changed.out
     assert "# ModelServer/built/tiny will be updated in-place (image digest changed)" \
         in changed.out
+    # Exactly that build and the server's rollout: the trainer's image and Job are untouched.
+    assert "Plan: 0 to add, 2 to change, 0 to destroy." in changed.out
     assert cli("apply", "--auto-approve", root).code == 0
     second = pushed(registry, root)
     assert second != first and deployed_image(cluster) == second
