@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from substratus_artifacts.files import hash_files, list_files
 from substratus_artifacts.layout import StoreError
@@ -35,6 +36,7 @@ class Identity:
     files: tuple[tuple[str, str, str], ...]  # (path, mode "644"|"755", sha256) of what is sent
     dockerfile_sha256: str
     bytes_hashed: int  # read to compute it (0 with a warm stat cache)
+    commit: str | None = None  # for a context from git: the commit it was built from
 
     @property
     def tag(self) -> str:
@@ -78,6 +80,17 @@ def identity(inputs: BuildInputs, cache: StatCache | None) -> Identity:
                             "target": inputs.target}, separators=(",", ":"))
     digest = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
     return Identity(digest, rows, dockerfile_sha, stats.bytes_hashed)
+
+
+def git_identity(git: Mapping[str, Any], commit: str, inputs: BuildInputs) -> Identity:
+    """A build from a git commit: the commit names every file, so nothing is hashed here."""
+    canonical = json.dumps({"git": str(git["url"]), "commit": commit,
+                            "path": str(git.get("path") or ""),
+                            "dockerfile": inputs.dockerfile,
+                            "buildArgs": dict(sorted(inputs.build_args.items())),
+                            "target": inputs.target}, separators=(",", ":"))
+    digest = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return Identity(digest, (), "", 0, commit)
 
 
 def changed_paths(before: Identity, after: Identity) -> list[str]:

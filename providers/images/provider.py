@@ -7,10 +7,12 @@ the registry."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -53,8 +55,10 @@ from substratus_providers.images.context import (
     Identity,
     changed_paths,
     dockerfile_path,
+    git_identity,
     identity,
 )
+from substratus_providers.images.git import checkout, resolve
 
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 SHOWN_PATHS = 3
@@ -119,9 +123,17 @@ def check_image(r: Resource, workdir: Path, registry: Any) -> list[ProviderDiagn
     if not registry:
         return problem("there is no registry to push it to", "kind",
                        "set `registry: HOST/REPOSITORY` in the Environment")
-    if r.spec.get("git"):
-        return problem("builds from git are not built yet", "spec.git",
-                       "check the repository out and give its folder as `context`")
+    git = r.spec.get("git")
+    if git:
+        path = PurePosixPath(str(git.get("path") or "."))
+        if path.is_absolute() or ".." in path.parts:
+            return problem(f"the path {str(path)!r} must be a folder of the repository (a "
+                           "relative path without '..')", "spec.git.path")
+        dockerfile = PurePosixPath(str(r.spec.get("dockerfile") or "Dockerfile"))
+        if dockerfile.is_absolute() or ".." in dockerfile.parts:
+            return problem(f"the dockerfile {r.spec.get('dockerfile')!r} must be a path inside "
+                           "the context (relative, without '..')", "spec.dockerfile")
+        return []
     context = PurePosixPath(str(r.spec.get("context", "")))
     if context.is_absolute() or ".." in context.parts:
         return problem(f"the context {str(context)!r} must be a folder of the workspace "
@@ -176,12 +188,18 @@ class Images:
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def _identity(self, r: Resource) -> Identity:
+        field = "spec.git" if r.spec.get("git") else "spec.context"
         try:
+            git = r.spec.get("git")
+            if git:
+                commit = resolve(str(git["url"]), branch=git.get("branch"), tag=git.get("tag"),
+                                 ref=git.get("ref"))
+                return git_identity(git, commit, inputs_of(r, self.context.workdir))
             return identity(inputs_of(r, self.context.workdir),
                             StatCache(self.context.data_dir / "cache" / "stat.json"))
         except ContextError as e:
-            raise ProviderError(f"{r.file}:{r.line_of('spec.context')}: spec.context: Image "
-                                f"{r.name!r}: {e}") from None
+            raise ProviderError(f"{r.file}:{r.line_of(field)}: {field}: Image {r.name!r}: "
+                                f"{e}") from None
 
     # -- KindHandler -----------------------------------------------------------------------
 
@@ -236,14 +254,21 @@ class Images:
         changes = (FieldChange("spec.identity", live.spec.get("identity"), want.tag),
                    FieldChange("status.digest", live.status.get("digest"), UNKNOWN))
         return PlannedChange(r.address, Action.UPDATE, self._why(str(live.spec["identity"]),
-                                                                 want),
+                                                                 want, r),
                              changes, status, private=private)
 
-    def _why(self, old_tag: str, want: Identity) -> str:
+    def _why(self, old_tag: str, want: Identity, r: Resource) -> str:
         """Which files changed, when this machine remembers what the old image was built from."""
         old = self._remembered(old_tag)
         if old is None:
             return "the build's files, args or target changed: rebuild"
+        if want.commit is not None and old.commit not in (None, want.commit):
+            git = r.spec.get("git") or {}
+            named = (f"the branch {git['branch']}" if git.get("branch") else
+                     f"the tag {git['tag']}" if git.get("tag") else
+                     f"the ref {git['ref']}" if git.get("ref") else "HEAD")
+            return (f"{named} of {git.get('url')} moved ({str(old.commit)[:12]} -> "
+                    f"{want.commit[:12]}): rebuild")
         paths = changed_paths(old, want)
         if not paths:
             return "the Dockerfile, build args or target changed: rebuild"
@@ -263,12 +288,35 @@ class Images:
         builder = Buildah.find(self.context.data_dir / "buildah",
                                insecure=[self.host] if self._loopback() else [])
         local = f"localhost/{self.repository(a)}:{built.tag}"
-        builder.build(inputs_of(r, self.context.workdir), local, logs / f"{built.tag}.build.log")
+        with self._context(r, built) as inputs:
+            builder.build(inputs, local, logs / f"{built.tag}.build.log")
         destination = f"{self.host}/{self.repository(a)}:{built.tag}"
         digest = builder.push(local, destination, logs / f"{built.tag}.push.log",
                               authfile=self._authfile())
         self._remember(built)
         return self._live(a, built.tag, digest, self.context.part_of)
+
+    @contextlib.contextmanager
+    def _context(self, r: Resource, built: Identity) -> Iterator[BuildInputs]:
+        """The build's inputs: the workspace's folder, or the commit's tree checked out for it."""
+        inputs = inputs_of(r, self.context.workdir)
+        git = r.spec.get("git")
+        if not git or built.commit is None:
+            yield inputs
+            return
+        cache = self.context.data_dir / "cache" / "git"
+        with tempfile.TemporaryDirectory(dir=self._scratch(), prefix="tree-") as tree:
+            try:
+                checkout(str(git["url"]), built.commit, cache, Path(tree))
+            except ContextError as e:
+                raise ProviderError(f"Image {r.name!r}: {e}") from None
+            folder = Path(tree) / str(git.get("path") or "")
+            yield dataclasses.replace(inputs, context=folder)
+
+    def _scratch(self) -> Path:
+        path = self.context.data_dir / "cache" / "git"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def delete(self, request: ApplyRequest) -> None:
         """Forgotten, not deleted: the image may be shared and running; it stays pushed."""
@@ -282,14 +330,17 @@ class Images:
         self._identities.mkdir(parents=True, exist_ok=True)
         path = self._identities / f"{built.tag}.json"
         path.write_text(json.dumps({"digest": built.digest, "files": built.files,
-                                    "dockerfile": built.dockerfile_sha256}))
+                                    "dockerfile": built.dockerfile_sha256,
+                                    "commit": built.commit}))
 
     def _remembered(self, tag: str) -> Identity | None:
         path = self._identities / f"{tag}.json"
         try:
             doc: Mapping[str, Any] = json.loads(path.read_text())
             files = tuple((str(p), str(m), str(s)) for p, m, s in doc["files"])
-            return Identity(str(doc["digest"]), files, str(doc["dockerfile"]), 0)
+            commit = doc.get("commit")
+            return Identity(str(doc["digest"]), files, str(doc["dockerfile"]), 0,
+                            str(commit) if commit else None)
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

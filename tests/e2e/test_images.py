@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,6 +111,45 @@ def test_a_tag_pushed_over_by_someone_else_is_drift_and_pushed_again(
     found = client.head_manifest("drift/trainer", tag)
     assert found is not None and found.digest != theirs
     assert cli("plan", "--detailed-exitcode", root).code == 0
+
+
+def git(*args: str, cwd: Path) -> str:
+    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+                          cwd=cwd, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def commit(work: Path, files: dict[str, str], message: str) -> str:
+    for name, text in files.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(text)
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", message, cwd=work)
+    git("push", "-q", "origin", "HEAD:main", cwd=work)
+    return git("rev-parse", "HEAD", cwd=work)
+
+
+def test_an_image_from_a_git_branch_is_rebuilt_when_the_branch_moves(
+        cli, registry: RegistryServer, tmp_path: Path) -> None:
+    bare, work = tmp_path / "repo.git", tmp_path / "work"
+    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
+    git("clone", "-q", str(bare), str(work), cwd=tmp_path)
+    first = commit(work, {"app/Dockerfile": "FROM scratch\nCOPY main.py /main.py\n",
+                          "app/main.py": "print(1)\n", "README": "elsewhere\n"}, "one")
+    image = IMAGE.replace("  context: trainer\n",
+                          f"  git: {{url: 'file://{bare}', branch: main, path: app}}\n")
+    root = workspace(tmp_path / "ws", f"{registry.host}/git", image=image)
+    assert cli("apply", "--auto-approve", root).code == 0
+    assert cli("plan", "--detailed-exitcode", root).code == 0
+
+    second = commit(work, {"app/main.py": "print(2)\n"}, "two")
+    moved = cli("plan", "--detailed-exitcode", root)
+    assert moved.code == 2, moved.output
+    assert (f"(the branch main of file://{bare} moved ({first[:12]} -> {second[:12]}): "
+            "rebuild)") in moved.out
+    assert cli("apply", "--auto-approve", root).code == 0
+    assert cli("plan", "--detailed-exitcode", root).code == 0
+    assert RegistryClient(registry.host).head_manifest("git/trainer", _tag_of(root)) is not None
 
 
 def _tag_of(root: Path) -> str:
