@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from substratus_artifacts.registry import OCI_MANIFEST, RegistryClient
 from substratus_cli import operations
 from substratus_cli.planner import PlanOptions
 from substratus_providers.images.provider import ImagesProvider
+from tests.conftest import EXAMPLES
 from tests.registry import RegistryServer, registry_server
 
 IMAGE = """\
@@ -199,3 +201,17 @@ def test_an_unreachable_registry_fails_the_plan_naming_it(cli, tmp_path: Path) -
     failed = cli("plan", workspace(tmp_path / "ws", "127.0.0.1:9/ml"))
     assert failed.code == 1
     assert "cannot reach registry 127.0.0.1:9" in failed.err
+
+
+def test_the_custom_image_example_applies_and_replans_empty(cli, registry: RegistryServer,
+                                                             tmp_path: Path) -> None:
+    root = tmp_path / "custom-image"
+    shutil.copytree(EXAMPLES / "custom-image", root)
+    env = root / "environment.yaml"
+    env.write_text(env.read_text().replace("127.0.0.1:5000", registry.host))
+    time.sleep(0.2)
+    applied = cli("apply", "--auto-approve", root)
+    assert applied.code == 0, applied.output
+    assert RegistryClient(registry.host).head_manifest("examples/hello", _tag_of(root))
+    (root / "hello" / "notes.md").write_text("ignored\n")
+    assert cli("plan", "--detailed-exitcode", root).code == 0

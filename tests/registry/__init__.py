@@ -65,7 +65,8 @@ def _wait_ready(server: RegistryServer, proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def registry_server(credentials: tuple[str, str] | None = None) -> Iterator[RegistryServer]:
+def registry_server(credentials: tuple[str, str] | None = None,
+                    port: int | None = None) -> Iterator[RegistryServer]:
     """A registry until the block ends, storing under a temporary folder it removes after."""
     binary = shutil.which("docker-registry")
     if binary is None:
@@ -81,7 +82,7 @@ def registry_server(credentials: tuple[str, str] | None = None) -> Iterator[Regi
             user, password = credentials
             subprocess.run([tool, "-Bbc", str(htpasswd), user, password], check=True,
                            capture_output=True)
-        port = _free_port()
+        port = port or _free_port()
         (root / "config.yml").write_text(_config(root, port, htpasswd))
         server = RegistryServer(f"127.0.0.1:{port}", root / "data", root / "registry.log",
                                 credentials)

@@ -14,9 +14,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--user")
     parser.add_argument("--password")
+    parser.add_argument("--port", type=int, help="a port on 127.0.0.1 (default: any free one)")
     args = parser.parse_args()
     credentials = (args.user, args.password) if args.user and args.password else None
-    with registry_server(credentials) as server:
+    with registry_server(credentials, port=args.port) as server:
         print(f"registry: {server.url} (images: {server.host}/NAME:TAG), storage {server.root}",
               flush=True)
         print("Ctrl-C stops it.", flush=True)
