@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import subprocess
 import threading
 import urllib.error
 import urllib.parse
@@ -79,17 +80,23 @@ class Descriptor:
 
 
 def docker_credentials(host: str, config: Path | None = None) -> Credentials:
-    """The user and password a Docker config.json holds for `host` (`auths`, base64 `auth` or
-    `username`/`password`), None when it holds none. $DOCKER_CONFIG names its folder."""
+    """The user and password a Docker config.json holds for `host`: from its credential helper
+    (`credHelpers`, else `credsStore`; `gcloud auth configure-docker` sets one for Artifact
+    Registry), else `auths` (base64 `auth`, or `username`/`password`). None when it holds none.
+    $DOCKER_CONFIG names its folder."""
     if config is None:
         folder = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
         config = Path(folder) / "config.json"
     try:
-        auths = json.loads(config.read_text()).get("auths") or {}
+        doc = json.loads(config.read_text())
+        auths = doc.get("auths") or {}
+        helper = (doc.get("credHelpers") or {}).get(host) or doc.get("credsStore")
     except FileNotFoundError:
         return None
     except (OSError, ValueError, AttributeError) as e:
         raise RegistryError(f"cannot read registry credentials from {config}: {e}") from None
+    if helper:
+        return _from_helper(str(helper), host)
     for key in (host, f"https://{host}", f"http://{host}"):
         entry = auths.get(key)
         if not isinstance(entry, Mapping):
@@ -100,6 +107,31 @@ def docker_credentials(host: str, config: Path | None = None) -> Credentials:
         if entry.get("username"):
             return str(entry["username"]), str(entry.get("password", ""))
     return None
+
+
+def _from_helper(helper: str, host: str) -> Credentials:
+    """Docker's credential helper protocol: `docker-credential-HELPER get`, the host on stdin,
+    {"Username", "Secret"} on stdout."""
+    program = f"docker-credential-{helper}"
+    try:
+        done = subprocess.run([program, "get"], input=host, capture_output=True, text=True,
+                              timeout=60)
+    except FileNotFoundError:
+        raise RegistryError(f"{program} is not on PATH: Docker's config names it for {host}",
+                            hint="install it (gcloud's comes with the gcloud CLI), or log in "
+                                 f"with `docker login {host}`") from None
+    except subprocess.TimeoutExpired:
+        raise RegistryError(f"{program} did not answer within 60 s for {host}") from None
+    if done.returncode != 0:
+        if "not found" in (done.stdout + done.stderr).lower():
+            return None
+        raise RegistryError(f"{program} failed for {host}: {done.stderr.strip()[:300]}")
+    try:
+        answer = json.loads(done.stdout)
+        return str(answer["Username"]), str(answer["Secret"])
+    except (ValueError, KeyError, TypeError):
+        raise RegistryError(f"{program} answered something other than credentials for "
+                            f"{host}") from None
 
 
 class RegistryClient:

@@ -28,6 +28,7 @@ class BuildInputs:
     dockerfile: str = "Dockerfile"  # relative to the context
     build_args: Mapping[str, str] = dataclasses.field(default_factory=dict)
     target: str | None = None
+    tags: tuple[str, ...] = ()  # pushed beside the identity's own tag
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +78,7 @@ def identity(inputs: BuildInputs, cache: StatCache | None) -> Identity:
     dockerfile_sha = hashlib.sha256(dockerfile.read_bytes()).hexdigest()
     canonical = json.dumps({"files": rows, "dockerfile": dockerfile_sha,
                             "buildArgs": dict(sorted(inputs.build_args.items())),
-                            "target": inputs.target}, separators=(",", ":"))
+                            "target": inputs.target, **_tags(inputs)}, separators=(",", ":"))
     digest = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
     return Identity(digest, rows, dockerfile_sha, stats.bytes_hashed)
 
@@ -88,9 +89,14 @@ def git_identity(git: Mapping[str, Any], commit: str, inputs: BuildInputs) -> Id
                             "path": str(git.get("path") or ""),
                             "dockerfile": inputs.dockerfile,
                             "buildArgs": dict(sorted(inputs.build_args.items())),
-                            "target": inputs.target}, separators=(",", ":"))
+                            "target": inputs.target, **_tags(inputs)}, separators=(",", ":"))
     digest = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
     return Identity(digest, (), "", 0, commit)
+
+
+def _tags(inputs: BuildInputs) -> dict[str, list[str]]:
+    """The extra tags, when there are any: what is pushed is part of what is planned."""
+    return {"tags": sorted(inputs.tags)} if inputs.tags else {}
 
 
 def changed_paths(before: Identity, after: Identity) -> list[str]:

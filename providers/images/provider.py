@@ -155,7 +155,8 @@ def check_image(r: Resource, workdir: Path, registry: Any) -> list[ProviderDiagn
 def inputs_of(r: Resource, workdir: Path) -> BuildInputs:
     return BuildInputs(workdir / str(r.spec.get("context", "")),
                        str(r.spec.get("dockerfile") or "Dockerfile"),
-                       dict(r.spec.get("buildArgs") or {}), r.spec.get("target"))
+                       dict(r.spec.get("buildArgs") or {}), r.spec.get("target"),
+                       tuple(r.spec.get("tags") or ()))
 
 
 class Images:
@@ -293,6 +294,9 @@ class Images:
         destination = f"{self.host}/{self.repository(a)}:{built.tag}"
         digest = builder.push(local, destination, logs / f"{built.tag}.push.log",
                               authfile=self._authfile())
+        for tag in r.spec.get("tags") or ():
+            builder.push(local, f"{self.host}/{self.repository(a)}:{tag}",
+                         logs / f"{built.tag}.push.log", authfile=self._authfile())
         self._remember(built)
         return self._live(a, built.tag, digest, self.context.part_of)
 

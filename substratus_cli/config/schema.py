@@ -234,8 +234,14 @@ class Build(_Model):
         return _one_of(data, "git", "context")
 
 
+ImageTag = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
+
+
 class ImageSpec(Build):
-    """An Image: a build whose result is pushed to the Environment's registry."""
+    """An Image: a build whose result is pushed to the Environment's registry, tagged with its
+    identity and with `tags` (a version a stack pins, for instance)."""
+
+    tags: list[ImageTag] | None = None
 
 
 class GPU(_Model):

@@ -115,6 +115,20 @@ def test_a_tag_pushed_over_by_someone_else_is_drift_and_pushed_again(
     assert cli("plan", "--detailed-exitcode", root).code == 0
 
 
+def test_extra_tags_are_pushed_and_a_new_one_is_a_change(cli, registry: RegistryServer,
+                                                          tmp_path: Path) -> None:
+    root = workspace(tmp_path / "ws", f"{registry.host}/tagged", image=IMAGE + "  tags: [v1]\n")
+    assert cli("apply", "--auto-approve", root).code == 0
+    client = RegistryClient(registry.host)
+    own, v1 = client.head_manifest("tagged/trainer", _tag_of(root)), \
+        client.head_manifest("tagged/trainer", "v1")
+    assert own is not None and v1 is not None and own.digest == v1.digest
+    (root / "images.yaml").write_text(IMAGE + "  tags: [v1, v2]\n")
+    assert cli("plan", "--detailed-exitcode", root).code == 2
+    assert cli("apply", "--auto-approve", root).code == 0
+    assert client.head_manifest("tagged/trainer", "v2") is not None
+
+
 def git(*args: str, cwd: Path) -> str:
     done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
                           cwd=cwd, check=True, capture_output=True, text=True)

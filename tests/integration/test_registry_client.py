@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -106,6 +107,29 @@ def test_credentials_come_from_a_docker_config(guarded: RegistryServer, tmp_path
     with pytest.raises(RegistryError, match=r"HTTP 401 \(the credentials were refused\)") as e:
         wrong.head_manifest("team/model", "v1")
     assert PASSWORD not in str(e.value) and "wrong" not in str(e.value)
+
+
+def test_credentials_come_from_a_credential_helper(guarded: RegistryServer, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # Docker's credential helper protocol, as docker-credential-gcloud speaks it: a program.
+    helper = tmp_path / "bin" / "docker-credential-vault"
+    helper.parent.mkdir()
+    helper.write_text(f"""#!/bin/sh
+read host
+[ "$1" = get ] && [ "$host" = "{guarded.host}" ] || {{ echo "credentials not found"; exit 1; }}
+echo '{{"ServerURL": "{guarded.host}", "Username": "{USER}", "Secret": "{PASSWORD}"}}'
+""")
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{helper.parent}:{os.environ['PATH']}")
+    (tmp_path / "config.json").write_text(json.dumps({"credHelpers": {guarded.host: "vault"}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    assert docker_credentials(guarded.host) == (USER, PASSWORD)
+    assert docker_credentials("127.0.0.1:1") is None  # no helper, no auths entry for it
+    client = RegistryClient(guarded.host, credentials=docker_credentials(guarded.host))
+    assert push_artifact(client, "team/helped", "v1", b"weights").startswith("sha256:")
+    (tmp_path / "config.json").write_text(json.dumps({"credsStore": "missing"}))
+    with pytest.raises(RegistryError, match="docker-credential-missing is not on PATH"):
+        docker_credentials(guarded.host)
 
 
 def test_an_unreachable_registry_is_named() -> None:
