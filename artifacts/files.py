@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from substratus_artifacts.layout import StoreError
@@ -35,16 +36,18 @@ def hash_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def list_files(root: Path) -> list[tuple[str, Path]]:
+def list_files(root: Path,
+               skip: Callable[[str], bool] | None = None) -> list[tuple[str, Path]]:
     """(POSIX path relative to root, path) of every regular file under a folder, sorted.
 
     Hidden files are included. Symlinks are followed when they point inside root; one pointing
     outside (or nowhere, or back at a folder above it) is an error rather than a silent gap.
-    Sockets, FIFOs and devices are skipped.
+    Sockets, FIFOs and devices are skipped, and so are the folders `skip` names (by relative
+    path), without being walked.
     """
     root_real = Path(os.path.realpath(root))
     found: list[tuple[str, Path]] = []
-    _walk(Path(root), root_real, "", frozenset({root_real}), found)
+    _walk(Path(root), root_real, "", frozenset({root_real}), found, skip or _nothing)
     found.sort(key=lambda item: item[0])
     return found
 
@@ -55,6 +58,7 @@ def _walk(
     prefix: str,
     ancestors: frozenset[Path],
     found: list[tuple[str, Path]],
+    skip: Callable[[str], bool],
 ) -> None:
     with os.scandir(directory) as scan:
         entries = sorted(scan, key=lambda e: e.name)
@@ -71,12 +75,18 @@ def _walk(
                     "only what is inside its folder (copy the file in instead)"
                 )
         if entry.is_dir(follow_symlinks=True):
+            if skip(rel):
+                continue
             real = Path(os.path.realpath(path))
             if real in ancestors:
                 raise StoreError(f"{path} is a symlink loop (it points back at {real})")
-            _walk(path, root_real, f"{rel}/", ancestors | {real}, found)
+            _walk(path, root_real, f"{rel}/", ancestors | {real}, found, skip)
         elif entry.is_file(follow_symlinks=True):
             found.append((rel, path))
+
+
+def _nothing(rel: str) -> bool:
+    return False
 
 
 def files_of(root: Path) -> list[tuple[str, Path]]:

@@ -3,21 +3,26 @@
 # scales from zero), a bucket for artifacts and state, and an Artifact Registry repository with
 # the workload images. Safe to run again: every step converges.
 #
-#   install/gke/bootstrap.sh PROJECT [REGION] [--no-images]      REGION: us-central1
+#   install/gke/bootstrap.sh PROJECT [REGION] [--no-images] [--plan]    REGION: us-central1
+#
+# --plan shows what it would do (gcloud's steps named, `substratus plan` of the stack) and
+# changes nothing in the project. $SUBSTRATUS_BOOTSTRAP_REGISTRY pushes the images elsewhere.
 #
 # Needs gcloud, logged in twice (`gcloud auth login` for gcloud itself, `gcloud auth
 # application-default login` for substratus), substratus with its cloud extras (`pip install
-# 'substratus[gcp,kubernetes]'`), and docker to build and push the images (or --no-images).
+# 'substratus[gcp,kubernetes]'`), and buildah for substratus to build and push the images
+# (apt-get install buildah; no Docker needed), or --no-images.
 # The stack's files are written to $SUBSTRATUS_BOOTSTRAP_DIR (default
 # ~/.substratus/bootstrap/PROJECT) and applied from there, so its state stays with them.
 set -euo pipefail
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 3; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 3; }
 
-PROJECT="" REGION="us-central1" IMAGES=1
+PROJECT="" REGION="us-central1" IMAGES=1 VERB=apply
 for arg in "$@"; do
   case "$arg" in
     --no-images) IMAGES=0 ;;
+    --plan) VERB=plan ;;
     -h|--help) usage ;;
     -*) echo "error: unknown option $arg" >&2; usage ;;
     *) if [ -z "$PROJECT" ]; then PROJECT=$arg; else REGION=$arg; fi ;;
@@ -32,14 +37,16 @@ esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO_ROOT=$(cd "$HERE/../.." && pwd)
 WORKDIR=${SUBSTRATUS_BOOTSTRAP_DIR:-$HOME/.substratus/bootstrap/$PROJECT}
-REGISTRY="$REGION-docker.pkg.dev/$PROJECT/substratus"
+REGISTRY=${SUBSTRATUS_BOOTSTRAP_REGISTRY:-$REGION-docker.pkg.dev/$PROJECT/substratus}
 step() { printf '\n== %s\n' "$*"; }
 
 command -v substratus >/dev/null || {
   echo "error: substratus is not on PATH: pip install 'substratus[gcp,kubernetes]'" >&2; exit 1; }
 
 # Tests run the rest against the GKE fake and fake-gcs-server, where there is no gcloud.
-if [ "${SUBSTRATUS_BOOTSTRAP_NO_GCLOUD:-0}" != 1 ]; then
+if [ "$VERB" = plan ]; then
+  step "would enable the GKE, Cloud Storage and Artifact Registry APIs in $PROJECT and make the Artifact Registry repository $REGISTRY (gcloud)"
+elif [ "${SUBSTRATUS_BOOTSTRAP_NO_GCLOUD:-0}" != 1 ]; then
   command -v gcloud >/dev/null || {
     echo "error: gcloud is not on PATH: https://cloud.google.com/sdk/docs/install" >&2; exit 1; }
   gcloud auth application-default print-access-token >/dev/null 2>&1 || {
@@ -55,29 +62,41 @@ if [ "${SUBSTRATUS_BOOTSTRAP_NO_GCLOUD:-0}" != 1 ]; then
       --location "$REGION" --project "$PROJECT" --description "substratus workload images"
 fi
 
-step "the stack (cluster, node pools, bucket) in $WORKDIR"
+if [ "$IMAGES" = 1 ]; then
+  command -v buildah >/dev/null || {
+    echo "error: buildah is not on PATH: apt-get install buildah (or pass --no-images)" >&2
+    exit 1; }
+  if [ "${SUBSTRATUS_BOOTSTRAP_NO_GCLOUD:-0}" != 1 ] && [ "$VERB" = apply ]; then
+    # Docker's credential helper for the registry, which substratus and buildah read.
+    gcloud auth configure-docker "$REGION-docker.pkg.dev" --quiet
+  fi
+fi
+
+step "the stack (cluster, node pools, bucket, and the workload images unless --no-images) in $WORKDIR"
 mkdir -p "$WORKDIR"
 for file in "$HERE"/*.yaml; do
-  sed -e "s/__PROJECT__/$PROJECT/g" -e "s/__REGION__/$REGION/g" "$file" \
-    > "$WORKDIR/$(basename "$file")"
+  sed -e "s/__PROJECT__/$PROJECT/g" -e "s/__REGION__/$REGION/g" \
+      -e "s|__REGISTRY__|$REGISTRY|g" "$file" > "$WORKDIR/$(basename "$file")"
 done
-substratus apply --auto-approve "$WORKDIR"
-
+rm -f "$WORKDIR/images.yaml"
 if [ "$IMAGES" = 1 ]; then
-  command -v docker >/dev/null || {
-    echo "error: docker is not on PATH (or pass --no-images and push the images yourself)" >&2
-    exit 1; }
+  # substratus builds the workload images from this checkout (the repository root is their
+  # context; its .dockerignore sends only the store package and the workloads), tagged with
+  # their content's identity and with this version, which the kubernetes runtime runs.
   VERSION=$(substratus --version | awk '{print $NF}')
-  step "the workload images, $REGISTRY/substratus-PROGRAM:$VERSION"
-  gcloud auth configure-docker "$REGION-docker.pkg.dev" --quiet
+  ln -sfn "$REPO_ROOT" "$WORKDIR/source"
   for program in scratch trainer server notebook loader; do
-    dockerfile="$REPO_ROOT/workloads/$program/Dockerfile"
-    [ -f "$dockerfile" ] || dockerfile="$REPO_ROOT/workloads/Dockerfile.$program"
-    docker build -f "$dockerfile" -t "$REGISTRY/substratus-$program:$VERSION" \
-      "$REPO_ROOT"
-    docker push "$REGISTRY/substratus-$program:$VERSION"
+    dockerfile="workloads/$program/Dockerfile"
+    [ -f "$REPO_ROOT/$dockerfile" ] || dockerfile="workloads/Dockerfile.$program"
+    printf -- '---\napiVersion: substratus.ai/v1\nkind: Image\nmetadata: {name: substratus-%s}\nspec: {context: source, dockerfile: %s, tags: ["%s"]}\n' \
+      "$program" "$dockerfile" "$VERSION" >> "$WORKDIR/images.yaml"
   done
 fi
+if [ "$VERB" = plan ]; then
+  substratus plan "$WORKDIR"
+  exit 0
+fi
+substratus apply --auto-approve "$WORKDIR"
 
 step "done; an Environment that runs on it:"
 cat <<EOF

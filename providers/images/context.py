@@ -62,14 +62,26 @@ def dockerfile_path(inputs: BuildInputs) -> Path:
     return path
 
 
+def context_files(inputs: BuildInputs) -> list[tuple[str, Path]]:
+    """(relative path, path) of each file the context sends: what `.dockerignore` leaves in,
+    the folders it leaves out not even walked. A symlink out of the context is refused."""
+    if not inputs.context.is_dir():
+        raise ContextError(f"the build context {inputs.context} is not a folder")
+    patterns = dockerignore.read(inputs.context)
+    try:
+        return [(rel, path) for rel, path in
+                list_files(inputs.context, lambda rel: dockerignore.prunable(rel, patterns))
+                if not dockerignore.ignored(rel, patterns)]
+    except StoreError as e:
+        raise ContextError(e.message) from None
+
+
 def identity(inputs: BuildInputs, cache: StatCache | None) -> Identity:
     if not inputs.context.is_dir():
         raise ContextError(f"the build context {inputs.context} is not a folder")
     dockerfile = dockerfile_path(inputs)
-    patterns = dockerignore.read(inputs.context)
+    files = context_files(inputs)
     try:
-        files = [(rel, path) for rel, path in list_files(inputs.context)
-                 if not dockerignore.ignored(rel, patterns)]
         manifest, stats = hash_files(files, cache)
     except StoreError as e:
         raise ContextError(e.message) from None

@@ -52,6 +52,15 @@ def ignored(path: str, patterns: Sequence[Pattern]) -> bool:
     return result
 
 
+def prunable(folder: str, patterns: Sequence[Pattern]) -> bool:
+    """Whether nothing under `folder` can be sent, so it need not be walked: it is ignored and no
+    `!` pattern could bring back a path inside it."""
+    if not ignored(folder, patterns):
+        return False
+    return not any(p.exclusion and (p.text.startswith(f"{folder}/") or any(
+        c in p.text for c in "*?[")) for p in patterns)
+
+
 def _compile(pattern: str) -> re.Pattern[str]:
     """Go's filepath.Match syntax (`*`, `?`, `[...]`, `\\` escapes) plus `**` for any depth."""
     out = ""

@@ -16,8 +16,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from substratus_artifacts.files import list_files
-from substratus_artifacts.layout import StoreError
 from substratus_artifacts.registry import RegistryClient, docker_credentials
 from substratus_artifacts.statcache import StatCache
 from substratus_cli.action import UNKNOWN, Action, FieldChange
@@ -54,6 +52,7 @@ from substratus_providers.images.context import (
     ContextError,
     Identity,
     changed_paths,
+    context_files,
     dockerfile_path,
     git_identity,
     identity,
@@ -146,9 +145,9 @@ def check_image(r: Resource, workdir: Path, registry: Any) -> list[ProviderDiagn
     except ContextError as e:
         return problem(str(e), "spec.dockerfile")
     try:
-        list_files(inputs.context)
-    except StoreError as e:
-        return problem(e.message, "spec.context")
+        context_files(inputs)
+    except ContextError as e:
+        return problem(str(e), "spec.context")
     return []
 
 

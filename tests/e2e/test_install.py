@@ -5,6 +5,7 @@ and are skipped with SUBSTRATUS_BOOTSTRAP_NO_GCLOUD=1; image builds with --no-im
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,11 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from substratus_cli import __version__
 from tests.conftest import REPO
 from tests.gke import FakeGKE, Settings
+from tests.gke.resources import ApiError
+from tests.registry import registry_server
 from tests.support.gcs import fake_gcs_server
 
 SCRIPT = REPO / "install" / "gke" / "bootstrap.sh"
@@ -31,10 +35,13 @@ def fakes() -> Iterator[tuple[FakeGKE, str]]:
         yield gke, gcs
 
 
-def bootstrap(*args: str, gke: FakeGKE, gcs: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+def bootstrap(*args: str, gke: FakeGKE, gcs: str, workdir: Path,
+              registry: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SUBSTRATUS_GKE_ENDPOINT": gke.url, "SUBSTRATUS_GKE_POLL_SECONDS": "0.02",
            "STORAGE_EMULATOR_HOST": gcs, "SUBSTRATUS_BOOTSTRAP_NO_GCLOUD": "1",
            "SUBSTRATUS_BOOTSTRAP_DIR": str(workdir)}
+    if registry:
+        env["SUBSTRATUS_BOOTSTRAP_REGISTRY"] = registry
     return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True,
                           timeout=300)
 
@@ -76,3 +83,26 @@ def test_bootstrap_refuses_a_bad_project_id_and_needs_one(
     missing = bootstrap(gke=gke, gcs=gcs, workdir=tmp_path / "stack")
     assert missing.returncode == 3 and "bootstrap.sh PROJECT [REGION]" in missing.stderr
     assert not (tmp_path / "stack").exists()
+
+
+def test_bootstrap_plans_the_workload_images_it_builds_without_docker(
+        fakes: tuple[FakeGKE, str], tmp_path: Path) -> None:
+    # Building them for real needs their python base image from a registry this machine cannot
+    # reach; the plan shows that substratus (not docker) builds them, from this checkout.
+    gke, gcs = fakes
+    with registry_server() as registry:
+        planned = bootstrap("acme-ml", REGION, "--plan", gke=gke, gcs=gcs,
+                            workdir=tmp_path / "stack", registry=f"{registry.host}/substratus")
+        assert planned.returncode == 0, planned.stdout + planned.stderr
+        assert "would enable the GKE, Cloud Storage and Artifact Registry APIs" in planned.stdout
+        for program in ("scratch", "trainer", "server", "notebook", "loader"):
+            assert f"+ Image/default/substratus-{program}" in planned.stdout
+            assert re.search(rf'\+ status\.image +\= "{re.escape(registry.host)}/substratus/'
+                             rf'substratus-{program}:[0-9a-f]{{20}}"', planned.stdout)
+        assert len(re.findall(rf'\+ spec\.tags +\= \["{re.escape(__version__)}"\]',
+                              planned.stdout)) == 5
+        assert "Plan: 9 to add, 0 to change, 0 to destroy." in planned.stdout
+        with pytest.raises(ApiError, match="Not found"):  # a plan makes nothing
+            gke.state.get_cluster(CLUSTER)
+    # No docker command anywhere in the script (only Artifact Registry's "docker" format name).
+    assert not re.search(r"(^|[;&|(]|then|do)\s*docker\s", SCRIPT.read_text(), re.M)

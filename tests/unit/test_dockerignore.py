@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from substratus_providers.images.dockerignore import ignored, parse
+from substratus_providers.images.dockerignore import ignored, parse, prunable
 
 PATTERNS = parse("""
 # build outputs
@@ -39,3 +39,12 @@ def test_paths_are_left_out_as_docker_leaves_them_out(path: str, left_out: bool)
 def test_comments_blank_lines_and_leading_slashes_are_not_patterns() -> None:
     assert [p.text for p in parse("\n# c\n /x/ \n!y\n")] == ["/x/", "y"]
     assert ignored("x/z", parse("/x/"))
+
+
+def test_an_ignored_folder_is_walked_only_when_a_later_pattern_could_bring_files_back() -> None:
+    patterns = parse("*\n!workloads\n**/__pycache__\n")
+    assert prunable(".venv", patterns)
+    assert not prunable("workloads", patterns)
+    assert prunable("workloads/__pycache__", patterns)
+    assert not prunable("logs", PATTERNS)  # `logs/*` ignores what is in it, not the folder
+    assert not prunable("pkg", PATTERNS)  # not ignored at all
