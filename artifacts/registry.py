@@ -11,17 +11,20 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import itertools
 import json
+import logging
 import os
 import re
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from substratus_artifacts.layout import StoreError
 
@@ -37,6 +40,25 @@ _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 # (user, password), or None for anonymous
 Credentials = tuple[str, str] | None
+
+
+TEMPORARY_STATUS = frozenset({429, 500, 502, 503, 504})
+log = logging.getLogger(__name__)
+
+
+class Retrying(Protocol):
+    """A retry policy (the core's RetryPolicy is one): this package imports nothing of the CLI."""
+
+    def delay(self, attempt: int, retry_after: float | None) -> float: ...
+
+    def allows(self, attempt: int, waited: float, delay: float, *, read: bool = False) -> bool: ...
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # the HTTP-date form: the backoff stands
 
 
 class RegistryError(StoreError):
@@ -138,15 +160,18 @@ class RegistryClient:
     """One registry host. Thread-safe: tokens are shared, requests counted under a lock."""
 
     def __init__(self, host: str, *, credentials: Credentials = None,
-                 token_source: Callable[[], str] | None = None, timeout: float = 30.0) -> None:
+                 token_source: Callable[[], str] | None = None, timeout: float = 30.0,
+                 retry: Retrying | None = None) -> None:
         """`token_source`: a bearer token for registries that take one directly (Artifact
-        Registry with an OAuth token), used instead of `credentials`."""
+        Registry with an OAuth token), used instead of `credentials`. `retry`: when to send a
+        temporary failure again (None: never)."""
         self.host = host
         scheme = "http" if host.rsplit(":", 1)[0] in LOOPBACK or host in LOOPBACK else "https"
         self.base = f"{scheme}://{host}"
         self.credentials = credentials
         self.token_source = token_source
         self.timeout = timeout
+        self.retry = retry
         self.requests = 0
         self._tokens: dict[str, str] = {}  # scope -> bearer token
         self._lock = threading.Lock()
@@ -213,14 +238,17 @@ class RegistryClient:
     def _request(self, method: str, path: str, repository: str, *, push: bool = False,
                  headers: Mapping[str, str] | None = None, body: bytes | None = None,
                  absent_ok: bool = False) -> tuple[int, Mapping[str, str], bytes] | None:
-        """Sends once, and once more with credentials if the registry asks for them."""
+        """Sends, once more with credentials if the registry asks for them, and again under the
+        retry policy when the answer is temporary (5xx, 429, a reset or timed-out connection)."""
         url = path if path.startswith(("http://", "https://")) else self.base + path
         if urllib.parse.urlsplit(url).netloc != self.host:
             # An upload Location elsewhere would carry our credentials to another host.
             raise RegistryError(f"registry {self.host} sent us to {url}; refused (another host)")
         scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
         auth = self._authorization(scope, None)
-        for attempt in (1, 2):
+        challenged = False
+        started = time.monotonic()
+        for attempt in itertools.count(1):
             request = urllib.request.Request(url, data=body, method=method,
                                              headers={**(headers or {}), **auth})
             with self._lock:
@@ -229,16 +257,30 @@ class RegistryClient:
                 with _OPENER.open(request, timeout=self.timeout) as answer:
                     return answer.status, dict(answer.headers.items()), answer.read()
             except urllib.error.HTTPError as e:
-                if e.code == 401 and attempt == 1:
+                if e.code == 401 and not challenged:
+                    challenged = True
                     auth = self._authorization(scope, e.headers.get("WWW-Authenticate", ""))
                     continue
                 if e.code == 404 and absent_ok:
                     return None
-                raise self._refused(method, path, e) from None
+                failure: Exception = self._refused(method, path, e)
+                temporary = e.code in TEMPORARY_STATUS
+                retry_after = _seconds(e.headers.get("Retry-After"))
             except OSError as e:
-                raise RegistryError(f"cannot reach registry {self.host}: {e}",
-                                    hint="check the Environment's registry and that it is up"
-                                    ) from None
+                failure = RegistryError(f"cannot reach registry {self.host}: {e}",
+                                        hint="check the Environment's registry and that it is up")
+                # Refused: nothing listens there, and trying again will not change that.
+                temporary = not isinstance(e, ConnectionRefusedError) and not isinstance(
+                    getattr(e, "reason", None), ConnectionRefusedError)
+                retry_after = None
+            delay = self.retry.delay(attempt, retry_after) if self.retry else 0.0
+            waited = time.monotonic() - started
+            if not (temporary and self.retry and self.retry.allows(
+                    attempt, waited, delay, read=method in ("GET", "HEAD"))):
+                raise failure from None
+            log.warning("%s %s on registry %s: %s; retrying in %.1f s (try %d)", method, path,
+                        self.host, failure, delay, attempt + 1)
+            time.sleep(delay)
         raise AssertionError("unreachable")
 
     def _authorization(self, scope: str, challenge: str | None) -> dict[str, str]:

@@ -46,6 +46,7 @@ from substratus_cli.provider import (
     plan_batch,
 )
 from substratus_cli.resource import Resource
+from substratus_cli.retry import RetryPolicy
 from substratus_providers.images.buildah import Buildah
 from substratus_providers.images.context import (
     BuildInputs,
@@ -60,6 +61,9 @@ from substratus_providers.images.context import (
 from substratus_providers.images.git import checkout, resolve
 
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+# A registry's 5xx, 429 and reset connections are sent again, a plan's reads for 15 s at most.
+REGISTRY_RETRY = RetryPolicy(first_delay=0.5, max_delay=4.0, tries=5, deadline=30.0,
+                             read_deadline=15.0)
 SHOWN_PATHS = 3
 
 
@@ -180,7 +184,8 @@ class Images:
     @property
     def client(self) -> RegistryClient:
         if self._client is None:
-            self._client = RegistryClient(self.host, credentials=docker_credentials(self.host))
+            self._client = RegistryClient(self.host, credentials=docker_credentials(self.host),
+                                          retry=REGISTRY_RETRY)
         return self._client
 
     def repository(self, a: Address) -> str:

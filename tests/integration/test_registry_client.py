@@ -4,11 +4,16 @@ what it pushes, skopeo reads back; a HEAD costs one request; auth from a Docker 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import http.server
 import json
 import os
 import shutil
 import subprocess
+import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +26,7 @@ from substratus_artifacts.registry import (
     RegistryError,
     docker_credentials,
 )
+from substratus_cli.retry import RetryPolicy
 from tests.registry import RegistryServer, registry_server
 
 EMPTY_CONFIG = b"{}"
@@ -130,6 +136,71 @@ echo '{{"ServerURL": "{guarded.host}", "Username": "{USER}", "Secret": "{PASSWOR
     (tmp_path / "config.json").write_text(json.dumps({"credsStore": "missing"}))
     with pytest.raises(RegistryError, match="docker-credential-missing is not on PATH"):
         docker_credentials(guarded.host)
+
+
+@contextlib.contextmanager
+def flaky_front(registry: RegistryServer, failures: int) -> Iterator[str]:
+    """A real HTTP server before the registry that answers its first `failures` requests with
+    503 and relays the rest."""
+    left = [failures]
+
+    class Relay(http.server.BaseHTTPRequestHandler):
+        def relay(self) -> None:
+            if left[0] > 0:
+                left[0] -= 1
+                self.send_response(503)
+                self.send_header("Retry-After", "0")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            request = urllib.request.Request(f"{registry.url}{self.path}", method=self.command,
+                                             headers={k: v for k, v in self.headers.items()
+                                                      if k.lower() != "host"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    status, headers, body = answer.status, answer.headers, answer.read()
+            except urllib.error.HTTPError as e:
+                status, headers, body = e.code, e.headers, e.read()
+            self.send_response(status)
+            for key, value in headers.items():
+                if key.lower() not in ("content-length", "connection", "date", "server"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_HEAD = relay
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Relay)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_temporary_answers_are_retried_under_the_policy(registry: RegistryServer) -> None:
+    digest = push_artifact(RegistryClient(registry.host), "team/flaky", "v1", b"weights")
+    with flaky_front(registry, failures=2) as host:
+        client = RegistryClient(host, retry=RetryPolicy(first_delay=0.01, max_delay=0.01,
+                                                        tries=5))
+        found = client.head_manifest("team/flaky", "v1")
+        assert found is not None and found.digest == digest
+        assert client.requests == 3
+    with flaky_front(registry, failures=1) as host, pytest.raises(
+            RegistryError, match=r"answered HEAD /v2/team/flaky/manifests/v1 with HTTP 503"):
+        RegistryClient(host).head_manifest("team/flaky", "v1")  # no policy: no retry
+    with flaky_front(registry, failures=10) as host:
+        gives_up = RegistryClient(host, retry=RetryPolicy(first_delay=0.01, tries=3))
+        with pytest.raises(RegistryError, match="HTTP 503"):
+            gives_up.head_manifest("team/flaky", "v1")
+        assert gives_up.requests == 3
 
 
 def test_an_unreachable_registry_is_named() -> None:
