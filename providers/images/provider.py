@@ -302,7 +302,7 @@ class Images:
             builder.push(local, f"{self.host}/{self.repository(a)}:{tag}",
                          logs / f"{built.tag}.push.log", authfile=self._authfile())
         self._remember(built)
-        return self._live(a, built.tag, digest, self.context.part_of)
+        return self._live(a, built.tag, digest, self.context.part_of, pushed=digest)
 
     @contextlib.contextmanager
     def _context(self, r: Resource, built: Identity) -> Iterator[BuildInputs]:
