@@ -1,6 +1,6 @@
 """The images provider: the Image kind on every runtime. An Image is built from a context with
 buildah and pushed to the Environment's registry as `<registry>/<name>:<identity>`; a plan reads
-the registry (one GET of the manifest per image) and rebuilds only when the identity changed.
+the registry (one HEAD of the manifest per image) and rebuilds only when the identity changed.
 
 Images are content addressed and may be shared, so destroy forgets an image and leaves it in
 the registry."""
@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from substratus_artifacts.registry import RegistryClient, docker_credentials
+from substratus_artifacts.registry import LOOPBACK, RegistryClient, docker_credentials
 from substratus_artifacts.statcache import StatCache
 from substratus_cli.action import UNKNOWN, Action, FieldChange
 from substratus_cli.address import IMAGE_KINDS, Address
@@ -60,7 +60,6 @@ from substratus_providers.images.context import (
 )
 from substratus_providers.images.git import checkout, resolve
 
-LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 # A registry's 5xx, 429 and reset connections are sent again, a plan's reads for 15 s at most.
 REGISTRY_RETRY = RetryPolicy(first_delay=0.5, max_delay=4.0, tries=5, deadline=30.0,
                              read_deadline=15.0)
