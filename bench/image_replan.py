@@ -85,7 +85,7 @@ def main() -> None:
             sys.exit("the re-plan found changes")
         images = ws.registry["Image"]
         assert isinstance(images, ImagesProvider)
-        handler = images.handlers["Image"]
+        handler = images.images
         hashed = sum(handler.identities_read.values())
 
         buildah = ["buildah", "--storage-driver", "vfs", "--root",

@@ -334,6 +334,32 @@ def apply_with(handler: KindHandler, request: ApplyRequest,
         return ApplyResponse(request.live, (ProviderDiagnostic.of(e, request.address, path),))
 
 
+class HandlerTable:
+    """The verbs of a provider that is a {kind: handler} table: read, plan, apply and ready go to
+    the handler of the kind (check stays the provider's own). A handler's ready that raises
+    answers a failed readiness with the error's message."""
+
+    handlers: Mapping[str, KindHandler]
+    kind_order: Sequence[str] = ()  # the order a plan batch is planned in (see plan_batch)
+    failure_path: str | None = None  # where an apply failure is placed (see apply_with)
+
+    def read(self, request: ReadRequest) -> ReadResponse:
+        return self.handlers[request.kind].read(request)
+
+    def plan(self, request: PlanRequest) -> PlanResponse:
+        return plan_batch(self.handlers, request, self.kind_order)
+
+    def apply(self, request: ApplyRequest) -> ApplyResponse:
+        return apply_with(self.handlers[request.address.kind], request, self.failure_path)
+
+    def ready(self, request: ReadyRequest) -> Readiness:
+        live = request.live
+        try:
+            return self.handlers[live.address.kind].ready(live)
+        except (SubstratusError, StoreError) as e:
+            return Readiness(False, failed=True, message=e.message)
+
+
 class Registry:
     """kind -> provider, for one run of one workspace (built once by wiring)."""
 

@@ -19,24 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from substratus_cli.address import INFRA_KINDS
 from substratus_cli.config.schema import EnvironmentSpec
-from substratus_cli.errors import ProviderError, SubstratusError, UsageError
+from substratus_cli.errors import ProviderError, UsageError
 from substratus_cli.provider import (
-    ApplyRequest,
-    ApplyResponse,
     CheckRequest,
     CheckResponse,
     ClusterAccess,
+    HandlerTable,
     KindHandler,
-    PlanRequest,
-    PlanResponse,
     ProviderContext,
     ProviderDiagnostic,
-    Readiness,
-    ReadRequest,
-    ReadResponse,
-    ReadyRequest,
-    apply_with,
-    plan_batch,
 )
 from substratus_cli.resource import Resource
 from substratus_providers.gcp.ownership import label_problems
@@ -55,9 +46,12 @@ _LIBRARIES = {"Cluster": ("google.cloud.container_v1", "google-cloud-container")
 _GKE_NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?")
 
 
-class GCPProvider:
+class GCPProvider(HandlerTable):
     name = "gcp"
     kinds = frozenset(INFRA_KINDS)
+    kind_order = INFRA_KINDS
+    # Placed at the resource's file:line: GKE's answers name only the cluster or pool.
+    failure_path = ""
 
     def __init__(self, context: ProviderContext, *, gke: GKE | None = None,
                  storage_client: storage.Client | None = None) -> None:
@@ -156,22 +150,6 @@ class GCPProvider:
                         for p in label_problems(r.labels)]
         return CheckResponse(tuple(out))
 
-    def read(self, request: ReadRequest) -> ReadResponse:
-        return self.handlers[request.kind].read(request)
-
-    def plan(self, request: PlanRequest) -> PlanResponse:
-        return plan_batch(self.handlers, request, INFRA_KINDS)
-
-    def apply(self, request: ApplyRequest) -> ApplyResponse:
-        # Placed at the resource's file:line: GKE's answers name only the cluster or pool.
-        return apply_with(self.handlers[request.address.kind], request, path="")
-
-    def ready(self, request: ReadyRequest) -> Readiness:
-        live = request.live
-        try:
-            return self.handlers[live.address.kind].ready(live)
-        except SubstratusError as e:
-            return Readiness(False, failed=True, message=e.message)
 
 
 class Handlers(Mapping[str, KindHandler]):

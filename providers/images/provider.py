@@ -27,23 +27,18 @@ from substratus_cli.provider import (
     MANAGED_BY_VALUE,
     PART_OF_LABEL,
     ApplyRequest,
-    ApplyResponse,
     Batch,
     CheckRequest,
     CheckResponse,
+    HandlerTable,
     LiveObject,
     PlanItem,
     PlannedChange,
-    PlanRequest,
-    PlanResponse,
     ProviderContext,
     ProviderDiagnostic,
     Readiness,
     ReadRequest,
     ReadResponse,
-    ReadyRequest,
-    apply_with,
-    plan_batch,
 )
 from substratus_cli.resource import Resource
 from substratus_cli.retry import RetryPolicy
@@ -66,13 +61,15 @@ REGISTRY_RETRY = RetryPolicy(first_delay=0.5, max_delay=4.0, tries=5, deadline=3
 SHOWN_PATHS = 3
 
 
-class ImagesProvider:
+class ImagesProvider(HandlerTable):
     name = "images"
     kinds = frozenset(IMAGE_KINDS)
+    kind_order = IMAGE_KINDS
 
     def __init__(self, context: ProviderContext) -> None:
         self.context = context
-        self.handlers = {"Image": Images(context)}
+        self.images = Images(context)
+        self.handlers = {"Image": self.images}
 
     def expand(self, resources: Sequence[Resource],
                environment: EnvironmentSpec) -> list[Resource]:
@@ -82,17 +79,6 @@ class ImagesProvider:
         return CheckResponse(tuple(d for r in request.resources for d in check_image(
             r, self.context.workdir, self.context.settings.get("registry"))))
 
-    def read(self, request: ReadRequest) -> ReadResponse:
-        return self.handlers[request.kind].read(request)
-
-    def plan(self, request: PlanRequest) -> PlanResponse:
-        return plan_batch(self.handlers, request, IMAGE_KINDS)
-
-    def apply(self, request: ApplyRequest) -> ApplyResponse:
-        return apply_with(self.handlers[request.address.kind], request)
-
-    def ready(self, request: ReadyRequest) -> Readiness:
-        return self.handlers[request.live.address.kind].ready(request.live)
 
 
 # The Image a workload's spec.build makes is named after the workload (as its objects are).

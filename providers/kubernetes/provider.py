@@ -12,21 +12,12 @@ from __future__ import annotations
 
 from substratus_cli.address import ML_KINDS
 from substratus_cli.provider import (
-    ApplyRequest,
-    ApplyResponse,
     CheckRequest,
     CheckResponse,
+    HandlerTable,
     KindHandler,
-    PlanRequest,
-    PlanResponse,
     ProviderContext,
     ProviderDiagnostic,
-    Readiness,
-    ReadRequest,
-    ReadResponse,
-    ReadyRequest,
-    apply_with,
-    plan_batch,
 )
 from substratus_providers.kubernetes.client import Client
 from substratus_providers.kubernetes.connection import Connection
@@ -34,9 +25,10 @@ from substratus_providers.kubernetes.pods import user_env
 from substratus_providers.kubernetes.workloads import Artifacts, Notebooks, Workloads
 
 
-class KubernetesProvider:
+class KubernetesProvider(HandlerTable):
     name = "kubernetes"
     kinds = frozenset(ML_KINDS)
+    kind_order = ML_KINDS
 
     def __init__(self, context: ProviderContext, client: Client | None = None) -> None:
         self.context = context
@@ -59,14 +51,3 @@ class KubernetesProvider:
                                               "spec.env"))
         return CheckResponse(tuple(out))
 
-    def read(self, request: ReadRequest) -> ReadResponse:
-        return self.handlers[request.kind].read(request)
-
-    def plan(self, request: PlanRequest) -> PlanResponse:
-        return plan_batch(self.handlers, request, ML_KINDS)
-
-    def apply(self, request: ApplyRequest) -> ApplyResponse:
-        return apply_with(self.handlers[request.address.kind], request)
-
-    def ready(self, request: ReadyRequest) -> Readiness:
-        return self.handlers[request.live.address.kind].ready(request.live)

@@ -9,21 +9,12 @@ from collections.abc import Iterator
 from substratus_cli.address import ML_KINDS, Address
 from substratus_cli.errors import ProviderError
 from substratus_cli.provider import (
-    ApplyRequest,
-    ApplyResponse,
     CheckRequest,
     CheckResponse,
+    HandlerTable,
     KindHandler,
-    PlanRequest,
-    PlanResponse,
     ProviderContext,
     ProviderDiagnostic,
-    Readiness,
-    ReadRequest,
-    ReadResponse,
-    ReadyRequest,
-    apply_with,
-    plan_batch,
 )
 from substratus_providers.local.datasets import Datasets
 from substratus_providers.local.machine import Machine
@@ -34,9 +25,10 @@ from substratus_providers.local.servers import Servers
 WORKLOAD_KINDS = ("Model", "ModelServer", "Notebook")
 
 
-class LocalProvider:
+class LocalProvider(HandlerTable):
     name = "local"
     kinds = frozenset(ML_KINDS)
+    kind_order = ML_KINDS
 
     def __init__(self, context: ProviderContext) -> None:
         self.context = context
@@ -72,17 +64,6 @@ class LocalProvider:
                 "install it: pip install 'substratus[workloads]'", r.address, "kind"))
         return CheckResponse(tuple(out))
 
-    def read(self, request: ReadRequest) -> ReadResponse:
-        return self.handlers[request.kind].read(request)
-
-    def plan(self, request: PlanRequest) -> PlanResponse:
-        return plan_batch(self.handlers, request, ML_KINDS)
-
-    def apply(self, request: ApplyRequest) -> ApplyResponse:
-        return apply_with(self.handlers[request.address.kind], request)
-
-    def ready(self, request: ReadyRequest) -> Readiness:
-        return self.handlers[request.live.address.kind].ready(request.live)
 
     # -- optional capabilities ----------------------------------------------------------------
 

@@ -74,7 +74,7 @@ def test_an_image_is_built_pushed_and_replanned_empty(cli, registry: RegistrySer
     assert not plan.has_changes and not plan.drift
     images = ws.registry["Image"]
     assert isinstance(images, ImagesProvider)
-    handler = images.handlers["Image"]
+    handler = images.images
     assert handler.client.requests == 1
     assert handler.identities_read == {plan.changes[0].address: 0}  # bytes hashed
     again = cli("plan", "--detailed-exitcode", root)
