@@ -21,6 +21,7 @@ from substratus_artifacts.statcache import StatCache
 from substratus_cli.action import UNKNOWN, Action, FieldChange
 from substratus_cli.address import IMAGE_KINDS, Address
 from substratus_cli.config.schema import EnvironmentSpec
+from substratus_cli.diagnostics import Diagnostics
 from substratus_cli.errors import ProviderError
 from substratus_cli.provider import (
     MANAGED_BY_LABEL,
@@ -90,16 +91,25 @@ def with_built_images(resources: Sequence[Resource]) -> list[Resource]:
     """`resources`, plus an Image for each workload's spec.build, which the workload depends on
     (its file and lines are the build's own, so a diagnostic points at spec.build)."""
     out = list(resources)
+    declared = {r.address: r for r in resources}
+    taken = Diagnostics()
     for n, r in enumerate(resources):
         build = r.spec.get("build")
         if r.kind not in BUILT_NAMES or not isinstance(build, Mapping):
             continue
         a = Address("Image", r.address.namespace, f"{BUILT_NAMES[r.kind]}-{r.name}")
+        if a in declared:
+            other = declared[a]
+            taken.error(f"{r.kind} {r.name!r} builds {a.short()}, which {other.file}:"
+                        f"{other.line} declares too", detail="rename that Image",
+                        file=r.file, line=r.line_of("spec.build"), field="spec.build")
+            continue
         lines = {"spec" + k.removeprefix("spec.build"): v for k, v in r.field_lines.items()
                  if k == "spec.build" or k.startswith("spec.build.")}
         out.append(Resource(a, dict(build), file=r.file, line=r.line_of("spec.build"),
                             field_lines=lines))
         out[n] = dataclasses.replace(r, refs=(*r.refs, a))
+    taken.raise_if_errors()
     return out
 
 

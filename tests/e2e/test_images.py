@@ -229,3 +229,19 @@ def test_the_custom_image_example_applies_and_replans_empty(cli, registry: Regis
     assert RegistryClient(registry.host).head_manifest("examples/hello", _tag_of(root))
     (root / "hello" / "notes.md").write_text("ignored\n")
     assert cli("plan", "--detailed-exitcode", root).code == 0
+
+
+def test_a_workload_build_whose_image_name_is_taken_is_refused(cli, registry: RegistryServer,
+                                                               tmp_path: Path) -> None:
+    image = IMAGE.replace("name: trainer", "name: model-tuned") + """---
+apiVersion: substratus.ai/v1
+kind: Model
+metadata: {name: tuned}
+spec:
+  source: {path: trainer}
+  build: {context: trainer}
+"""
+    refused = cli("validate", workspace(tmp_path / "ws", f"{registry.host}/ml", image=image))
+    assert refused.code == 3, refused.output
+    assert ("Error: images.yaml:12: spec.build: Model 'tuned' builds Image/model-tuned, which "
+            "images.yaml:1 declares too\n  rename that Image") in refused.err
