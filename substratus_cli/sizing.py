@@ -1,4 +1,4 @@
-"""GPU sizing arithmetic (DESIGN.md section 5): memory a model needs to serve or train, and the
+"""GPU sizing arithmetic: memory a model needs to serve or train, and the
 accelerators that hold it. Pure arithmetic; every estimate carries the sum it came from, for the plan."""
 
 from __future__ import annotations

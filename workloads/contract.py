@@ -1,4 +1,4 @@
-"""The workload contract of DESIGN.md section 2: where a workload finds its inputs and params,
+"""The workload contract of workloads/README.md: where a workload finds its inputs and params,
 where it writes its output, where it listens, and how it refuses a bad param (exit 2, one line).
 """
 

@@ -1,4 +1,4 @@
-"""GPU node pools sized for the workloads (DESIGN.md section 5): a Model trained, or a ModelServer
+"""GPU node pools sized for the workloads: a Model trained, or a ModelServer
 served, on the GKE Cluster the Environment names, whose size (spec.size) no declared NodePool's
 GPUs hold, gets a NodePool of the smallest GKE GPU shape that does. The plan shows it as any
 other NodePool to create; the workload's sizing note shows the arithmetic."""

@@ -1,4 +1,4 @@
-"""The workload contract (DESIGN.md section 2) inside a pod: /content, the environment a
+"""The workload contract (workloads/README.md) inside a pod: /content, the environment a
 workload reads (inputs, params, source, the user's env with secrets as secretKeyRefs), resources."""
 
 from __future__ import annotations

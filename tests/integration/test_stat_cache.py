@@ -1,4 +1,4 @@
-"""The stat cache keeps a no-op snapshot of a 1 GiB file from reading it again (DESIGN.md §3)."""
+"""The stat cache keeps a no-op snapshot of a 1 GiB file from reading it again."""
 
 from __future__ import annotations
 

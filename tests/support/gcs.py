@@ -1,4 +1,4 @@
-"""fake-gcs-server (DESIGN.md section 6) started by the tests: a real GCS API on a free loopback
+"""fake-gcs-server started by the tests: a real GCS API on a free loopback
 port, reached by the real google-cloud-storage client through STORAGE_EMULATOR_HOST."""
 
 from __future__ import annotations
