@@ -16,6 +16,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.support.servers import stop
+
 INSTALL_HINT = ("docker-registry is missing: apt-get install docker-registry apache2-utils "
                 "(Debian's distribution 2.8 and htpasswd; .ci/run installs them)")
 
@@ -93,9 +95,4 @@ def registry_server(credentials: tuple[str, str] | None = None,
             _wait_ready(server, proc)
             yield server
         finally:
-            proc.terminate()  # by its PID: only the server this started
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)

