@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
 
 from substratus_artifacts.files import hash_tree
 from substratus_artifacts.store import open_store
@@ -24,7 +22,7 @@ from substratus_providers.kubernetes.provider import KubernetesProvider
 from tests.cluster.controlplane import ControlPlane
 from tests.support import provider_conformance as conformance
 from tests.support.cluster import started_cluster
-from tests.support.gcs import fake_gcs_server
+from tests.support.gcs import bucket_beside
 
 pytestmark = pytest.mark.timeout(1800)  # the first test may build the control plane
 
@@ -41,12 +39,8 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
 @pytest.fixture(scope="module")
 def artifacts(cluster: ControlPlane) -> Iterator[str]:
     """gs://BUCKET/artifacts in a fake-gcs-server, with the environment pointing at both."""
-    with fake_gcs_server() as url, pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STORAGE_EMULATOR_HOST", url)
-        mp.setenv("KUBECONFIG", str(cluster.kubeconfig))
-        client = storage.Client(project="test", credentials=AnonymousCredentials())
-        bucket = client.create_bucket(conformance.unique("artifacts"))
-        yield f"gs://{bucket.name}/artifacts"
+    with bucket_beside(cluster.kubeconfig) as bucket:
+        yield f"gs://{bucket}/artifacts"
 
 
 class KubernetesHarness:

@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
 
 from substratus_artifacts.registry import RegistryClient
 from tests.cluster.controlplane import ControlPlane
 from tests.registry import RegistryServer, registry_server
 from tests.support.cluster import started_cluster
-from tests.support.gcs import fake_gcs_server
+from tests.support.gcs import bucket_beside
 
 pytestmark = pytest.mark.timeout(1800)  # the first test may build the control plane
 
@@ -30,11 +27,9 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
 
 @pytest.fixture(scope="module")
 def bucket(cluster: ControlPlane) -> Iterator[str]:
-    with fake_gcs_server() as url, pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STORAGE_EMULATOR_HOST", url)
-        mp.setenv("KUBECONFIG", str(cluster.kubeconfig))
-        client = storage.Client(project="test", credentials=AnonymousCredentials())
-        yield client.create_bucket(f"ml-{uuid.uuid4().hex[:8]}").name
+    """A bucket in a fake-gcs-server, and the environment that points substratus at both."""
+    with bucket_beside(cluster.kubeconfig) as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,9 @@ import socket
 import subprocess
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +62,17 @@ def fake_gcs_server() -> Iterator[str]:
         yield url
     finally:
         stop(proc)
+
+
+@contextlib.contextmanager
+def bucket_beside(kubeconfig: Path) -> Iterator[str]:
+    """A bucket in a new fake-gcs-server, with the environment pointing substratus at both it
+    (STORAGE_EMULATOR_HOST) and the cluster `kubeconfig` reaches: the name of the bucket."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    with fake_gcs_server() as url, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STORAGE_EMULATOR_HOST", url)
+        mp.setenv("KUBECONFIG", str(kubeconfig))
+        client = storage.Client(project="test", credentials=AnonymousCredentials())
+        yield client.create_bucket(f"ml-{uuid.uuid4().hex[:8]}").name
