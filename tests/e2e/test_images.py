@@ -245,3 +245,19 @@ spec:
     assert refused.code == 3, refused.output
     assert ("Error: images.yaml:12: spec.build: Model 'tuned' builds Image/model-tuned, which "
             "images.yaml:1 declares too\n  rename that Image") in refused.err
+
+
+def test_a_saved_plan_builds_what_it_planned_and_refuses_files_changed_since(
+        cli, registry: RegistryServer, tmp_path: Path) -> None:
+    root = workspace(tmp_path / "ws", f"{registry.host}/saved")
+    saved = tmp_path / "plan.json"
+    assert cli("plan", "--out", saved, root).code == 0
+    assert cli("apply", saved).code == 0
+    assert cli("plan", "--detailed-exitcode", root).code == 0
+
+    (root / "trainer" / "train.py").write_text("print('v2')\n")
+    assert cli("plan", "--out", saved, root).code == 0
+    (root / "trainer" / "train.py").write_text("print('v3, after the plan')\n")
+    stale = cli("apply", saved)
+    assert stale.code == 6, stale.output
+    assert "the context of Image 'trainer' changed since the plan (plan again)" in stale.output
