@@ -95,6 +95,31 @@ class Store:
             return False
         return not self.missing_blobs(entry.sha256 for entry in manifest.entries)
 
+    def verify(self, digest: str) -> tuple[list[str], int]:
+        """Every blob of the snapshot read back and hashed (streamed, nothing kept): the problems
+        found, each naming the blob and the path it holds, and the bytes read."""
+        try:
+            manifest = self.get_manifest(digest)
+        except StoreError as exc:
+            return [exc.message], 0
+        if manifest is None:
+            return [f"manifest of {digest} is missing from {self.url}"], 0
+        entries = {e.sha256: e for e in manifest.entries}
+
+        def one(entry: ManifestEntry) -> tuple[str | None, int]:
+            key = blob_key(entry.sha256)
+            sink = _HashingSink(_Discard())
+            if not self.backend.download(key, sink):
+                return f"blob sha256:{entry.sha256} ({entry.path}) is missing", 0
+            actual = sink.hash.hexdigest()
+            if (actual, sink.size) != (entry.sha256, entry.size):
+                return (f"blob sha256:{entry.sha256} ({entry.path}) is corrupt: it holds "
+                        f"sha256:{actual} ({sink.size} bytes, {entry.size} expected)"), sink.size
+            return None, sink.size
+
+        results = in_parallel(one, list(entries.values()), self.backend.parallelism)
+        return [p for p, _ in results if p], sum(n for _, n in results)
+
     def materialize(self, digest: str, dest: Path, *, verify: bool = False) -> Manifest:
         """Write the snapshot's files under dest, read-only. Blobs in a local folder are
         hard-linked unless `verify` (the store checked them when it wrote them); any other read
@@ -169,10 +194,23 @@ class Store:
         self.backend.replace(ref_key(name), ref_content(digest))
 
 
+class _Discard:
+    """Where a verification's download goes: nowhere."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return 0
+
+    def truncate(self) -> int:
+        return 0
+
+
 class _HashingSink:
     """A file a download is written into, hashed on the way."""
 
-    def __init__(self, handle: IO[bytes]) -> None:
+    def __init__(self, handle: IO[bytes] | _Discard) -> None:
         self.handle = handle
         self.hash = hashlib.sha256()
         self.size = 0

@@ -175,6 +175,23 @@ def state_list(directory: Path) -> None:
 
 
 @cli.command()
+@DIRECTORY
+def verify(directory: Path) -> None:
+    """Read back every dataset snapshot and model artifact the state names and check each blob
+    against its manifest. Exits 1 naming what is missing or corrupt."""
+    result = operations.verify(directory)
+    for d in result.damage:
+        err.print(Text(f"Error: {d.address}: {d.digest}: {d.problem}"))
+    mib = result.bytes_read / (1 << 20)
+    if result.damage:
+        damaged = len({d.digest for d in result.damage})
+        raise SubstratusError(f"{damaged} of {result.snapshots} snapshot(s) damaged ({mib:.1f} "
+                              "MiB read)", hint="apply again to snapshot what the files "
+                                                "declare; nothing was changed")
+    out.print(f"Verified {result.snapshots} snapshot(s), {mib:.1f} MiB read: intact.")
+
+
+@cli.command()
 @click.argument("address", metavar="ADDR")
 @DIRECTORY
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the workload exits.")

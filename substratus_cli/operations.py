@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from substratus_cli import dispatch, wiring
+from substratus_cli import dispatch, verification, wiring
 from substratus_cli.address import Address
 from substratus_cli.apply import Executor, Outcome, Reporter
 from substratus_cli.diagnostics import Diagnostics, DiagnosticsError
@@ -22,6 +22,7 @@ from substratus_cli.planfile import load as load_planfile
 from substratus_cli.planner import PlanOptions, build_plan, recorded_statuses
 from substratus_cli.provider import LogSource, Opener, Provider, Registry, Targeted
 from substratus_cli.state import Inventory, StateSession
+from substratus_cli.verification import Verification
 from substratus_cli.workspace import Loaded, Workspace, load
 
 
@@ -159,6 +160,13 @@ def open_url(directory: Path, address: Address) -> str:
     if not isinstance(provider, Opener):
         raise ProviderError(f"the {provider.name} provider cannot open {address.kind} objects")
     return provider.open_url(address)
+
+
+def verify(directory: Path) -> Verification:
+    """Every snapshot the state reaches, read back from the artifact store and checked."""
+    ws = open_workspace(directory)
+    return verification.verify(ws.backend.read(),
+                               wiring.open_artifact_store(ws.artifacts_url, ws.workdir))
 
 
 def inventory_of(directory: Path) -> tuple[Workspace, Inventory | None]:

@@ -1,0 +1,71 @@
+"""`substratus verify`: every dataset snapshot and model artifact the state reaches, read back
+from the artifact store and checked against its manifest, blob by blob."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from substratus_artifacts.layout import StoreError
+from substratus_artifacts.store import Store
+from substratus_cli.address import Address
+from substratus_cli.state import Inventory
+
+# The kinds whose status names a snapshot in the artifact store (an Image's names a registry's).
+SNAPSHOT_KINDS = ("Dataset", "Model")
+
+
+@dataclasses.dataclass(frozen=True)
+class Damage:
+    address: Address
+    digest: str  # the snapshot, or the ref that should name one
+    problem: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Verification:
+    snapshots: int
+    bytes_read: int
+    damage: tuple[Damage, ...]
+
+
+def reachable(inventory: Inventory | None, store: Store) -> tuple[dict[str, list[Address]],
+                                                                  list[Damage]]:
+    """snapshot digest -> the addresses whose state names it: their recorded digest, or the
+    digest their artifact ref (a Job's output on Kubernetes) holds."""
+    out: dict[str, list[Address]] = {}
+    damage = []
+    for a, entry in sorted((inventory.entries if inventory else {}).items()):
+        if a.kind not in SNAPSHOT_KINDS:
+            continue
+        try:
+            digest = _digest_of(entry.status, store)
+        except StoreError as e:
+            damage.append(Damage(a, str(entry.status.get("artifact")), e.message))
+            continue
+        if digest:
+            out.setdefault(digest, []).append(a)
+    return out, damage
+
+
+def verify(inventory: Inventory | None, store: Store) -> Verification:
+    snapshots, damage = reachable(inventory, store)
+    total = 0
+    for digest, addresses in sorted(snapshots.items()):
+        problems, read = store.verify(digest)
+        total += read
+        damage += [Damage(a, digest, p) for a in addresses for p in problems]
+    return Verification(len(snapshots), total, tuple(damage))
+
+
+def _digest_of(status: Mapping[str, object], store: Store) -> str | None:
+    """The snapshot a status names; a ref that names none is a StoreError."""
+    if status.get("digest"):
+        return str(status["digest"])
+    artifact = str(status.get("artifact") or "")
+    if "/refs/" not in artifact:
+        return None
+    digest = store.get_ref(artifact.split("/refs/", 1)[1])
+    if digest is None:
+        raise StoreError(f"the ref {artifact} is missing")
+    return digest
