@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -43,12 +44,14 @@ class StatCache:
 
     `save()` merges with what another process saved meanwhile and replaces the file atomically:
     two processes may lose each other's newest entries (last writer wins), never corrupt the file.
+    Threads of one process (parallel downloads and apply steps) may share one.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._entries: dict[str, tuple[_Key, str]] = self._load()
         self._recorded: dict[str, tuple[_Key, str]] = {}
+        self._lock = threading.Lock()
 
     @property
     def dirty(self) -> bool:
@@ -75,17 +78,22 @@ class StatCache:
         was not recorded. `read_started_ns` is time.time_ns() when the read began (default: now)."""
         started = time.time_ns() if read_started_ns is None else read_started_ns
         key_path = _key_path(path)
-        if is_racy(stat_result, started):
-            self._entries.pop(key_path, None)
-            self._recorded.pop(key_path, None)
-            return False
-        value = (_stat_key(stat_result), sha256)
-        self._entries[key_path] = value
-        self._recorded[key_path] = value
-        return True
+        with self._lock:
+            if is_racy(stat_result, started):
+                self._entries.pop(key_path, None)
+                self._recorded.pop(key_path, None)
+                return False
+            value = (_stat_key(stat_result), sha256)
+            self._entries[key_path] = value
+            self._recorded[key_path] = value
+            return True
 
     def save(self) -> None:
         """Merge this process's new entries into the file on disk and replace it atomically."""
+        with self._lock:
+            self._save()
+
+    def _save(self) -> None:
         if not self._recorded and self.path.exists():
             return
         merged = self._load()

@@ -10,11 +10,13 @@ import errno
 import hashlib
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from substratus_artifacts.backend import READ_ONLY, Backend, DigestMismatch, FileBackend
+from substratus_artifacts.files import CHUNK_SIZE as CHUNK
 from substratus_artifacts.layout import (
     StoreError,
     blob_key,
@@ -24,6 +26,7 @@ from substratus_artifacts.layout import (
     ref_key,
 )
 from substratus_artifacts.manifest import Manifest, ManifestEntry, ManifestError, normalize_sha256
+from substratus_artifacts.statcache import StatCache
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -120,10 +123,15 @@ class Store:
         results = in_parallel(one, list(entries.values()), self.backend.parallelism)
         return [p for p, _ in results if p], sum(n for _, n in results)
 
-    def materialize(self, digest: str, dest: Path, *, verify: bool = False) -> Manifest:
+    def materialize(self, digest: str, dest: Path, *, verify: bool = False,
+                    copies: StatCache | None = None) -> Manifest:
         """Write the snapshot's files under dest, read-only. Blobs in a local folder are
-        hard-linked unless `verify` (the store checked them when it wrote them); any other read
-        is checked against the manifest and a mismatch leaves nothing at its path."""
+        hard-linked unless `verify` (the store checked them when it wrote them) or `copies`; any
+        other read is checked against the manifest and a mismatch leaves nothing at its path.
+
+        `copies`: for a workload, which must not be able to write through to a blob (a hard link
+        is the blob, and root writes read-only files): each local blob is copied, hashed on the
+        way unless this stat cache vouches that the blob is unchanged since it last hashed it."""
         manifest = self.get_manifest(digest)
         if manifest is None:
             raise StoreError(f"snapshot {digest} is not in the artifact store {self.url}")
@@ -139,7 +147,10 @@ class Store:
             if local is not None:
                 if not local.is_file():
                     raise self._incomplete(digest, entries[0])
-                _link_or_copy(local, first)
+                if copies is not None:
+                    self._copy_checked(local, first, entries[0], copies)
+                else:
+                    _link_or_copy(local, first)
             else:
                 self._download_checked(entries[0], first, digest)
             for other in entries[1:]:  # the same content at several paths: read once
@@ -163,6 +174,38 @@ class Store:
                     f"({sink.size} bytes), the manifest says sha256:{entry.sha256} "
                     f"({entry.size} bytes); refused")
             os.chmod(staging, READ_ONLY)  # as the file backend's hard links to its blobs are
+            os.replace(staging, target)
+        except OSError as exc:
+            raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                staging.unlink()
+
+    def _copy_checked(self, blob: Path, target: Path, entry: ManifestEntry,
+                      cache: StatCache) -> None:
+        """A read-only copy of a local blob. Hashed while copied (at disk speed) unless the stat
+        cache knows this very file (size, mtime, ctime, inode) holds `entry`'s content; a blob
+        that does not is refused and nothing is left at `target`."""
+        staging = target.with_name(f".{target.name}.substratus-part")
+        try:
+            before = os.stat(blob)
+            with open(blob, "rb") as source, open(staging, "wb") as out:
+                if cache.lookup(blob, before) == entry.sha256:
+                    shutil.copyfileobj(source, out, CHUNK)
+                else:
+                    started = time.time_ns()
+                    sink = _HashingSink(out)
+                    while chunk := source.read(CHUNK):
+                        sink.write(chunk)
+                    if (sink.hash.hexdigest(), sink.size) != (entry.sha256, entry.size):
+                        raise StoreError(
+                            f"checksum mismatch for {entry.path}: {self.url}/"
+                            f"{blob_key(entry.sha256)} holds sha256:{sink.hash.hexdigest()} "
+                            f"({sink.size} bytes), the manifest says sha256:{entry.sha256} "
+                            f"({entry.size} bytes); refused",
+                            hint="`substratus verify` lists what is damaged")
+                    cache.record(blob, os.stat(blob), entry.sha256, read_started_ns=started)
+            os.chmod(staging, READ_ONLY)
             os.replace(staging, target)
         except OSError as exc:
             raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from None

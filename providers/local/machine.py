@@ -62,7 +62,7 @@ class Machine:
 
     @functools.cached_property
     def runtime(self) -> Runtime:
-        return Runtime(self.root, self.context.workdir, self.store, self.book)
+        return Runtime(self.root, self.context.workdir, self.store, self.book, self.cache)
 
     def labels(self, desired: Resource) -> dict[str, str]:
         """The resource's labels and the ownership labels every object substratus makes carries."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from substratus_artifacts.snapshots import SnapshotResult, snapshot_tree
+from substratus_artifacts.statcache import StatCache
 from substratus_artifacts.store import Store
 from substratus_cli import failpoints
 from substratus_cli.address import Address
@@ -43,11 +44,13 @@ class Workload:
 class Runtime:
     """Lays out content directories, starts workloads and keeps their logs."""
 
-    def __init__(self, root: Path, workdir: Path, store: Store, book: ProcessBook) -> None:
+    def __init__(self, root: Path, workdir: Path, store: Store, book: ProcessBook,
+                 cache: StatCache) -> None:
         self.root = root  # .substratus/runtime
         self.workdir = workdir
         self.store = store
         self.book = book
+        self.cache = cache  # which blobs were hashed since they last changed
 
     def prepare(self, w: Workload, run_id: str) -> Path:
         """The content directory of one run: params.json, data/ and model/ from the store."""
@@ -55,7 +58,10 @@ class Runtime:
         content.mkdir(parents=True, exist_ok=True)
         (content / "params.json").write_text(json.dumps(dict(w.params), indent=2, sort_keys=True))
         for name, digest in w.inputs.items():
-            self.store.materialize(digest, content / name)
+            # Copies, checked: a workload (as root, or after chmod) must not write to a blob.
+            self.store.materialize(digest, content / name, copies=self.cache)
+        if self.cache.dirty:
+            self.cache.save()
         (content / "artifacts").mkdir(exist_ok=True)
         return content
 

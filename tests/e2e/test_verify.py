@@ -61,3 +61,33 @@ def test_verify_with_nothing_applied_has_nothing_to_check(cli, tmp_path: Path) -
     checked = cli("verify", workspace(tmp_path / "ws"))
     assert checked.code == 0
     assert checked.out.startswith("Verified 0 snapshot(s)")
+
+
+def test_a_workload_that_writes_to_its_inputs_leaves_the_store_intact(cli,
+                                                                     tmp_path: Path) -> None:
+    # A training command (as root, which read-only files do not stop) appending to its dataset.
+    root = workspace(tmp_path / "ws")
+    (root / "weights").mkdir()
+    (root / "weights" / "config.json").write_text("{}")
+    (root / "models.yaml").write_text("""\
+apiVersion: substratus.ai/v1
+kind: Model
+metadata: {name: base}
+spec:
+  source: {path: weights}
+---
+apiVersion: substratus.ai/v1
+kind: Model
+metadata: {name: tuned}
+spec:
+  training: {baseModel: {name: base}, dataset: {name: rows}}
+  command: ["sh", "-c", "echo tampered >> $SUBSTRATUS_CONTENT/data/a.jsonl && echo tampered >> $SUBSTRATUS_CONTENT/model/config.json && echo w > $SUBSTRATUS_CONTENT/artifacts/w.bin"]
+""")
+    time.sleep(0.2)
+    applied = cli("apply", "--auto-approve", root)
+    assert applied.code == 0, applied.output
+    assert blob(root, '{"a": 1}\n').read_text() == '{"a": 1}\n'
+    assert blob(root, "{}").read_text() == "{}"
+    checked = cli("verify", root)
+    assert checked.code == 0, checked.output
+    assert checked.out.startswith("Verified 3 snapshot(s)")

@@ -124,7 +124,8 @@ Fetch = Callable[[dict[str, Any]], SnapshotResult]
 
 @pytest.fixture
 def fetch(tmp_path: Path, store: Store, cache: StatCache) -> Fetch:
-    runtime = Runtime(tmp_path / "runtime", tmp_path, store, ProcessBook(tmp_path / "processes"))
+    runtime = Runtime(tmp_path / "runtime", tmp_path, store, ProcessBook(tmp_path / "processes"),
+                      cache)
     address = Address("Dataset", "default", "colors")
     return lambda source: fetch_snapshot(address, source, tmp_path, store, cache, runtime, {},
                                          resolve_secret)

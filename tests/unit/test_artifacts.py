@@ -367,3 +367,25 @@ def test_stat_cache_survives_a_corrupt_file_and_merges_concurrent_savers(
     merged = StatCache(path)
     assert merged.lookup(one, one.stat()) == sha(b"one")
     assert merged.lookup(two, two.stat()) == sha(b"two")
+
+
+def test_copies_for_a_workload_are_checked_and_never_the_blob(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_bytes(b"alpha")
+    digest = snapshot_tree(tmp_path / "src", store, None).digest
+    blob = blob_path(store, sha(b"alpha"))
+    time.sleep(0.2)  # past the stat cache's racy window
+    cache = StatCache(tmp_path / "stat.json")
+    store.materialize(digest, tmp_path / "one", copies=cache)
+    copy = tmp_path / "one" / "a.txt"
+    assert copy.read_bytes() == b"alpha" and copy.stat().st_ino != blob.stat().st_ino
+    assert cache.lookup(blob, blob.stat()) == sha(b"alpha")  # hashed once, remembered
+    copy.chmod(0o644)
+    copy.write_bytes(b"written by the workload")
+    assert blob.read_bytes() == b"alpha"
+
+    blob.chmod(0o644)
+    blob.write_bytes(b"alphx")  # corrupt: the stat cache no longer vouches for it
+    with pytest.raises(StoreError, match=r"checksum mismatch for a.txt: .* refused"):
+        store.materialize(digest, tmp_path / "two", copies=cache)
+    assert not (tmp_path / "two" / "a.txt").exists()
