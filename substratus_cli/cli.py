@@ -186,8 +186,10 @@ def verify(directory: Path) -> None:
     if result.damage:
         damaged = len({d.digest for d in result.damage})
         raise SubstratusError(f"{damaged} of {result.snapshots} snapshot(s) damaged ({mib:.1f} "
-                              "MiB read)", hint="apply again to snapshot what the files "
-                                                "declare; nothing was changed")
+                              "MiB read)",
+                              hint="nothing was changed; delete the blobs named, then `substratus "
+                                   "apply --replace ADDR` for each address snapshots or builds "
+                                   "it again")
     out.print(f"Verified {result.snapshots} snapshot(s), {mib:.1f} MiB read: intact.")
 
 
