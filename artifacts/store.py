@@ -160,52 +160,49 @@ class Store:
         return manifest
 
     def _download_checked(self, entry: ManifestEntry, target: Path, digest: str) -> None:
-        staging = target.with_name(f".{target.name}.substratus-part")
-        key = blob_key(entry.sha256)
-        try:
-            with open(staging, "wb") as handle:
-                sink = _HashingSink(handle)
-                if not self.backend.download(key, sink):
-                    raise self._incomplete(digest, entry)
-            actual = sink.hash.hexdigest()
-            if (actual, sink.size) != (entry.sha256, entry.size):
-                raise StoreError(
-                    f"checksum mismatch for {entry.path}: {self.url}/{key} holds sha256:{actual} "
-                    f"({sink.size} bytes), the manifest says sha256:{entry.sha256} "
-                    f"({entry.size} bytes); refused")
-            os.chmod(staging, READ_ONLY)  # as the file backend's hard links to its blobs are
-            os.replace(staging, target)
-        except OSError as exc:
-            raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from None
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                staging.unlink()
+        def fill(sink: _HashingSink) -> None:
+            if not self.backend.download(blob_key(entry.sha256), sink):
+                raise self._incomplete(digest, entry)
+
+        self._staged(entry, target, fill, check=True)
 
     def _copy_checked(self, blob: Path, target: Path, entry: ManifestEntry,
                       cache: StatCache) -> None:
         """A read-only copy of a local blob. Hashed while copied (at disk speed) unless the stat
         cache knows this very file (size, mtime, ctime, inode) holds `entry`'s content; a blob
         that does not is refused and nothing is left at `target`."""
+        try:
+            vouched = cache.lookup(blob, os.stat(blob)) == entry.sha256
+        except OSError as exc:
+            raise StoreError(f"cannot read {blob}: {exc.strerror or exc}") from None
+        started = time.time_ns()
+
+        def fill(sink: _HashingSink) -> None:
+            with open(blob, "rb") as source:
+                shutil.copyfileobj(source, sink, CHUNK)
+
+        self._staged(entry, target, fill, check=not vouched)
+        if not vouched:
+            cache.record(blob, os.stat(blob), entry.sha256, read_started_ns=started)
+
+    def _staged(self, entry: ManifestEntry, target: Path, fill: Callable[[_HashingSink], None],
+                *, check: bool) -> None:
+        """`target` written through a staging file beside it by `fill`, read-only; when `check`,
+        hashed on the way and refused unless it is `entry`'s content. On any failure nothing is
+        left at `target`."""
         staging = target.with_name(f".{target.name}.substratus-part")
         try:
-            before = os.stat(blob)
-            with open(blob, "rb") as source, open(staging, "wb") as out:
-                if cache.lookup(blob, before) == entry.sha256:
-                    shutil.copyfileobj(source, out, CHUNK)
-                else:
-                    started = time.time_ns()
-                    sink = _HashingSink(out)
-                    while chunk := source.read(CHUNK):
-                        sink.write(chunk)
-                    if (sink.hash.hexdigest(), sink.size) != (entry.sha256, entry.size):
-                        raise StoreError(
-                            f"checksum mismatch for {entry.path}: {self.url}/"
-                            f"{blob_key(entry.sha256)} holds sha256:{sink.hash.hexdigest()} "
-                            f"({sink.size} bytes), the manifest says sha256:{entry.sha256} "
-                            f"({entry.size} bytes); refused",
-                            hint="`substratus verify` lists what is damaged")
-                    cache.record(blob, os.stat(blob), entry.sha256, read_started_ns=started)
-            os.chmod(staging, READ_ONLY)
+            with open(staging, "wb") as handle:
+                sink = _HashingSink(handle, hashing=check)
+                fill(sink)
+            actual = sink.hash.hexdigest()
+            if check and (actual, sink.size) != (entry.sha256, entry.size):
+                raise StoreError(
+                    f"checksum mismatch for {entry.path}: {self.url}/{blob_key(entry.sha256)} "
+                    f"holds sha256:{actual} ({sink.size} bytes), the manifest says "
+                    f"sha256:{entry.sha256} ({entry.size} bytes); refused",
+                    hint="`substratus verify` lists what is damaged")
+            os.chmod(staging, READ_ONLY)  # as the file backend's hard links to its blobs are
             os.replace(staging, target)
         except OSError as exc:
             raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from None
@@ -253,13 +250,15 @@ class _Discard:
 class _HashingSink:
     """A file a download is written into, hashed on the way."""
 
-    def __init__(self, handle: IO[bytes] | _Discard) -> None:
+    def __init__(self, handle: IO[bytes] | _Discard, *, hashing: bool = True) -> None:
         self.handle = handle
+        self.hashing = hashing  # False: counted and written only (a blob already vouched for)
         self.hash = hashlib.sha256()
         self.size = 0
 
     def write(self, data: bytes) -> int:
-        self.hash.update(data)
+        if self.hashing:
+            self.hash.update(data)
         self.size += len(data)
         return self.handle.write(data)
 
