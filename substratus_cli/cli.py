@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import sys
 import traceback
 import webbrowser
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
+import yaml
 from rich.console import Console
 from rich.text import Text
 
@@ -23,10 +27,13 @@ from substratus_cli.diagnostics import DiagnosticsError
 from substratus_cli.errors import EXIT_CODES_HELP, ExitCode, SubstratusError, UsageError
 from substratus_cli.graph import Graph
 from substratus_cli.operations import open_workspace
+from substratus_cli.outputs import as_json as outputs_as_json
 from substratus_cli.planner import PlanOptions
 from substratus_cli.render.human import render_plan
 from substratus_cli.render.json_plan import plan_to_json
 from substratus_cli.render.progress import ConsoleReporter, render_outcome
+from substratus_cli.secrets import redact
+from substratus_cli.stacks import VariableInput, scaffold
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -46,6 +53,22 @@ LOCK_TIMEOUT = click.option("--lock-timeout", default="0s", show_default=True, m
                             help="How long to wait for the state lock (e.g. 30s, 5m).")
 
 
+def with_variables(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--var and --var-file, given to the command as one `variables` argument."""
+    @click.option("--var", "var_assignments", multiple=True, metavar="NAME=VALUE",
+                  help="Set a workspace variable (declared by a Variable document). Repeatable; "
+                       "SUBSTRATUS_VAR_NAME sets one too.")
+    @click.option("--var-file", "var_files", multiple=True, metavar="FILE",
+                  type=click.Path(dir_okay=False, path_type=Path),
+                  help="Read variables from a YAML file of NAME: VALUE. Repeatable.")
+    @functools.wraps(command)
+    def wrapper(*args: Any, var_assignments: tuple[str, ...], var_files: tuple[Path, ...],
+                **kwargs: Any) -> Any:
+        kwargs["variables"] = VariableInput.from_command_line(var_assignments, var_files)
+        return command(*args, **kwargs)
+    return wrapper
+
+
 @click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="substratus")
 def cli() -> None:
@@ -55,9 +78,10 @@ def cli() -> None:
 
 @cli.command()
 @DIRECTORY
-def validate(directory: Path) -> None:
+@with_variables
+def validate(directory: Path, variables: VariableInput) -> None:
     """Check the resource files: syntax, schema, references, cycles. Reads no live state."""
-    ws = open_workspace(directory)
+    ws = open_workspace(directory, variables)
     n = len(ws.resources) + (1 if ws.environment else 0)
     out.print(f"Success! The resource files are valid ({n} resource{'s' if n != 1 else ''}).")
 
@@ -72,11 +96,13 @@ def validate(directory: Path) -> None:
 @click.option("--destroy", is_flag=True, help="Plan the destruction of everything managed.")
 @TARGET
 @REPLACE
+@with_variables
 def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_json: bool,
-         destroy: bool, targets: tuple[str, ...], replace: tuple[str, ...]) -> None:
+         destroy: bool, targets: tuple[str, ...], replace: tuple[str, ...],
+         variables: VariableInput) -> None:
     """Show what apply would change: read the files and the live state, diff them."""
     options = PlanOptions(destroy, _addresses(targets), _addresses(replace))
-    the_plan = operations.plan_directory(directory, options)
+    the_plan = operations.plan_directory(directory, options, variables)
     if out_file is not None:
         planfile.save(the_plan, out_file)
     if as_json:
@@ -97,17 +123,21 @@ def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_jso
 @LOCK_TIMEOUT
 @TARGET
 @REPLACE
+@with_variables
 def apply(path: Path, auto_approve: bool, parallelism: int, lock_timeout: str,
-          targets: tuple[str, ...], replace: tuple[str, ...]) -> None:
+          targets: tuple[str, ...], replace: tuple[str, ...], variables: VariableInput) -> None:
     """Carry out the changes: plan, ask for 'yes', apply. With a PLANFILE, apply exactly it."""
     settings = _settings(parallelism, lock_timeout, auto_approve, "apply")
     if path.is_file():
         if targets or replace:
             raise UsageError("--target and --replace cannot be used with a saved plan")
+        if variables.assignments or variables.files:
+            raise UsageError("--var and --var-file cannot be used with a saved plan",
+                             hint="a saved plan holds the values it was made with")
         _, outcome = operations.apply_saved(path, settings)
     else:
         options = PlanOptions(False, _addresses(targets), _addresses(replace))
-        _, outcome = operations.apply_directory(path, options, settings)
+        _, outcome = operations.apply_directory(path, options, settings, variables)
     _finish(outcome, destroy=False)
 
 
@@ -117,12 +147,13 @@ def apply(path: Path, auto_approve: bool, parallelism: int, lock_timeout: str,
 @PARALLELISM
 @LOCK_TIMEOUT
 @TARGET
+@with_variables
 def destroy(directory: Path, auto_approve: bool, parallelism: int, lock_timeout: str,
-            targets: tuple[str, ...]) -> None:
+            targets: tuple[str, ...], variables: VariableInput) -> None:
     """Destroy everything substratus manages for this directory, in reverse dependency order."""
     settings = _settings(parallelism, lock_timeout, auto_approve, "destroy")
     options = PlanOptions(True, _addresses(targets))
-    _, outcome = operations.apply_directory(directory, options, settings)
+    _, outcome = operations.apply_directory(directory, options, settings, variables)
     _finish(outcome, destroy=True)
 
 
@@ -141,9 +172,10 @@ def show(plan_path: Path, as_json: bool) -> None:
 
 @cli.command()
 @DIRECTORY
-def graph(directory: Path) -> None:
+@with_variables
+def graph(directory: Path, variables: VariableInput) -> None:
     """Print the dependency graph in DOT (pipe it to `dot -Tsvg`)."""
-    ws = open_workspace(directory)
+    ws = open_workspace(directory, variables)
     g = Graph.from_resources(ws.resources)
     click.echo("digraph substratus {\n  rankdir = \"RL\";\n  node [shape = box];")
     for a in g.order():
@@ -160,11 +192,11 @@ def state() -> None:
 
 @state.command("list")
 @DIRECTORY
-def state_list(directory: Path) -> None:
+@with_variables
+def state_list(directory: Path, variables: VariableInput) -> None:
     """List the addresses substratus manages, with their digests, artifact refs, endpoints and
     pending marks."""
-    ws = open_workspace(directory)
-    inventory = ws.backend.read()
+    _, inventory = operations.inventory_of(directory, variables)
     for address, entry in sorted((inventory.entries if inventory else {}).items()):
         fields = [str(address)]
         fields += [f"{k}={entry.status[k]}" for k in ("digest", "artifact", "endpoint")
@@ -174,12 +206,117 @@ def state_list(directory: Path) -> None:
         click.echo("\t".join(fields))
 
 
+@state.command("show")
+@click.argument("address", metavar="ADDR")
+@DIRECTORY
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
+@with_variables
+def state_show(address: str, directory: Path, as_json: bool, variables: VariableInput) -> None:
+    """Show one address: what the state recorded (status, dependencies, pending marks) and the
+    spec the files declare now, and whether that is what was last applied."""
+    record = operations.state_record(directory, Address.parse(address), variables)
+    entry, declared = record.entry, record.declared
+    data: dict[str, Any] = {"address": str(record.address), "managed": entry is not None,
+                            "applied_as_declared": record.applied_as_declared}
+    if entry is not None:
+        data.update(provider=entry.provider, status=redact(entry.status),
+                    depends_on=[str(d) for d in entry.deps],
+                    pending=entry.pending.operation if entry.pending else None)
+    if declared is not None:
+        data.update(declared_in=f"{declared.file}:{declared.line}",
+                    spec=redact(dict(declared.spec)))
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=False))
+        return
+    out.print(Text(f"# {record.address.short()}", style="bold"))
+    if entry is None:
+        out.print("Not in the state: declared, never applied (or destroyed).")
+    else:
+        out.print(f"provider: {entry.provider}")
+        if entry.pending:
+            out.print(f"pending: {entry.pending.operation} (an operation did not finish)")
+        for key, value in sorted(data["status"].items()):
+            out.print(Text(f"status.{key}: {_scalar(value)}"))
+        for dep in data["depends_on"]:
+            out.print(Text(f"depends on: {dep}"))
+    if declared is None:
+        out.print("Not declared in the files: the next apply destroys it.")
+    else:
+        out.print(Text(f"declared at: {data['declared_in']}"))
+        state_note = {True: "as last applied", False: "changed since the last apply (see "
+                      "`substratus plan`)", None: "not applied yet"}[record.applied_as_declared]
+        out.print(Text(f"spec ({state_note}):"))
+        for line in yaml.safe_dump(data["spec"], sort_keys=False).splitlines():
+            out.print(Text(f"  {line}"))
+
+
+@cli.command("output")
+@click.argument("args", nargs=-1, metavar="[NAME] [DIR]")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON (all: terraform output "
+                                                       "-json's shape).")
+@with_variables
+def output(args: tuple[str, ...], as_json: bool, variables: VariableInput) -> None:
+    """Print the workspace's outputs: each stack instance's outputs (INSTANCE.NAME) and each
+    managed resource's results (Kind/name.digest, .artifact, .endpoint).
+
+    With NAME, print only its value (strings as they are, for scripts)."""
+    if len(args) > 2:
+        raise UsageError("expected at most NAME and DIR")
+    name, directory = (None, Path(args[0])) if len(args) == 1 and Path(args[0]).is_dir() else \
+        (args[0] if args else None, Path(args[1]) if len(args) > 1 else Path("."))
+    found = operations.workspace_outputs(directory, variables)
+    if name is None:
+        if as_json:
+            click.echo(json.dumps(outputs_as_json(found), indent=2))
+            return
+        if not found:
+            err.print("No outputs: nothing is applied yet and no stack declares outputs.")
+        for o in found:
+            click.echo(f"{o.name} = {_scalar(o.value) if o.known else '(known after apply)'}")
+        return
+    match = next((o for o in found if o.name == name), None)
+    if match is None:
+        names = ", ".join(o.name for o in found[:10]) or "none"
+        raise SubstratusError(f'output "{name}" not found (outputs: {names})')
+    if not match.known:
+        raise SubstratusError(f'output "{name}" is not known yet',
+                              hint="it is recorded when its resource is applied")
+    click.echo(json.dumps(match.value) if as_json else _scalar(match.value))
+
+
 @cli.command()
 @DIRECTORY
-def verify(directory: Path) -> None:
+@with_variables
+def render(directory: Path, variables: VariableInput) -> None:
+    """Print the resource files the workspace's stacks render, as plain YAML, after checking them
+    like every resource file (review a stack as the files it becomes)."""
+    texts = operations.rendered(directory, variables)
+    if not texts:
+        err.print("No stacks in this workspace: its files are already plain YAML.")
+    for text in texts:
+        click.echo(f"---\n# Source: {text.file} (stack {text.instance})")
+        click.echo(text.text.rstrip("\n").removeprefix("---\n"))
+
+
+@cli.command()
+@click.argument("stack", metavar="STACK")
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", "instance", metavar="NAME", help="The instance's name (default: STACK).")
+def init(stack: str, directory: Path, instance: str | None) -> None:
+    """Write a new workspace that uses a stack (a shipped one by name, or ./PATH), its parameters
+    filled with their defaults and described in comments."""
+    written = scaffold.write(stack, directory, instance)
+    out.print(f"Wrote {written}. Fill in the values marked REQUIRED, then run:\n"
+              f"    substratus plan {directory}")
+
+
+@cli.command()
+@DIRECTORY
+@with_variables
+def verify(directory: Path, variables: VariableInput) -> None:
     """Read back every dataset snapshot and model artifact the state names and check each blob
     against its manifest. Exits 1 naming what is missing or corrupt."""
-    result = operations.verify(directory)
+    result = operations.verify(directory, variables)
     for d in result.damage:
         err.print(Text(f"Error: {d.address}: {d.digest}: {d.problem}"))
     mib = result.bytes_read / (1 << 20)
@@ -197,11 +334,12 @@ def verify(directory: Path) -> None:
 @click.argument("address", metavar="ADDR")
 @DIRECTORY
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the workload exits.")
-def logs(address: str, directory: Path, follow: bool) -> None:
+@with_variables
+def logs(address: str, directory: Path, follow: bool, variables: VariableInput) -> None:
     """Print the logs of a resource's most recent run (training loss, server requests).
 
     ADDR is Kind/name, e.g. Model/colors."""
-    for line in operations.logs(directory, Address.parse(address), follow):
+    for line in operations.logs(directory, Address.parse(address), follow, variables):
         click.echo(line)
 
 
@@ -214,9 +352,11 @@ def notebook() -> None:
 @click.argument("name")
 @DIRECTORY
 @click.option("--no-browser", is_flag=True, help="Only print the URL.")
-def notebook_open(name: str, directory: Path, no_browser: bool) -> None:
+@with_variables
+def notebook_open(name: str, directory: Path, no_browser: bool, variables: VariableInput) -> None:
     """Print a Notebook's URL (with its access token) and open it in a browser when there is one."""
-    url = operations.open_url(directory, Address.parse(name if "/" in name else f"Notebook/{name}"))
+    address = Address.parse(name if "/" in name else f"Notebook/{name}")
+    url = operations.open_url(directory, address, variables)
     click.echo(url)
     if not no_browser and _has_display():
         webbrowser.open(url)
@@ -240,6 +380,10 @@ def force_unlock(lock_id: str, directory: Path) -> None:
 def schema() -> None:
     """Print the JSON Schema of the resource files (for editors: yaml-language-server)."""
     click.echo(json.dumps(json_schema(), indent=2))
+
+
+def _scalar(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _addresses(texts: tuple[str, ...]) -> tuple[Address, ...]:

@@ -10,10 +10,11 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from substratus_cli import dispatch, verification, wiring
-from substratus_cli.address import Address
+from substratus_cli import dispatch, outputs, verification, wiring
+from substratus_cli.address import DEFAULT_NAMESPACE, Address
 from substratus_cli.apply import Executor, Outcome, Reporter
 from substratus_cli.diagnostics import Diagnostics, DiagnosticsError
+from substratus_cli.diff import spec_hash
 from substratus_cli.errors import ProviderError, UsageError
 from substratus_cli.graph import find_cycles
 from substratus_cli.plan import Plan, Target
@@ -21,7 +22,9 @@ from substratus_cli.planfile import check_fresh
 from substratus_cli.planfile import load as load_planfile
 from substratus_cli.planner import PlanOptions, build_plan, recorded_statuses
 from substratus_cli.provider import LogSource, Opener, Provider, Registry, Targeted
-from substratus_cli.state import Inventory, StateSession
+from substratus_cli.resource import Resource
+from substratus_cli.stacks import RenderedText, VariableInput
+from substratus_cli.state import Inventory, InventoryEntry, StateSession
 from substratus_cli.verification import Verification
 from substratus_cli.workspace import Loaded, Workspace, load
 
@@ -36,9 +39,10 @@ class ApplySettings:
     show: Callable[[Plan], None] | None = None
 
 
-def open_workspace(directory: Path) -> Workspace:
-    """Load, validate and wire a directory; every error of the run is raised together (exit 3)."""
-    return _wire(load(directory), expand=True)
+def open_workspace(directory: Path, variables: VariableInput | None = None) -> Workspace:
+    """Load, validate and wire a directory; every error of the run is raised together (exit 3).
+    Without `variables`, the workspace's variables come from SUBSTRATUS_VAR_* alone."""
+    return _wire(load(directory, variables), expand=True)
 
 
 def _wire(loaded: Loaded, *, expand: bool) -> Workspace:
@@ -60,7 +64,7 @@ def _wire(loaded: Loaded, *, expand: bool) -> Workspace:
     if problems:
         raise DiagnosticsError(Diagnostics(problems))
     return Workspace(loaded.workdir, resources, loaded.environment, loaded.settings, backend,
-                     lineage, registry, registry_for)
+                     lineage, registry, registry_for, loaded.expansion)
 
 
 def target_of(ws: Workspace, inventory: Inventory | None) -> Target:
@@ -79,8 +83,9 @@ def plan_workspace(ws: Workspace, options: PlanOptions) -> Plan:
                       environment=ws.environment)
 
 
-def plan_directory(directory: Path, options: PlanOptions) -> Plan:
-    return plan_workspace(open_workspace(directory), options)
+def plan_directory(directory: Path, options: PlanOptions,
+                   variables: VariableInput | None = None) -> Plan:
+    return plan_workspace(open_workspace(directory, variables), options)
 
 
 @contextlib.contextmanager
@@ -93,9 +98,10 @@ def _locked(ws: Workspace, operation: str, timeout: float) -> Iterator[None]:
 
 
 def apply_directory(directory: Path, options: PlanOptions,
-                    settings: ApplySettings) -> tuple[Plan, Outcome | None]:
+                    settings: ApplySettings,
+                    variables: VariableInput | None = None) -> tuple[Plan, Outcome | None]:
     """Plan under the lock, show it, ask, apply. Outcome None: nothing to do or cancelled."""
-    ws = open_workspace(directory)
+    ws = open_workspace(directory, variables)
     operation = "destroy" if options.destroy else "apply"
     with _locked(ws, operation, settings.lock_timeout):
         plan = plan_workspace(ws, options)
@@ -146,32 +152,79 @@ def _provider_of(ws: Workspace, address: Address) -> Provider:
     return provider
 
 
-def logs(directory: Path, address: Address, follow: bool) -> Iterator[str]:
+def logs(directory: Path, address: Address, follow: bool,
+         variables: VariableInput | None = None) -> Iterator[str]:
     """The output of an object's most recent workload run."""
-    provider = _provider_of(open_workspace(directory), address)
+    provider = _provider_of(open_workspace(directory, variables), address)
     if not isinstance(provider, LogSource):
         raise ProviderError(f"the {provider.name} provider cannot show logs")
     return provider.logs(address, follow=follow)
 
 
-def open_url(directory: Path, address: Address) -> str:
+def open_url(directory: Path, address: Address,
+             variables: VariableInput | None = None) -> str:
     """A URL to open an object (a notebook) in a browser, access token included."""
-    provider = _provider_of(open_workspace(directory), address)
+    provider = _provider_of(open_workspace(directory, variables), address)
     if not isinstance(provider, Opener):
         raise ProviderError(f"the {provider.name} provider cannot open {address.kind} objects")
     return provider.open_url(address)
 
 
-def verify(directory: Path) -> Verification:
+def verify(directory: Path, variables: VariableInput | None = None) -> Verification:
     """Every snapshot the state reaches, read back from the artifact store and checked."""
-    ws = open_workspace(directory)
+    ws = open_workspace(directory, variables)
     return verification.verify(ws.backend.read(),
                                wiring.open_artifact_store(ws.artifacts_url, ws.workdir))
 
 
-def inventory_of(directory: Path) -> tuple[Workspace, Inventory | None]:
+def inventory_of(directory: Path,
+                 variables: VariableInput | None = None) -> tuple[Workspace, Inventory | None]:
     """A workspace and what its state holds (`state list`)."""
-    ws = open_workspace(directory)
+    ws = open_workspace(directory, variables)
     return ws, ws.backend.read()
 
 
+
+
+def workspace_outputs(directory: Path,
+                      variables: VariableInput | None = None) -> list[outputs.Output]:
+    """The stack instances' outputs and every managed resource's results (`substratus output`)."""
+    ws, inventory = inventory_of(directory, variables)
+    namespace = DEFAULT_NAMESPACE
+    if ws.settings.kubernetes is not None:
+        namespace = ws.settings.kubernetes.namespace
+    stack_outputs = ws.expansion.outputs if ws.expansion else []
+    return outputs.collect(stack_outputs, inventory, namespace)
+
+
+@dataclasses.dataclass(frozen=True)
+class StateRecord:
+    """One address as `state show` prints it: what the state holds, and the declaration now."""
+
+    address: Address
+    entry: InventoryEntry | None
+    declared: Resource | None
+
+    @property
+    def applied_as_declared(self) -> bool | None:
+        """Whether the files still declare what was last applied (None: nothing to compare)."""
+        if self.entry is None or self.entry.spec_hash is None or self.declared is None:
+            return None
+        return spec_hash(self.declared.spec, self.declared.labels) == self.entry.spec_hash
+
+
+def state_record(directory: Path, address: Address,
+                 variables: VariableInput | None = None) -> StateRecord:
+    ws, inventory = inventory_of(directory, variables)
+    entry = inventory.entries.get(address) if inventory else None
+    declared = next((r for r in ws.resources if r.address == address), None)
+    if entry is None and declared is None:
+        raise UsageError(f"{address.short()} is neither in the state nor declared",
+                         hint="`substratus state list` shows the managed addresses")
+    return StateRecord(address, entry, declared)
+
+
+def rendered(directory: Path, variables: VariableInput | None = None) -> list[RenderedText]:
+    """The files the workspace's stacks render, validated like every resource file."""
+    loaded = load(directory, variables)
+    return loaded.expansion.texts if loaded.expansion else []

@@ -12,6 +12,7 @@ from substratus_cli.config.schema import EnvironmentSpec
 from substratus_cli.diagnostics import Diagnostics
 from substratus_cli.provider import Registry
 from substratus_cli.resource import Resource
+from substratus_cli.stacks import Expansion, VariableInput
 from substratus_cli.state import StateBackend
 
 DATA_DIR = ".substratus"
@@ -26,6 +27,8 @@ class Loaded:
     workdir: Path
     resources: list[Resource]
     environment: Resource | None
+    # Stack instances, their outputs and rendered files, and the variables' values.
+    expansion: Expansion | None = None
 
     @property
     def settings(self) -> EnvironmentSpec:
@@ -41,11 +44,12 @@ class Loaded:
         return self.settings.artifacts or DEFAULT_ARTIFACTS
 
 
-def load(directory: Path) -> Loaded:
+def load(directory: Path, variables: VariableInput | None = None) -> Loaded:
     workdir = directory.resolve()
-    result = load_directory(workdir)
+    given = variables if variables is not None else VariableInput.from_command_line((), ())
+    result = load_directory(workdir, given)
     Diagnostics(result.diagnostics).raise_if_errors()
-    return Loaded(workdir, result.resources, result.environment)
+    return Loaded(workdir, result.resources, result.environment, result.expansion)
 
 
 @dataclasses.dataclass
@@ -60,6 +64,7 @@ class Workspace:
     registry: Registry
     # Providers for another lineage (state created by someone else since this run began).
     rewire: Callable[[str], Registry]
+    expansion: Expansion | None = None
 
     @property
     def runtime(self) -> str:

@@ -16,19 +16,23 @@ from pydantic import BaseModel
 
 from substratus_cli.address import DEFAULT_NAMESPACE, KINDS, Address
 from substratus_cli.config.schema import CROSS_FIELD, DOCUMENT_MODELS
-from substratus_cli.config.yamlpos import YamlDocument, parse_documents
 from substratus_cli.diagnostics import Diagnostics
 from substratus_cli.resource import API_VERSION, Resource, closest_line, references
+from substratus_cli.stacks import CONFIG_KINDS, Expansion, Source, VariableInput, expand
+from substratus_cli.stacks.sandbox import DEFINITION
+from substratus_cli.yamlpos import YamlDocument, parse_documents
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 SUFFIXES = (".yaml", ".yml")
-_KIND_LIST = ", ".join(KINDS)
+_KIND_LIST = ", ".join((*KINDS, *CONFIG_KINDS))
+
 
 @dataclasses.dataclass(frozen=True)
 class LoadResult:
     resources: list[Resource]
     environment: Resource | None
     diagnostics: Diagnostics
+    expansion: Expansion | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,19 +45,25 @@ class _Declared:
     file: str
     document: YamlDocument
     validated: BaseModel | None
+    source: Source | None = None
 
 
-def load_directory(path: Path) -> LoadResult:
-    """Read and validate every resource file under `path`; all problems end up in `diagnostics`."""
+def load_directory(path: Path, variables: VariableInput | None = None) -> LoadResult:
+    """Read and validate every resource file under `path`, with the resources its stacks render;
+    all problems end up in `diagnostics`."""
     diagnostics = Diagnostics()
     files = _resource_files(path, diagnostics)
-    declared: list[_Declared] = []
+    documents: list[tuple[str, YamlDocument]] = []
     for file, relative in files:
         text = _read_text(file, relative, diagnostics)
         for document in parse_documents(text, relative, diagnostics) if text is not None else []:
-            entry = _check_document(document, relative, diagnostics)
-            if entry is not None:
-                declared.append(entry)
+            documents.append((relative, document))
+    expansion = expand(documents, path, variables or VariableInput(), diagnostics)
+    declared: list[_Declared] = []
+    for source in expansion.sources:
+        entry = _check_source(source, diagnostics)
+        if entry is not None:
+            declared.append(entry)
 
     environment = _environment(declared, diagnostics)
     namespace = _default_namespace(environment)
@@ -70,11 +80,25 @@ def load_directory(path: Path) -> LoadResult:
     resources = [_resource(e, a) for a, e in addressed.items() if e.validated is not None]
     env_resource = next((_resource(e, a) for a, e in addressed_env.items()
                          if e.validated is not None), None)
-    # Reported in the order of the files and lines they are about, as a compiler would.
+    # Reported in the order of the files and lines they are about, as a compiler would (what
+    # stacks render after the workspace's own files).
     order = {relative: index for index, (_, relative) in enumerate(files)}
-    in_order = sorted(diagnostics, key=lambda d: (order.get(d.subject.file or "", -1),
-                                                  d.subject.line or 0))
-    return LoadResult(resources, env_resource, Diagnostics(in_order))
+    in_order = sorted(diagnostics, key=lambda d: (order.get(d.subject.file or "", len(order)),
+                                                  d.subject.file or "", d.subject.line or 0))
+    return LoadResult(resources, env_resource, Diagnostics(in_order), expansion)
+
+
+def _check_source(source: Source, diagnostics: Diagnostics) -> _Declared | None:
+    """Validate one document; what a stack rendered is reported with the instance that did."""
+    if source.instance is None:
+        entry = _check_document(source.document, source.file, diagnostics)
+    else:
+        found = Diagnostics()
+        entry = _check_document(source.document, source.file, found)
+        detail = f'in stack "{source.instance}" ({source.origin})'
+        for d in found:
+            diagnostics.add(dataclasses.replace(d, detail=d.detail or detail))
+    return dataclasses.replace(entry, source=source) if entry is not None else None
 
 
 def _default_namespace(environment: _Declared | None) -> str:
@@ -118,7 +142,10 @@ def _resource_files(root: Path, diagnostics: Diagnostics) -> list[tuple[Path, st
 
     found: list[tuple[Path, str]] = []
     for folder, subfolders, names in os.walk(root, onerror=unreadable):
-        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        # A folder with a stack.yaml is a stack: its files are rendered for the Stack documents
+        # that use it, never read as resources.
+        subfolders[:] = [d for d in subfolders if not d.startswith(".") and
+                         not Path(folder, d, DEFINITION).is_file()]
         for name in names:
             if not name.startswith(".") and name.lower().endswith(SUFFIXES):
                 file = Path(folder, name)
@@ -221,6 +248,9 @@ def _resource(entry: _Declared, address: Address) -> Resource:
     spec = _spec(entry)
     refs = tuple(Address(kind, address.namespace, name)
                  for _, kind, name in _references(entry.kind, spec))
+    if entry.source is not None:
+        refs += tuple(Address(kind, address.namespace, name)
+                      for kind, name in entry.source.extra_refs)
     return Resource(
         address=address,
         spec=spec,

@@ -183,7 +183,7 @@ def test_unknown_kind_lists_the_known_kinds(tmp_path: Path) -> None:
     result = load_one(tmp_path, HEAD + "kind: dataset\nmetadata: {name: d}\nspec: {}\n")
     assert messages(result) == [
         'r.yaml:2: kind: unknown kind "dataset"; expected one of: Environment, Cluster, '
-        "NodePool, Bucket, Image, Dataset, Model, ModelServer, Notebook"
+        "NodePool, Bucket, Image, Dataset, Model, ModelServer, Notebook, Stack, Variable"
     ]
 
 

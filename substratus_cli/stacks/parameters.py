@@ -1,0 +1,156 @@
+"""Parameters: what a stack's `stack.yaml` and a workspace's `Variable` documents declare (type,
+default, description, enum, pattern, minimum, maximum), and the check of a given value."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+TYPES = ("string", "number", "integer", "boolean", "list", "map")
+_PYTHON = {"string": (str,), "number": (int, float), "integer": (int,), "boolean": (bool,),
+           "list": (list,), "map": (dict,)}
+
+
+class Parameter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["string", "number", "integer", "boolean", "list", "map"] = "string"
+    description: str = ""
+    default: Any = None
+    enum: list[Any] | None = None
+    pattern: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    sensitive: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Parameter:
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as error:
+                raise ValueError(f"invalid pattern {self.pattern!r}: {error}") from None
+            if self.type != "string":
+                raise ValueError("pattern applies to string parameters only")
+        if (self.minimum is not None or self.maximum is not None) and \
+                self.type not in ("number", "integer"):
+            raise ValueError("minimum and maximum apply to number and integer parameters only")
+        if self.default is not None:
+            problem = check(self, self.default)
+            if problem:
+                raise ValueError(f"default {_show(self.default)}: {problem}")
+        return self
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+
+class Output(BaseModel):
+    """A stack's output: a value computed from the values (`value`, a template string), or the
+    real name of one of the stack's resources (`resource: Kind/name` as rendered; referring to it
+    makes a dependency), optionally one recorded status field of it (`field`, known after apply)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = ""
+    value: Any = None
+    resource: str | None = None
+    field: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Output:
+        if (self.value is None) == (self.resource is None):
+            raise ValueError("give exactly one of value, resource")
+        if self.field is not None and self.resource is None:
+            raise ValueError("field needs resource")
+        return self
+
+
+class Definition(BaseModel):
+    """stack.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = ""
+    parameters: dict[str, Parameter] = Field(default_factory=dict)
+    outputs: dict[str, Output] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names(self) -> Definition:
+        for kind, names in (("parameter", self.parameters), ("output", self.outputs)):
+            for name in names:
+                if not IDENTIFIER.fullmatch(name):
+                    raise ValueError(f"invalid {kind} name {name!r}: use letters, digits and _, "
+                                     "not starting with a digit")
+        return self
+
+
+def check(parameter: Parameter, value: Any) -> str | None:
+    """Why `value` does not suit `parameter`, or None."""
+    types = _PYTHON[parameter.type]
+    if isinstance(value, bool) and parameter.type != "boolean" or not isinstance(value, types):
+        return f"expected {_article(parameter.type)}, got {_describe(value)}"
+    value = _any(value)
+    if parameter.enum is not None and value not in parameter.enum:
+        return f"expected one of {', '.join(_show(v) for v in parameter.enum)}, got {_show(value)}"
+    if parameter.pattern is not None and not re.fullmatch(parameter.pattern, value):
+        return f"{_show(value)} does not match the pattern {parameter.pattern!r}"
+    if parameter.minimum is not None and value < parameter.minimum:
+        return f"{value} is less than the minimum {_number(parameter.minimum)}"
+    if parameter.maximum is not None and value > parameter.maximum:
+        return f"{value} is more than the maximum {_number(parameter.maximum)}"
+    return None
+
+
+def _any(value: Any) -> Any:
+    return value
+
+
+def parse_text(parameter: Parameter, text: str) -> tuple[Any, str | None]:
+    """A value given as text (`--var`, `SUBSTRATUS_VAR_`) read as the parameter's type."""
+    if parameter.type == "string":
+        return text, None
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        return None, f"expected {_article(parameter.type)}, got {text!r}"
+    return value, None
+
+
+def _article(kind: str) -> str:
+    return {"integer": "an integer", "map": "a map (mapping)", "list": "a list"}.get(kind,
+                                                                                 f"a {kind}")
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return f"the integer {value}"
+    if isinstance(value, float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {_show(value)}"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
