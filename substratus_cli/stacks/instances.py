@@ -282,13 +282,16 @@ class _Expander:
     # References
 
     def interpolated(self, file: str, document: YamlDocument) -> Source | None:
-        """The document with its references replaced; None when one names a stack that could
-        not be rendered (that was reported; checking the document would repeat it)."""
+        """The document with its references replaced; None when one cannot be (reported), or
+        names a stack that could not be rendered (reported too)."""
         if any(r.namespace == "stack" and r.name.partition(".")[0] in self.failed
                for r in interpolate.find(document.data)):
             return None
         refs: list[tuple[str, str]] = []
+        before = len(self.diagnostics.errors)
         data = self._substitute(file, document, refs)
+        if len(self.diagnostics.errors) > before:
+            return None  # the reference's text left in a field would only be refused again
         return Source(file, dataclasses.replace(document, data=data),
                       extra_refs=tuple(dict.fromkeys(refs)))
 
@@ -475,6 +478,10 @@ class _Expander:
             if output.resource is None:
                 self.outputs[f"{instance.name}.{name}"] = OutputValue(
                     instance.name, name, output.description, value)
+                continue
+            if value == "":  # the template chose no resource (a server not made): empty
+                self.outputs[f"{instance.name}.{name}"] = OutputValue(
+                    instance.name, name, output.description, "")
                 continue
             kind, _, resource = str(value).partition("/")
             if kind not in KINDS or (kind, resource) not in declared:
