@@ -13,8 +13,10 @@ ML_KINDS = ("Dataset", "Model", "ModelServer", "Notebook")
 # Container images built from a context (images provider, every runtime).
 IMAGE_KINDS = ("Image",)
 KINDS = ("Environment", *INFRA_KINDS, *IMAGE_KINDS, *ML_KINDS)
+# Not resources but groups of them: `--target Stack/NAME` means every resource the instance renders.
+GROUP_KINDS = ("Stack",)
 DEFAULT_NAMESPACE = "default"
-_KIND_BY_LOWER = {k.lower(): k for k in KINDS}
+_KIND_BY_LOWER = {k.lower(): k for k in (*KINDS, *GROUP_KINDS)}
 
 
 @dataclasses.dataclass(frozen=True, order=True)

@@ -41,8 +41,8 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 DIRECTORY = click.argument("directory", default=".",
                            type=click.Path(file_okay=False, path_type=Path))
 TARGET = click.option("--target", "targets", multiple=True, metavar="ADDR",
-                      help="Limit to this resource (Kind/name or Kind/namespace/name) and what it "
-                           "depends on. Repeatable.")
+                      help="Limit to this resource (Kind/name or Kind/namespace/name; Stack/NAME for "
+                           "all an instance renders) and what it depends on. Repeatable.")
 REPLACE = click.option("--replace", "replace", multiple=True, metavar="ADDR",
                        help="Plan this resource as replaced even if unchanged. Repeatable.")
 AUTO_APPROVE = click.option("--auto-approve", is_flag=True,

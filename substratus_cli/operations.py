@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from substratus_cli import dispatch, outputs, verification, wiring
-from substratus_cli.address import DEFAULT_NAMESPACE, Address
+from substratus_cli.address import DEFAULT_NAMESPACE, GROUP_KINDS, Address
 from substratus_cli.apply import Executor, Outcome, Reporter
 from substratus_cli.diagnostics import Diagnostics, DiagnosticsError
 from substratus_cli.diff import spec_hash
@@ -75,12 +75,33 @@ def target_of(ws: Workspace, inventory: Inventory | None) -> Target:
 
 
 def plan_workspace(ws: Workspace, options: PlanOptions) -> Plan:
+    options = _stacks_expanded(ws, options)
     inventory = ws.backend.read()
     if inventory is not None:
         ws.registry_for(inventory.lineage)
     return build_plan(resources=ws.resources, registry=ws.registry, inventory=inventory,
                       target=target_of(ws, inventory), options=options,
                       environment=ws.environment)
+
+
+def _stacks_expanded(ws: Workspace, options: PlanOptions) -> PlanOptions:
+    """--target/--replace Stack/NAME: every resource the instance renders."""
+    instances = {i.name for i in ws.expansion.instances} if ws.expansion else set()
+
+    def members(addresses: tuple[Address, ...]) -> tuple[Address, ...]:
+        found: list[Address] = []
+        for address in addresses:
+            if address.kind not in GROUP_KINDS:
+                found.append(address)
+                continue
+            if address.name not in instances:
+                listed = ", ".join(sorted(instances)) or "none"
+                raise UsageError(f"no Stack named {address.name!r} (stacks: {listed})")
+            found += [r.address for r in ws.resources if r.stack == address.name]
+        return tuple(dict.fromkeys(found))
+
+    return dataclasses.replace(options, targets=members(options.targets),
+                               replace=members(options.replace))
 
 
 def plan_directory(directory: Path, options: PlanOptions,

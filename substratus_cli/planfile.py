@@ -106,15 +106,16 @@ def _describe(t: Target) -> str:
 
 
 def _resource_to_json(r: Resource) -> dict[str, Any]:
-    return {**r.to_document(), "source": {"file": r.file, "line": r.line},
-            "refs": [str(a) for a in r.refs]}
+    source = {"file": r.file, "line": r.line, **({"stack": r.stack} if r.stack else {})}
+    return {**r.to_document(), "source": source, "refs": [str(a) for a in r.refs]}
 
 
 def _resource_from_json(d: Mapping[str, Any]) -> Resource:
     meta = d["metadata"]
     return Resource(address=Address(d["kind"], meta["namespace"], meta["name"]), spec=d["spec"],
                     labels=meta.get("labels", {}), file=d["source"]["file"],
-                    line=d["source"]["line"], refs=tuple(map(Address.parse, d["refs"])))
+                    line=d["source"]["line"], refs=tuple(map(Address.parse, d["refs"])),
+                    stack=d["source"].get("stack"))
 
 
 def _change_to_json(c: Change) -> dict[str, Any]:

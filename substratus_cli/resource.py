@@ -55,6 +55,8 @@ class Resource:
     field_lines: Mapping[str, int] = dataclasses.field(default_factory=dict)
     # Addresses this resource references by name; they are edges of the dependency graph.
     refs: tuple[Address, ...] = ()
+    # The stack instance that rendered it, if one did.
+    stack: str | None = None
 
     @property
     def kind(self) -> str:

@@ -259,6 +259,7 @@ def _resource(entry: _Declared, address: Address) -> Resource:
         line=entry.document.line,
         field_lines=dict(entry.document.field_lines),
         refs=tuple(dict.fromkeys(refs)),
+        stack=entry.source.instance if entry.source is not None else None,
     )
 
 

@@ -53,6 +53,9 @@ def _render_change(change: Change, console: Console) -> None:
     reason = f" ({change.reason})" if change.reason else ""
     console.print(Text(f"  # {change.address} {VERB[change.action]}{reason}", style="bold"))
     console.print(Text(f"{change.action.symbol:>3} ", style=style) + Text(str(change.address)))
+    if change.desired is not None and change.desired.stack:
+        console.print(Text(f'      # in stack "{change.desired.stack}", from {change.desired.file}:'
+                           f"{change.desired.line}", style="dim"))
     for line in _field_lines(change):
         console.print(line)
     for note in change.notes:

@@ -56,7 +56,9 @@ def render(root: Path, context: dict[str, Any], outputs: dict[str, str]) -> Rend
                "max_chars": MAX_CHARS, "memory_bytes": MEMORY_BYTES}
     try:
         done = subprocess.run(
-            [sys.executable, "-P", "-s", "-m", "substratus_cli.stacks.sandbox"],
+            # The file itself, not `-m`: importing the package would import its parents'
+            # modules (pydantic, PyYAML), which the sandbox does not need.
+            [sys.executable, "-P", "-s", str(Path(__file__).with_name("sandbox.py"))],
             input=json.dumps(request), capture_output=True, text=True, timeout=limit + 5,
             env={"PYTHONPATH": _package_root(), "PATH": os.environ.get("PATH", "")},
             check=False)

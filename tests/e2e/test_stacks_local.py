@@ -138,6 +138,13 @@ def test_two_instances_coexist_and_destroying_one_leaves_the_other(cli, two_inst
     digests = json.loads(cli("output", "--json", two_instances).out)
     assert digests["a.digest"]["value"] != digests["b.digest"]["value"]
 
+    # An instance as a target: its resources, as Terraform's -target=module.b.
+    assert changes(cli, two_instances, "--destroy", "--target", "Stack/b") == {
+        "Dataset/default/b-copy": ["delete"], "Dataset/default/b-data": ["delete"]}
+    unknown = cli("plan", two_instances, "--target", "Stack/c")
+    assert unknown.code == ExitCode.INVALID_INPUT
+    assert "no Stack named 'c' (stacks: a, b)" in unknown.err
+
     # A value of one instance: only what it renders differently is planned.
     (two_instances / "c.txt").write_text("gamma\n")
     (two_instances / "b.yaml").write_text(instance("b", "c.txt"))
