@@ -135,6 +135,12 @@ def _resource_files(root: Path, diagnostics: Diagnostics) -> list[tuple[Path, st
     if not root.is_dir():
         diagnostics.error(f"not a directory: {root}", file=str(root))
         return []
+    if (root / DEFINITION).is_file():
+        diagnostics.error(
+            f"{root} is a stack (it has a {DEFINITION}), not a workspace",
+            detail="use it from a workspace with a Stack document: `substratus init "
+                   f"{root} DIR` writes one", file=DEFINITION)
+        return []
 
     def unreadable(error: OSError) -> None:
         where = Path(error.filename).relative_to(root).as_posix() if error.filename else str(root)

@@ -200,3 +200,20 @@ def test_init_writes_a_workspace_that_validates_once_required_values_are_given(c
     again = cli("init", "finetune-and-serve", tmp_path / "new")
     assert again.code == ExitCode.INVALID_INPUT
     assert "exists already; nothing was written" in again.err
+
+
+def test_a_stack_folder_is_not_a_workspace(cli, tmp_path):
+    refused = cli("validate", EXAMPLES.parent / "stacks" / "finetune-and-serve")
+    assert refused.code == ExitCode.INVALID_INPUT
+    assert "finetune-and-serve is a stack (it has a stack.yaml), not a workspace" in refused.err
+    # Inside a workspace, its folder is skipped: only Stack documents render it.
+    workdir = tmp_path / "ws"
+    shutil.copytree(EXAMPLE, workdir)
+    shutil.copytree(EXAMPLES.parent / "stacks" / "finetune-and-serve",
+                    workdir / "stacks" / "mine")
+    (workdir / "colors.yaml").write_text((workdir / "colors.yaml").read_text().replace(
+        "source: finetune-and-serve", "source: ./stacks/mine"))
+    rendered = cli("render", workdir)
+    assert rendered.code == 0, rendered.output
+    assert "# Source: stacks/mine/models.yaml.j2 (stack colors)" in rendered.out
+    assert rendered.out.count("kind: Model\n") == 2
