@@ -12,11 +12,12 @@
 # application-default login` for substratus), substratus with its cloud extras (`pip install
 # 'substratus[gcp,kubernetes]'`), and buildah for substratus to build and push the images
 # (apt-get install buildah; no Docker needed), or --no-images.
-# The stack's files are written to $SUBSTRATUS_BOOTSTRAP_DIR (default
-# ~/.substratus/bootstrap/PROJECT) and applied from there, so its state stays with them.
+# install/gke's workspace (the stack stacks/gke-platform, with the project, region and registry
+# as variables) is copied to $SUBSTRATUS_BOOTSTRAP_DIR (default ~/.substratus/bootstrap/PROJECT)
+# and applied from there, so its state stays with it.
 set -euo pipefail
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 3; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 3; }
 
 PROJECT="" REGION="us-central1" IMAGES=1 VERB=apply
 for arg in "$@"; do
@@ -33,6 +34,12 @@ case "$PROJECT" in
   *[!a-z0-9-]*) echo "error: project id '$PROJECT': lowercase letters, digits and '-' only" >&2
                 exit 3 ;;
 esac
+[[ $PROJECT =~ ^[a-z][-a-z0-9]{4,28}[a-z0-9]$ ]] || {
+  echo "error: project id '$PROJECT': 6 to 30 characters, starting with a letter and not ending with '-'" >&2
+  exit 3; }
+[[ $REGION =~ ^[a-z]+-[a-z]+[0-9]+$ ]] || {
+  echo "error: region '$REGION': a Google Cloud region such as us-central1, not a zone" >&2
+  exit 3; }
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO_ROOT=$(cd "$HERE/../.." && pwd)
@@ -74,11 +81,16 @@ fi
 
 step "the stack (cluster, node pools, bucket, and the workload images unless --no-images) in $WORKDIR"
 mkdir -p "$WORKDIR"
-for file in "$HERE"/*.yaml; do
-  sed -e "s/__PROJECT__/$PROJECT/g" -e "s/__REGION__/$REGION/g" \
-      -e "s|__REGISTRY__|$REGISTRY|g" "$file" > "$WORKDIR/$(basename "$file")"
-done
-rm -f "$WORKDIR/images.yaml"
+# The workspace files are the same for every project: the project, region and registry are
+# variables, given to every substratus command below.
+cp "$HERE"/*.yaml "$WORKDIR"/
+# An install made before the stack existed holds the cluster and the bucket in files of their
+# own; the stack renders the same resources under the same names (the state carries over and
+# nothing changes), and the old files would declare them twice.
+rm -f "$WORKDIR/cluster.yaml" "$WORKDIR/bucket.yaml" "$WORKDIR/images.yaml"
+VARS=(--var "project=$PROJECT" --var "region=$REGION" --var "registry=$REGISTRY")
+# The gke-platform stack of this checkout, whichever substratus is on PATH.
+export SUBSTRATUS_STACKS_PATH="$REPO_ROOT/stacks${SUBSTRATUS_STACKS_PATH:+:$SUBSTRATUS_STACKS_PATH}"
 if [ "$IMAGES" = 1 ]; then
   # substratus builds the workload images from this checkout (the repository root is their
   # context; its .dockerignore sends only the store package and the workloads), tagged with
@@ -93,11 +105,17 @@ if [ "$IMAGES" = 1 ]; then
   done
 fi
 if [ "$VERB" = plan ]; then
-  substratus plan "$WORKDIR"
+  substratus plan "${VARS[@]}" "$WORKDIR"
   exit 0
 fi
-substratus apply --auto-approve "$WORKDIR"
+substratus apply --auto-approve "${VARS[@]}" "$WORKDIR"
 
+# What the stack made, as its outputs name it.
+output() { substratus output "${VARS[@]}" "substratus.$1" "$WORKDIR"; }
+CLUSTER=$(output cluster)
+CONTEXT=$(output kube_context)
+ARTIFACTS=$(output artifacts)
+STATE=$(output state)
 step "done; an Environment that runs on it:"
 cat <<EOF
 apiVersion: substratus.ai/v1
@@ -107,9 +125,9 @@ metadata:
 spec:
   runtime: kubernetes
   kubernetes:
-    context: gke_${PROJECT}_${REGION}_substratus   # gcloud container clusters get-credentials substratus --location $REGION --project $PROJECT
+    context: $CONTEXT   # gcloud container clusters get-credentials $CLUSTER --location $REGION --project $PROJECT
     namespace: ml
-  artifacts: gs://$PROJECT-substratus/artifacts
-  state: gs://$PROJECT-substratus/state
+  artifacts: $ARTIFACTS
+  state: $STATE
   registry: $REGISTRY
 EOF
