@@ -51,8 +51,11 @@ def place(d: ProviderDiagnostic, resources: Mapping[Address, Resource]) -> Diagn
     r = resources.get(d.address) if d.address is not None else None
     if r is None or d.path is None:
         return Diagnostic(d.summary, d.detail, severity=d.severity)
-    return Diagnostic(d.summary, d.detail, Subject(r.file, r.line_of(d.path) if d.path else r.line,
-                                                   d.path or None), d.severity)
+    detail = d.detail
+    if r.stack:  # rendered by a stack: say which instance, as the loader does
+        detail = "; ".join(filter(None, [detail, f'in stack "{r.stack}"']))
+    return Diagnostic(d.summary, detail, Subject(r.file, r.line_of(d.path) if d.path else r.line,
+                                                 d.path or None), d.severity)
 
 
 def check(registry: Registry, resources: Sequence[Resource]) -> list[Diagnostic]:

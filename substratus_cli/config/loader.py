@@ -296,7 +296,10 @@ def _check_references(entry: _Declared, namespace: str, known: set[Address],
         where = f"defined: {names}" if defined else f"no {kind} is defined"
         if namespace != DEFAULT_NAMESPACE:
             where += f' in namespace "{namespace}"'
-        diagnostics.error(f'{kind} "{name}" not found ({where})', file=entry.file,
+        source = entry.source
+        detail = f'in stack "{source.instance}" ({source.origin})' \
+            if source is not None and source.instance else ""
+        diagnostics.error(f'{kind} "{name}" not found ({where})', detail=detail, file=entry.file,
                           line=_line_of(entry.document, field), field=field)
 
 

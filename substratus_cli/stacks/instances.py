@@ -430,8 +430,10 @@ class _Expander:
                     f"; parameters: {', '.join(known) or 'none'}"
                 self._error(file, document, field, f'unknown parameter "{key}"{hint}')
                 continue
-            problem = "required parameter has no value" if value is None and \
-                parameter.required else check(parameter, value)
+            if value is None and not parameter.required:
+                continue  # null: the default, as Terraform passes null to a module
+            problem = "required parameter has no value" if value is None else \
+                check(parameter, value)
             if problem:
                 self._error(file, document, field, problem)
                 continue
@@ -465,6 +467,10 @@ class _Expander:
             rendered += self._documents(instance, part, detail, refs)
             self.texts.append(RenderedText(instance.name, self.display(instance.root, part.file),
                                            part.text))
+        if result.errors:
+            # A file that failed renders nothing: its outputs would only be reported missing.
+            self.rendered += rendered
+            return
         declared = {(_kind(s.document), _name(s.document)) for s in rendered}
         definition_file = self.display(instance.root, DEFINITION)
         for name, output in definition.outputs.items():
@@ -494,8 +500,7 @@ class _Expander:
             self.outputs[f"{instance.name}.{name}"] = OutputValue(
                 instance.name, name, output.description,
                 None if output.field else resource, kind, resource, output.field)
-        if not result.errors:
-            self.failed.discard(instance.name)
+        self.failed.discard(instance.name)
         self.rendered += rendered
 
     def _documents(self, instance: Instance, part: render.RenderedFile, detail: str,

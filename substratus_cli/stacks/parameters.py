@@ -49,7 +49,8 @@ class Parameter(BaseModel):
 
     @property
     def required(self) -> bool:
-        return self.default is None
+        """No default given; `default: null` makes a parameter optional, its value null."""
+        return "default" not in self.model_fields_set
 
 
 class Output(BaseModel):

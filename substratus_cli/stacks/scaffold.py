@@ -60,7 +60,7 @@ def _document(name: str, source: str, definition: Definition) -> str:
         lines[-1] = "  values: {}"
     for key, parameter in definition.parameters.items():
         about = parameter.description or ""
-        kind = parameter.type + (f", one of {', '.join(map(str, parameter.enum))}"
+        kind = parameter.type + (f", one of {', '.join(map(json.dumps, parameter.enum))}"
                                  if parameter.enum else "")
         for line in textwrap.wrap(f"{about} ({kind})".strip(), 90):
             lines.append(f"    # {line}")

@@ -86,7 +86,9 @@ def resolve(declared: Mapping[str, Declaration], given: VariableInput,
 
     resolved: dict[str, Any] = {}
     for name, declaration in declared.items():
-        if name in values:
+        if name in values and values[name] is None and not declaration.parameter.required:
+            resolved[name] = declaration.parameter.default
+        elif name in values:
             problem = check(declaration.parameter, values[name])
             if problem:
                 given_in, given_at, field = where[name]
