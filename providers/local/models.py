@@ -33,7 +33,7 @@ from substratus_providers.local.machine import (
     planned_status,
     user_labels,
 )
-from substratus_providers.local.runs import Workload
+from substratus_providers.local.runs import Workload, require_program
 from substratus_providers.local.sources import fetch_snapshot, plan_digest
 
 # What goes into the artifact: changing any of it makes a new one. size and resources do not.
@@ -137,6 +137,9 @@ class Models(RecordedKind):
         if request.action is Action.UPDATE and request.live is not None:
             return m.records.put(a, spec=desired.spec, status=request.live.status, labels=labels,
                                  new_object=False)  # no input changed: the artifact stays
+        program = _program(desired.spec)
+        if program is not None:  # before anything is stopped or recorded: a refusal changes nothing
+            require_program(*program, tuple(desired.spec.get("command") or ()))
         m.book.stop_all(a)  # a build or training left running by a crashed apply
         # Recorded before the run: a crash or failure leaves an object the next plan sees (and
         # rebuilds), and destroy finds the processes behind it.
@@ -207,6 +210,16 @@ class Models(RecordedKind):
 
     def ready(self, live: LiveObject) -> Readiness:
         return artifact_readiness(self.machine.store, live)
+
+
+def _program(spec: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The workload program a model's apply runs and what to call it; None when the store alone
+    (or the loader, which needs no extra) makes the artifact."""
+    if spec.get("training"):
+        return "trainer", "training"
+    if (spec.get("source") or {}).get("scratch") is not None:
+        return "scratch", "the scratch model build"
+    return None
 
 
 def _size_of(status: Mapping[str, Any]) -> ModelSize | None:

@@ -26,7 +26,7 @@ from substratus_cli.provider import (
 from substratus_cli.resource import Resource
 from substratus_providers.local import processes, secret_env
 from substratus_providers.local.machine import RecordedKind, planned_status, user_labels
-from substratus_providers.local.runs import Workload, new_run_id
+from substratus_providers.local.runs import Workload, new_run_id, require_program
 
 READY_SECONDS = 120.0
 INPUTS = {"model": ("modelDigest", "Model"), "dataset": ("datasetDigest", "Dataset")}
@@ -70,6 +70,8 @@ class Notebooks(RecordedKind):
         """Start (or restart) JupyterLab; a failure raises ApplyFailed with the record as it is."""
         address, desired = request.address, self.desired_of(request)
         labels = self.machine.labels(desired)
+        if not desired.spec.get("suspend"):  # before anything is stopped or recorded
+            require_program("notebook", "the notebook", tuple(desired.spec.get("command") or ()))
         current = self.records.get(address)
         port = int(current.status["port"]) if current and current.status.get("port") else \
             processes.free_port()

@@ -3,7 +3,6 @@ under `.substratus/runtime/objects/`; workloads are processes whose liveness the
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 
 from substratus_cli.address import ML_KINDS, Address
@@ -55,15 +54,10 @@ class LocalProvider(HandlerTable):
                         f"not container images (spec.{field})",
                         "remove it to use substratus's own workload, give `command` to run your "
                         "own program, or use the kubernetes runtime", r.address, f"spec.{field}"))
-        workloads = [r for r in resources if r.kind in WORKLOAD_KINDS
-                     and not r.spec.get("command")]
-        if workloads and not _workloads_installed():
-            r = workloads[0]
-            out.append(ProviderDiagnostic(
-                f"{r.kind} {r.name!r} needs the workloads extra (torch, transformers, jupyterlab)",
-                "install it: pip install 'substratus[workloads]'", r.address, "kind"))
+        # Whether the workloads extra is installed is not checked here: validate and plan need
+        # only the core install. A step that runs one of substratus's programs checks it when it
+        # is applied (runs.require_program), and its error names the install.
         return CheckResponse(tuple(out))
-
 
     # -- optional capabilities ----------------------------------------------------------------
 
@@ -89,8 +83,3 @@ class LocalProvider(HandlerTable):
         if live is not None and live.status.get("endpoint"):
             return str(live.status["endpoint"])
         raise ProviderError(f"{address.short()} has no URL to open")
-
-
-def _workloads_installed() -> bool:
-    return all(importlib.util.find_spec(m) is not None
-               for m in ("torch", "transformers", "substratus_workloads"))

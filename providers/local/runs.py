@@ -4,13 +4,16 @@ process started with its log under `.substratus/runtime/logs/`, its artifacts sn
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import secrets
+import shlex
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,19 @@ from substratus_providers.local import processes
 from substratus_providers.local.process_book import Entry, ProcessBook
 
 WORKLOADS = "substratus_workloads"
+# What substratus's own workload programs import beyond the core install: the `workloads` extra
+# of pyproject.toml (tests/unit/test_workload_extra.py checks the two agree). The loader (a url or
+# huggingface source) needs nothing of it; a user's spec.command is the user's business.
+EXTRA = "workloads"
+PROGRAM_MODULES: Mapping[str, tuple[str, ...]] = {
+    "scratch": ("torch", "transformers", "tokenizers"),
+    "trainer": ("torch", "transformers"),
+    "server": ("torch", "transformers"),
+    "notebook": ("jupyterlab",),
+    "loader": (),
+}
+# This file is providers/local/runs.py: in a source checkout, the repository is two folders up.
+_CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +55,37 @@ class Workload:
     def argv(self) -> list[str]:
         return list(self.command) if self.command else [sys.executable, "-m",
                                                          f"{WORKLOADS}.{self.program}"]
+
+
+def require_program(program: str, what: str, command: Sequence[str] = ()) -> None:
+    """Refuse to run one of substratus's programs whose libraries this Python lacks, before
+    anything is started or recorded: ProviderError naming the `pip install` that adds them.
+    Planning never needs them; only applying a step that runs such a program does."""
+    if command:
+        return
+    missing = [m for m in PROGRAM_MODULES.get(program, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ProviderError(
+            f"{what} needs the {EXTRA} extra: {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not installed",
+            hint=f"install it (about 3 GB, once): {install_command()}")
+
+
+def install_command() -> str:
+    """The exact command that installs the workloads extra into the Python running this."""
+    pip = f"{shlex.quote(sys.executable)} -m pip install -e '.[{EXTRA}]'"
+    if _is_checkout(_CHECKOUT):
+        return f"cd {shlex.quote(str(_CHECKOUT))} && {pip}"
+    return f"{pip}, run in the substratus repository"
+
+
+def _is_checkout(root: Path) -> bool:
+    try:
+        project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return bool(project.get("name") == "substratus"
+                and EXTRA in project.get("optional-dependencies", {}))
 
 
 class Runtime:
@@ -67,6 +114,7 @@ class Runtime:
 
     def start(self, w: Workload, content: Path, log: Path, *, port: int | None = None,
               extra_env: Mapping[str, str] | None = None, version: str = "") -> Entry:
+        require_program(w.program, f"substratus's {w.program} program", w.command)
         # The contract's PARAM_ variables come from the spec alone, not from the user's shell.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("PARAM_")}
         # Several torch processes share this machine (a training beside the server it will

@@ -33,7 +33,7 @@ from substratus_providers.local.host import check_fits
 from substratus_providers.local.machine import RecordedKind, planned_status, user_labels
 from substratus_providers.local.process_book import Entry
 from substratus_providers.local.router import RouterClient, RouterError, router_command
-from substratus_providers.local.runs import Workload, new_run_id
+from substratus_providers.local.runs import Workload, new_run_id, require_program
 
 DRAIN_SECONDS = 30.0
 # Fields that change how requests are answered; the rest (rollout policy) change no process.
@@ -119,6 +119,11 @@ class Servers(RecordedKind):
         if not digest:
             raise ApplyFailed(f"{model.short()} has no artifact yet: apply it first", current)
         version = version_of(desired.spec, str(digest))
+        old = [e for e in self.book.entries(address) if e.role == "server"]
+        serving = [e for e in old if e.version == version and e.alive()]
+        replicas = int(desired.spec.get("replicas", 1))
+        if len(serving) != replicas:  # before the router starts: a refusal changes nothing
+            require_program("server", "serving", tuple(desired.spec.get("command") or ()))
         try:
             client, port = self._router(address, current)
         except ProviderError as e:
@@ -129,9 +134,6 @@ class Servers(RecordedKind):
         if current is None:  # written before any server starts: a crash leaks nothing untracked
             current = self.records.put(address, spec=desired.spec, status=status, labels=labels,
                                        new_object=True)
-        old = [e for e in self.book.entries(address) if e.role == "server"]
-        serving = [e for e in old if e.version == version and e.alive()]
-        replicas = int(desired.spec.get("replicas", 1))
         if len(serving) != replicas:  # else only strays of an interrupted rollout go, below
             serving, error = self._start_version(address, desired, str(digest), version, replicas)
             if error is not None:
