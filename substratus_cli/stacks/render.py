@@ -6,16 +6,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from substratus_cli.stacks.sandbox import CODE_NAME, EVENT, template_line
 
 # Rendering is bounded: a stack instance may take this long and write this much, whatever its
 # templates do (SUBSTRATUS_RENDER_SECONDS lowers or raises the time, for slow machines or tests).
 DEFAULT_SECONDS = 10.0
 MAX_CHARS = 10 * 1024 * 1024
 MEMORY_BYTES = 1024 * 1024 * 1024
+_FRAME = re.compile(r'^\s*File "([^"]*)", line (\d+)', re.MULTILINE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,28 +58,97 @@ def render(root: Path, context: dict[str, Any], outputs: dict[str, str]) -> Rend
     limit = seconds()
     request = {"root": str(root), "context": context, "outputs": outputs, "seconds": limit,
                "max_chars": MAX_CHARS, "memory_bytes": MEMORY_BYTES}
+    code: int | None
     try:
         done = subprocess.run(
             # The file itself, not `-m`: importing the package would import its parents'
             # modules (pydantic, PyYAML), which the sandbox does not need.
             [sys.executable, "-P", "-s", str(Path(__file__).with_name("sandbox.py"))],
-            input=json.dumps(request), capture_output=True, text=True, timeout=limit + 5,
-            env={"PYTHONPATH": _package_root(), "PATH": os.environ.get("PATH", "")},
+            # A value YAML reads as something JSON has not (a date) is given as its text.
+            input=json.dumps(request, default=str), capture_output=True, text=True,
+            timeout=limit + 5, env={"PYTHONPATH": _package_root(),
+                                    "PATH": os.environ.get("PATH", "")},
             check=False)
-    except subprocess.TimeoutExpired:
-        return _failed(f"refused by the sandbox: rendering took longer than {limit:g} s")
-    if done.returncode != 0:
-        return _failed(_death(done.returncode, limit, done.stderr))
-    try:
-        answer = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        return _failed("the renderer gave no answer")
+        code, stdout, stderr = done.returncode, done.stdout, done.stderr
+    except subprocess.TimeoutExpired as expired:
+        code, stdout, stderr = None, _text(expired.stdout), _text(expired.stderr)
+    answers = _answers(stdout)
+    if code == 0 and answers and answers[-1].get("done"):
+        return _rendered(answers)
+    return _stopped(code, limit, answers, stderr, outputs)
+
+
+def _text(data: bytes | str | None) -> str:
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return data or ""
+
+
+def _answers(stdout: str) -> list[dict[str, Any]]:
+    """The child's answers, one JSON line each: the files, then each output, then "done"."""
+    answers = []
+    for line in stdout.splitlines():
+        try:
+            answer = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if not isinstance(answer, dict):
+            break
+        answers.append(answer)
+    return answers
+
+
+def _rendered(answers: list[dict[str, Any]],
+              stopped: dict[str, str] | None = None) -> Rendered:
+    files = answers[0]
+    results = [a for a in answers[1:] if "output" in a]
     return Rendered(
         files=[RenderedFile(f["file"], f["text"], tuple((str(a), int(b)) for a, b in f["lines"]))
-               for f in answer["files"]],
-        errors=[TemplateError(e["file"], int(e["line"]), e["message"]) for e in answer["errors"]],
-        outputs=dict(answer.get("outputs", {})),
-        output_errors=dict(answer.get("output_errors", {})))
+               for f in files["files"]],
+        errors=[TemplateError(e["file"], int(e["line"]), e["message"]) for e in files["errors"]],
+        outputs={r["output"]: r["value"] for r in results if "value" in r},
+        output_errors={**{r["output"]: r["error"] for r in results if "error" in r},
+                       **(stopped or {})})
+
+
+def _stopped(code: int | None, limit: float, answers: list[dict[str, Any]], stderr: str,
+             outputs: dict[str, str]) -> Rendered:
+    """The child ended before answering (past its time, memory or CPU): why, at the template
+    line it was running (from the stack it wrote and the line tables it announced), or in the
+    output it was rendering."""
+    reason = _death(code, limit, stderr)
+    tables: dict[str, tuple[str | None, str]] = {}
+    current: dict[str, Any] = {}
+    for line in stderr.splitlines():
+        if not line.startswith(EVENT):
+            continue
+        try:
+            event = json.loads(line[len(EVENT):])
+        except json.JSONDecodeError:
+            continue
+        if "code" in event:
+            tables[str(event["code"])] = (event.get("name"), str(event.get("lines") or ""))
+        else:
+            current = event
+    file, line_number, output = current.get("file"), 0, current.get("output")
+    # faulthandler's stack: most recent call first, so the first template frame is the innermost.
+    for name, code_line in _FRAME.findall(stderr):
+        kind = CODE_NAME.fullmatch(name)
+        if kind is None or name not in tables and kind.group(1) == "file":
+            continue
+        if kind.group(1) == "output":
+            file, output = None, kind.group(2)
+        else:
+            file, output = tables[name][0], None
+            line_number = template_line(tables[name][1], int(code_line))
+        break
+    if output is not None and answers:
+        done = {a["output"] for a in answers[1:] if "output" in a}
+        stopped = {key: reason if key == output else
+                   f"not rendered: rendering stopped at output {output}"
+                   for key in outputs if key not in done}
+        return _rendered(answers, stopped)
+    return Rendered([], [TemplateError(str(file or ""), line_number, reason)], {}, {})
 
 
 def _package_root() -> str:
@@ -86,14 +159,12 @@ def _package_root() -> str:
     return os.pathsep.join([str(here), str(Path(jinja2.__file__).resolve().parents[1])])
 
 
-def _failed(message: str) -> Rendered:
-    return Rendered([], [TemplateError("", 0, message)], {}, {})
-
-
-def _death(code: int, limit: float, stderr: str) -> str:
+def _death(code: int | None, limit: float, stderr: str) -> str:
+    if code is None or "Timeout (" in stderr:  # past the deadline (faulthandler's stack)
+        return f"refused by the sandbox: rendering took longer than {limit:g} s"
     if code in (-9, -24, 137, 152):  # SIGKILL, SIGXCPU
         return f"refused by the sandbox: rendering used more than {limit:g} s of CPU"
     if "MemoryError" in stderr:
         return "refused by the sandbox: rendering needed more memory than allowed"
-    last = stderr.strip().splitlines()[-1:] or ["no message"]
-    return f"the renderer failed (exit {code}): {last[0]}"
+    lines = [line for line in stderr.strip().splitlines() if not line.startswith(EVENT)]
+    return f"the renderer failed (exit {code}): {(lines[-1:] or ['no message'])[0]}"
