@@ -24,6 +24,8 @@ from substratus_cli.yamlpos import YamlDocument, parse_documents
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 SUFFIXES = (".yaml", ".yml")
+# Variables files of the workspace (read as values, not resources; Terraform's *.auto.tfvars).
+VARIABLE_FILES = (".vars.yaml", ".vars.yml")
 _KIND_LIST = ", ".join((*KINDS, *CONFIG_KINDS))
 
 
@@ -52,13 +54,17 @@ def load_directory(path: Path, variables: VariableInput | None = None) -> LoadRe
     """Read and validate every resource file under `path`, with the resources its stacks render;
     all problems end up in `diagnostics`."""
     diagnostics = Diagnostics()
-    files = _resource_files(path, diagnostics)
+    found = _resource_files(path, diagnostics)
+    files = [(f, r) for f, r in found if not r.endswith(VARIABLE_FILES)]
+    given = variables or VariableInput()
+    given = dataclasses.replace(given, workspace_files=tuple(
+        (f, r) for f, r in found if r.endswith(VARIABLE_FILES) and "/" not in r))
     documents: list[tuple[str, YamlDocument]] = []
     for file, relative in files:
         text = _read_text(file, relative, diagnostics)
         for document in parse_documents(text, relative, diagnostics) if text is not None else []:
             documents.append((relative, document))
-    expansion = expand(documents, path, variables or VariableInput(), diagnostics)
+    expansion = expand(documents, path, given, diagnostics)
     declared: list[_Declared] = []
     for source in expansion.sources:
         entry = _check_source(source, diagnostics)

@@ -1,6 +1,7 @@
 """Workspace variables: declared by `Variable` documents, given with `--var NAME=VALUE`,
-`--var-file FILE.yaml` or `SUBSTRATUS_VAR_NAME` (lowest first: environment, files in order, then
---var, the last one winning, as Terraform does), each checked against its declaration."""
+`--var-file FILE.yaml`, the workspace's `*.vars.yaml` files or `SUBSTRATUS_VAR_NAME` (lowest
+first: environment, the workspace's files by name, --var-file in order, then --var, the last one
+winning, as Terraform does), each checked against its declaration."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ class VariableInput:
     assignments: tuple[tuple[str, str], ...] = ()
     files: tuple[Path, ...] = ()
     environ: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # The workspace's own *.vars.yaml files (Terraform's *.auto.tfvars): (path, name shown).
+    workspace_files: tuple[tuple[Path, str], ...] = ()
 
     @classmethod
     def from_command_line(cls, assignments: tuple[str, ...], files: tuple[Path, ...],
@@ -78,9 +81,10 @@ def resolve(declared: Mapping[str, Declaration], given: VariableInput,
     for name, value in sorted(given.environ.items()):
         if name in declared:  # others may be meant for another workspace
             give(name, value, None, None, f"{ENV_PREFIX}{name}", text=True)
-    for path in given.files:
-        for name, value, line in _read_var_file(path, diagnostics):
-            give(name, value, str(path), line, name, text=False)
+    named = [*given.workspace_files, *((path, str(path)) for path in given.files)]
+    for path, shown in named:
+        for name, value, line in _read_var_file(path, shown, diagnostics):
+            give(name, value, shown, line, name, text=False)
     for name, value in given.assignments:
         give(name, value, None, None, f"--var {name}", text=True)
 
@@ -107,20 +111,21 @@ def resolve(declared: Mapping[str, Declaration], given: VariableInput,
     return resolved
 
 
-def _read_var_file(path: Path, diagnostics: Diagnostics) -> list[tuple[str, Any, int]]:
-    """(name, value, line) for each entry of a --var-file (a YAML mapping)."""
+def _read_var_file(path: Path, shown: str,
+                   diagnostics: Diagnostics) -> list[tuple[str, Any, int]]:
+    """(name, value, line) for each entry of a variables file (a YAML mapping)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        diagnostics.error(f"cannot read the variables file: {reason}", file=str(path))
+        diagnostics.error(f"cannot read the variables file: {reason}", file=shown)
         return []
-    documents = parse_documents(text, str(path), diagnostics)
+    documents = parse_documents(text, shown, diagnostics)
     if not documents:
         return []
     document = documents[0]
     if len(documents) > 1 or not isinstance(document.data, dict):
-        diagnostics.error("a variables file holds one mapping of NAME: VALUE", file=str(path),
+        diagnostics.error("a variables file holds one mapping of NAME: VALUE", file=shown,
                           line=document.line)
         return []
     return [(str(k), v, document.field_lines.get(str(k), document.line))

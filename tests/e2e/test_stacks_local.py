@@ -217,3 +217,32 @@ def test_a_stack_folder_is_not_a_workspace(cli, tmp_path):
     assert rendered.code == 0, rendered.output
     assert "# Source: stacks/mine/models.yaml.j2 (stack colors)" in rendered.out
     assert rendered.out.count("kind: Model\n") == 2
+
+
+def test_variables_come_from_the_workspace_files_then_var_files_then_var(cli, tmp_path,
+                                                                         monkeypatch):
+    workdir = tmp_path / "ws"
+    shutil.copytree(EXAMPLE, workdir)
+
+    def epochs(*args: str) -> str:
+        rendered = cli("render", workdir, *args)
+        assert rendered.code == 0, rendered.output
+        line = next(x for x in rendered.out.splitlines() if "epochs" in x)
+        return line.strip()
+
+    assert epochs() == 'params: {"epochs": 200, "learning_rate": 0.003}'
+    monkeypatch.setenv("SUBSTRATUS_VAR_epochs", "3")
+    assert '"epochs": 3' in epochs()
+    (workdir / "team.vars.yaml").write_text("epochs: 5\n")
+    assert '"epochs": 5' in epochs()
+    (tmp_path / "mine.yaml").write_text("epochs: 6\n")
+    assert '"epochs": 6' in epochs("--var-file", str(tmp_path / "mine.yaml"))
+    assert '"epochs": 8' in epochs("--var-file", str(tmp_path / "mine.yaml"), "--var", "epochs=8")
+
+    (workdir / "team.vars.yaml").write_text("epochs: 5\nmax_tokens: 600\nepoch: 1\n")
+    refused = cli("validate", workdir)
+    assert refused.code == ExitCode.INVALID_INPUT
+    assert ('team.vars.yaml:2: max_tokens: variable "max_tokens": 600 is more than the maximum '
+            "512") in refused.err
+    assert 'team.vars.yaml:3: epoch: value for undeclared variable "epoch" (did you mean ' \
+           '"epochs"?)' in refused.err
