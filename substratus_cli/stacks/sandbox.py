@@ -45,10 +45,12 @@ from jinja2.lexer import Lexer
 from jinja2.parser import Parser
 from jinja2.sandbox import SandboxedEnvironment
 
-# A marker: U+FDD0 FILE-INDEX : LINE U+FDD1, placed just before a newline of the template text.
-# Two Unicode noncharacters: never in text, never whitespace or a line break for str methods.
-MARKER = re.compile("\ufdd0(\\d+):(\\d+)\ufdd1")
-_MARKER_CHARS = re.compile("[\ufdd0\ufdd1]")
+# A marker: U+FDD0 FILE-INDEX : LINE, then U+FDD1 placed just before a newline of the template
+# text, or U+FDD2 just after data of that line. Unicode noncharacters: never in text, never
+# whitespace or a line break for str methods.
+MARKER = re.compile("\ufdd0(\\d+):(\\d+)([\ufdd1\ufdd2])")
+_NEWLINE, _CONTENT = "\ufdd1", "\ufdd2"
+_MARKER_CHARS = re.compile("[\ufdd0\ufdd1\ufdd2]")
 TEMPLATE_SUFFIXES = (".yaml.j2", ".yml.j2")
 PLAIN_SUFFIXES = (".yaml", ".yml")
 DEFINITION = "stack.yaml"
@@ -140,19 +142,21 @@ class _StackLoader(jinja2.BaseLoader):
 
 def _with_markers(text: str, index: int, name: str,
                   lex: Callable[[str, str], Iterator[Any]]) -> str:
-    """`text` with a marker before each newline that is template data (not inside a tag)."""
-    text = _MARKER_CHARS.sub("", text.replace("\r\n", "\n"))
+    """`text` with a marker before each newline that is template data (not inside a tag), and
+    one after each piece of data that is not empty: an output line comes from the template line
+    of the last data written on it, or of the newline that ends it (a line of expressions)."""
+    text = _MARKER_CHARS.sub("", re.sub("\r\n?", "\n", text))
     pieces = []
     try:
         tokens = list(lex(text, name))
     except jinja2.TemplateSyntaxError:
         return text  # compiling reports it, with its line
     for lineno, token, value in tokens:
-        if token == "data" and "\n" in value:
-            lines = value.split("\n")
-            marked = [f"{part}\ufdd0{index}:{lineno + i}\ufdd1"
-                      for i, part in enumerate(lines[:-1])]
-            value = "\n".join([*marked, lines[-1]])
+        if token == "data":
+            value = "\n".join(
+                (f"{part}\ufdd0{index}:{lineno + i}{_CONTENT}" if part else "") +
+                (f"\ufdd0{index}:{lineno + i}{_NEWLINE}" if i < value.count("\n") else "")
+                for i, part in enumerate(value.split("\n")))
         pieces.append(value)
     return "".join(pieces)
 
@@ -444,8 +448,8 @@ def render_files(env: _Sandbox, request: dict[str, Any], deadline: float) -> dic
                 total += len(chunk)
                 markers = MARKER.findall(chunk)
                 if markers:
-                    index, line = markers[-1]
-                    position = [files[int(index)], int(line) + 1]
+                    index, line, kind = markers[-1]
+                    position = [files[int(index)], int(line) + (kind == _NEWLINE)]
                 if total > max_chars:
                     position = _running(stream, env, position)
                     raise RenderLimit(f"the output is larger than {max_chars} characters")
@@ -495,15 +499,17 @@ def render_outputs(env: _Sandbox, request: dict[str, Any]) -> Iterator[dict[str,
 
 
 def _line_map(output: str, files: list[str], name: str) -> tuple[str, list[list[Any]]]:
-    """The output without markers, and for each of its lines the [file, line] it came from.
+    """The output without markers, and for each of its lines the [file, line] it came from: that
+    of the last data written on it, else of the newline that ends it.
 
-    A line with no marker (an expression's value spanning lines) belongs to the template line
-    whose newline comes next."""
+    A line with no marker (an expression's value spanning lines, what a macro or a `{% set %}`
+    block captured) belongs to the template line of the next line that has one."""
     raw_lines = output.split("\n")
     found: list[list[Any] | None] = []
     for raw in raw_lines:
         markers = MARKER.findall(raw)
-        found.append([files[int(markers[-1][0])], int(markers[-1][1])] if markers else None)
+        content = [m for m in markers if m[2] == _CONTENT] or markers
+        found.append([files[int(content[-1][0])], int(content[-1][1])] if content else None)
     following: list[Any] = [name, max((f[1] for f in found if f and f[0] == name), default=1)]
     for i in range(len(found) - 1, -1, -1):
         here = found[i]
