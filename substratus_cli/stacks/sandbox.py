@@ -4,21 +4,22 @@ output limits (`python sandbox.py`, JSON in on stdin, JSON out on stdout).
 Templates run in jinja2's SandboxedEnvironment with StrictUndefined: no dunder attributes, no
 filesystem beyond the stack's folder, no network, no randomness. A template that loops for ever
 or builds a huge string is stopped by the limits; a separate process is the only way to stop a
-single C-level operation (`(10**64)**64**64`, a pathological regular expression) that a thread
-cannot interrupt. Nothing is evaluated while a template compiles (filters are not folded into
+single C-level operation (sorting millions of items, a pathological regular expression) that a
+thread cannot interrupt; huge operands (`9**(9**9)`, `'x'|center(10**9)`) are refused first. Nothing is evaluated while a template compiles (filters are not folded into
 constants), so every failure happens in a template's code, at one of its lines.
 
-Line map: before compiling, every newline of a template's text (outside its tags) gets a marker
-naming the template file and line; the rendered output keeps them, so each output line knows the
-template line it came from. Markers are removed from what a template captures (`{% set %}`
+Line map: before compiling, every newline of a template's text (outside its tags), and the end of
+each piece of its data, gets a marker naming the template file and line; the rendered output
+keeps them, so each output line knows the template line it came from. Markers are removed from what a template captures (`{% set %}`
 blocks, macros, `{% filter %}`), whose lines belong to where it is written out, and from the
 output before it is returned.
 
-Answer: stdout holds one JSON line with the rendered files and their errors, then one for each
-output, then {"done": true}. stderr holds events, one JSON line each after EVENT: each compiled template's code name
-and line table, and which file or output is being rendered. When the time is up, the process
-writes the stack of the code it was running (faulthandler, which works even inside a long
-C-level operation) and exits: the parent finds the template line in it with the line tables.
+Answer: stdout holds one JSON line with the rendered files and their errors, one for each output,
+then {"done": true}. stderr holds events, one JSON line each after EVENT: each compiled
+template's code name and line table, and which file or output is being rendered. When the time
+is up, the process writes the stack of the code it was running (faulthandler, which works even
+inside a long C-level operation) and exits: the parent finds the template line in it with the
+line tables.
 
 Imports only the standard library and jinja2, so the child starts fast.
 """
@@ -76,6 +77,14 @@ class RenderLimit(Exception):
 
 class _Refused(Exception):
     """A template asked for something the sandbox refuses (a huge operand, a file outside)."""
+
+
+class TemplateFailure(Exception):
+    """A template's own `fail(message)`: the stack's author refusing a combination of values."""
+
+
+def _fail(message: object = "the template failed") -> None:
+    raise TemplateFailure(str(message))
 
 
 def resource_files(root: Path) -> list[str]:
@@ -394,6 +403,7 @@ def environment(root: Path, files: list[str], max_chars: int) -> _Sandbox:
             check = _format_check
         env.filters[name] = _guarded(filter_, check)
     env.globals["secret"] = _secret_reference
+    env.globals["fail"] = _fail
     return env
 
 
@@ -551,6 +561,8 @@ def _template_frame(tb: Any, files: list[str], fallback: list[Any]) -> tuple[str
 
 
 def _message(error: BaseException) -> str:
+    if isinstance(error, TemplateFailure):
+        return str(error)
     if isinstance(error, jinja2.UndefinedError):
         return f"undefined: {error.message}"
     if isinstance(error, jinja2.TemplateNotFound):

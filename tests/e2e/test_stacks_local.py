@@ -246,3 +246,16 @@ def test_variables_come_from_the_workspace_files_then_var_files_then_var(cli, tm
             "512") in refused.err
     assert 'team.vars.yaml:3: epoch: value for undeclared variable "epoch" (did you mean ' \
            '"epochs"?)' in refused.err
+
+
+def test_a_template_can_fail_with_its_own_message(cli, two_instances):
+    template = two_instances / "stacks" / "pair" / "data.yaml.j2"
+    template.write_text(template.read_text().replace(
+        "    path: {{ values.file }}\n---",
+        "    path: {{ values.file }}\n"
+        "{% if values.file == 'b.txt' %}{{ fail('b.txt is not allowed here') }}{% endif %}\n---"))
+    refused = cli("validate", two_instances)
+    assert refused.code == ExitCode.INVALID_INPUT
+    assert "Error: stacks/pair/data.yaml.j2:8: b.txt is not allowed here" in refused.err
+    assert 'in stack "b" (b.yaml:1)' in refused.err
+    assert "Error: a.yaml" not in refused.err
