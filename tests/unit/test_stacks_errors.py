@@ -531,3 +531,17 @@ def test_a_variable_given_to_a_stack_is_checked_again_by_the_stack(cli: Run,
                                                 'epochs: "${{ var.replicas }}"\n'))
     assert errors(cli("validate", tmp_path, "--var", "project=abc", "--var", "replicas=50")) == [
         "main.yaml:9: spec.values.epochs: 50 is more than the maximum 10"]
+
+
+def test_a_date_in_a_map_variable_reaches_a_stack_as_text(cli: Run, tmp_path: Path) -> None:
+    """YAML reads 2024-01-01 in --var as a date, which JSON (the sandbox's input) has not: it
+    used to end in an internal error."""
+    write(tmp_path, "main.yaml", "apiVersion: substratus.ai/v1\nkind: Variable\n"
+          "metadata: {name: m}\nspec: {type: map}\n---\n" + instance("ft", 'm: "${{ var.m }}"\n'))
+    write(tmp_path, "stacks/s/stack.yaml", "parameters:\n  m: {type: map}\n")
+    write(tmp_path, "stacks/s/t.yaml.j2", TEMPLATE.replace(
+        "{size: {{ values.size }}, name: {{ values.model_name }}}", '{day: "{{ values.m.d }}"}'
+    ).replace("{{ values.epochs }}", "1"))
+    result = cli("render", tmp_path, "--var", "m={d: 2024-01-01}")
+    assert result.code == 0, result.output
+    assert '  labels: {day: "2024-01-01"}\n' in result.out

@@ -206,6 +206,33 @@ def test_limits_stop_a_template_at_its_line(cli: Run, tmp_path: Path, expression
     assert time.monotonic() - started < 15
 
 
+def test_sizes_within_the_limits_render_as_jinja_renders_them(cli: Run, tmp_path: Path) -> None:
+    """The checks refuse only what is too large: every sized filter, format and method works."""
+    template = HEAD + "".join(f"    {key}: '{{{{ {expression} }}}}'\n" for key, expression in (
+        ("wordwrap", "'ab cd'|wordwrap(2, wrapstring='|')"),
+        ("truncate", "'abc def'|truncate(5, leeway=0)"),
+        ("center", "'x'|center(5)"), ("indent", "'a'|indent(2, first=true)"),
+        ("percent", "'%-4s|%.2f' % ('x', 1.5)"), ("format", "'%03d'|format(7)"),
+        ("str-format", "'{:>4}{:{}}'.format('x', 'y', 3)"), ("ljust", "'x'.ljust(3) ~ '|'"),
+        ("slice", "[1, 2, 3]|slice(2)|list|length"), ("batch", "[1, 2, 3]|batch(2)|list|length"),
+        ("power", "2**100"), ("product", "(10**60) * (10**60)"),
+        ("repeat", "'ab' * 3"))) + VALID_TAIL
+    result = cli("render", workspace(tmp_path, {"t.yaml.j2": template}))
+    assert result.code == 0, result.output
+    for line in ("wordwrap: 'ab|cd'", "truncate: 'ab...'", "center: '  x  '", "indent: '  a'",
+                 "percent: 'x   |1.50'", "format: '007'", "str-format: '   xy  '",
+                 "ljust: 'x  |'", "slice: '2'", "batch: '2'", f"power: '{2**100}'",
+                 f"product: '{10**120}'", "repeat: 'ababab'"):
+        assert f"\n    {line}\n" in result.out, (line, result.out)
+
+
+def test_a_power_tower_is_read_left_to_right_as_jinja_does(cli: Run, tmp_path: Path) -> None:
+    """`9**9**9` is (9**9)**9 in jinja, a 75-digit number written at once; 9**(9**9) is refused."""
+    result = cli("render", workspace(tmp_path, {"t.yaml.j2": probe("'{{ 9**9**9 }}'")}))
+    assert result.code == 0, result.output
+    assert f"    probe: '{(9**9)**9}'\n" in result.out
+
+
 def test_a_loop_that_never_ends_in_a_partial_is_stopped_at_the_partial_line(
         cli: Run, tmp_path: Path) -> None:
     partial = "a: 1\n{% for i in range(100000) %}\n{% for j in range(100000) %}\n" \
@@ -472,8 +499,8 @@ def test_invalid_yaml_from_a_template_is_reported_at_the_template_line(
 def test_a_stack_cannot_declare_variables_or_use_workspace_references(
         cli: Run, tmp_path: Path) -> None:
     template = HEAD + "    a: b\n" + "spec:\n  source:\n    huggingface:\n" + \
-        "      name: {{ '${{ var.project }}' }}\n---\napiVersion: substratus.ai/v1\nkind: Variable\n" \
-        "metadata: {name: x}\nspec: {type: string}\n"
+        "      name: {{ '${{ var.project }}' }}\n---\napiVersion: substratus.ai/v1\n" \
+        "kind: Variable\nmetadata: {name: x}\nspec: {type: string}\n"
     result = cli("validate", workspace(tmp_path, {"t.yaml.j2": template}))
     assert_clean(result)
     assert error_lines(result) == [
