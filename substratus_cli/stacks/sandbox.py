@@ -5,14 +5,15 @@ Templates run in jinja2's SandboxedEnvironment with StrictUndefined: no dunder a
 filesystem beyond the stack's folder, no network, no randomness. A template that loops for ever
 or builds a huge string is stopped by the limits; a separate process is the only way to stop a
 single C-level operation (sorting millions of items, a pathological regular expression) that a
-thread cannot interrupt; huge operands (`9**(9**9)`, `'x'|center(10**9)`) are refused first. Nothing is evaluated while a template compiles (filters are not folded into
-constants), so every failure happens in a template's code, at one of its lines.
+thread cannot interrupt; huge operands (`9**(9**9)`, `'x'|center(10**9)`) are refused first.
+Nothing is evaluated while a template compiles (filters are not folded into constants), so every
+failure happens in a template's code, at one of its lines.
 
 Line map: before compiling, every newline of a template's text (outside its tags), and the end of
 each piece of its data, gets a marker naming the template file and line; the rendered output
-keeps them, so each output line knows the template line it came from. Markers are removed from what a template captures (`{% set %}`
-blocks, macros, `{% filter %}`), whose lines belong to where it is written out, and from the
-output before it is returned.
+keeps them, so each output line knows the template line it came from. Markers are removed from
+what a template captures (`{% set %}` blocks, macros, `{% filter %}`), whose lines belong to where
+it is written out, and from the output before it is returned.
 
 Answer: stdout holds one JSON line with the rendered files and their errors, one for each output,
 then {"done": true}. stderr holds events, one JSON line each after EVENT: each compiled
