@@ -125,12 +125,22 @@ def _addresses(declared: list[_Declared], namespace: str,
         if address in first_at:
             first = first_at[address]
             diagnostics.error(
-                f"duplicate {address} (first defined at {first.file}:{first.document.line})",
+                f"duplicate {address} (first defined at {first.file}:{first.document.line}"
+                f"{', ' + _instance_of(first) if _instance_of(first) else ''})",
+                detail=_instance_of(entry),
                 file=entry.file, line=_line_of(entry.document, "metadata.name"),
                 field="metadata.name")
         else:
             first_at[address] = entry
     return first_at
+
+
+def _instance_of(entry: _Declared) -> str:
+    """`in stack "x" (main.yaml:3)` for what a stack rendered, else nothing."""
+    source = entry.source
+    if source is None or not source.instance:
+        return ""
+    return f'in stack "{source.instance}" ({source.origin})'
 
 
 def _resource_files(root: Path, diagnostics: Diagnostics) -> list[tuple[Path, str]]:
@@ -302,9 +312,7 @@ def _check_references(entry: _Declared, namespace: str, known: set[Address],
         where = f"defined: {names}" if defined else f"no {kind} is defined"
         if namespace != DEFAULT_NAMESPACE:
             where += f' in namespace "{namespace}"'
-        source = entry.source
-        detail = f'in stack "{source.instance}" ({source.origin})' \
-            if source is not None and source.instance else ""
+        detail = _instance_of(entry)
         diagnostics.error(f'{kind} "{name}" not found ({where})', detail=detail, file=entry.file,
                           line=_line_of(entry.document, field), field=field)
 

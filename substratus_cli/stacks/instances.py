@@ -96,7 +96,9 @@ def expand(documents: list[tuple[str, YamlDocument]], workdir: Path, given: Vari
         # only repeat the same mistakes.
         return Expansion([], [], [], variables, [])
     expander = _Expander(workdir, declared, variables, diagnostics)
-    for file, document in _in_dependency_order(stacks, diagnostics):
+    ordered, in_cycle = _in_dependency_order(stacks, diagnostics)
+    expander.failed.update(in_cycle)
+    for file, document in ordered:
         expander.instantiate(file, document)
     sources = [s for s in (expander.interpolated(f, d) for f, d in plain) if s is not None]
     return Expansion(sources + expander.rendered, list(expander.outputs.values()),
@@ -115,7 +117,8 @@ def locate(source: str, workdir: Path) -> tuple[Path | None, str]:
         if (candidate / DEFINITION).is_file():
             return candidate.resolve(), ""
     shipped = sorted(p.parent.name for p in SHIPPED.glob(f"*/{DEFINITION}"))
-    where = (f"no {DEFINITION} in {candidates[0]}" if len(candidates) == 1 else
+    is_path = "/" in source or source.startswith(".")
+    where = (f"no {DEFINITION} in {candidates[0]}" if is_path else
              f"not a shipped stack (shipped: {', '.join(shipped) or 'none'}); a folder of "
              "your own is written as a path, e.g. ./stacks/NAME")
     return None, f"stack {source!r} not found: {where}"
@@ -137,17 +140,16 @@ def _line(document: YamlDocument, field: str) -> int:
 
 def _envelope(file: str, document: YamlDocument, allowed: Iterable[str],
               diagnostics: Diagnostics) -> bool:
-    """apiVersion and the top-level fields of a Stack or Variable document."""
-    data, ok = document.data, True
+    """apiVersion and the top-level fields of a Stack or Variable document (all reported); False
+    only when it has no name to go on with."""
+    data = document.data
     if data.get("apiVersion") != API_VERSION:
         diagnostics.error(f'expected apiVersion "{API_VERSION}"', file=file,
                           line=_line(document, "apiVersion"), field="apiVersion")
-        ok = False
     for key in data:
         if key not in ("apiVersion", "kind", "metadata", "spec"):
             diagnostics.error(f'unknown field "{key}"', file=file, line=_line(document, str(key)),
                               field=str(key))
-            ok = False
     metadata = data.get("metadata")
     if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str):
         diagnostics.error("required field is missing", file=file,
@@ -157,8 +159,7 @@ def _envelope(file: str, document: YamlDocument, allowed: Iterable[str],
         if key not in allowed:
             diagnostics.error(f'unknown field "{key}"', file=file,
                               line=_line(document, f"metadata.{key}"), field=f"metadata.{key}")
-            ok = False
-    return ok
+    return True
 
 
 def _declarations(documents: list[tuple[str, YamlDocument]],
@@ -215,10 +216,10 @@ def report_validation(error: pydantic.ValidationError, file: str, document: Yaml
         diagnostics.error(message, file=file, line=_line(document, field), field=field)
 
 
-def _in_dependency_order(stacks: list[tuple[str, YamlDocument]],
-                         diagnostics: Diagnostics) -> list[tuple[str, YamlDocument]]:
+def _in_dependency_order(stacks: list[tuple[str, YamlDocument]], diagnostics: Diagnostics
+                         ) -> tuple[list[tuple[str, YamlDocument]], set[str]]:
     """Stack documents, each after the instances whose outputs its values use; the instances of a
-    cycle are reported and left out."""
+    cycle are reported and left out (their names returned too)."""
     by_name: dict[str, tuple[str, YamlDocument]] = {}
     for file, document in stacks:
         name = _name(document)
@@ -263,7 +264,7 @@ def _in_dependency_order(stacks: list[tuple[str, YamlDocument]],
 
     for name in by_name:
         visit(name)
-    return [by_name[n] for n in ordered]
+    return [by_name[n] for n in ordered], in_cycle
 
 
 class _Expander:
@@ -278,6 +279,7 @@ class _Expander:
         self.rendered: list[Source] = []
         self.texts: list[RenderedText] = []
         self.failed: set[str] = set()  # instances that did not render: no second error for them
+        self.definitions: dict[Path, tuple[Definition, YamlDocument] | None] = {}
 
     # References
 
@@ -349,6 +351,8 @@ class _Expander:
         refs: list[tuple[str, str]] = []
         before = len(self.diagnostics.errors)
         data = self._substitute(file, document, refs)
+        if len(self.diagnostics.errors) > before:
+            return  # a reference's text left in a value would only be refused again
         spec = data.get("spec")
         if not _dns_label(name):
             self._error(file, document, "metadata.name",
@@ -400,13 +404,23 @@ class _Expander:
         return Path(os.path.relpath(path, self.workdir)).as_posix()
 
     def _definition(self, root: Path) -> tuple[Definition, YamlDocument] | None:
+        """The stack's definition, read once per run (its errors reported once, not per
+        instance)."""
+        if root not in self.definitions:
+            self.definitions[root] = self._read_definition(root)
+        return self.definitions[root]
+
+    def _read_definition(self, root: Path) -> tuple[Definition, YamlDocument] | None:
         file = self.display(root, DEFINITION)
         try:
             text = (root / DEFINITION).read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as error:
             self.diagnostics.error(f"cannot read the stack definition: {error}", file=file)
             return None
+        before = len(self.diagnostics.errors)
         documents = parse_documents(text, file, self.diagnostics)
+        if len(self.diagnostics.errors) > before:
+            return None
         if not documents or not isinstance(documents[0].data, dict):
             self.diagnostics.error("expected a mapping with parameters and outputs", file=file,
                                    line=documents[0].line if documents else 1)
@@ -450,7 +464,7 @@ class _Expander:
     def _render(self, instance: Instance, definition: Definition, where: YamlDocument,
                 values: dict[str, Any], namespace: Any,
                 refs: tuple[tuple[str, str], ...]) -> None:
-        context = {"values": values, "instance": instance.name, "namespace": namespace}
+        context = {"values": values, "instance": instance.name, "instance_namespace": namespace}
         sources = {name: (o.value if isinstance(o.value, str) else o.resource or "")
                    for name, o in definition.outputs.items()
                    if isinstance(o.value, str) or o.resource}

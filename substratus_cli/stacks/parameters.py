@@ -8,8 +8,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from substratus_cli.diagnostics import Diagnostics
+from substratus_cli.yamlpos import parse_documents
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 TYPES = ("string", "number", "integer", "boolean", "list", "map")
@@ -118,11 +120,12 @@ def parse_text(parameter: Parameter, text: str) -> tuple[Any, str | None]:
     """A value given as text (`--var`, `SUBSTRATUS_VAR_`) read as the parameter's type."""
     if parameter.type == "string":
         return text, None
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
+    # Read as a workspace file's value is read: no tags, dates kept as text.
+    found = Diagnostics()
+    documents = parse_documents(text, "--var", found) if text.strip() else []
+    if found.has_errors or len(documents) > 1:
         return None, f"expected {_article(parameter.type)}, got {text!r}"
-    return value, None
+    return (documents[0].data if documents else None), None
 
 
 def _article(kind: str) -> str:

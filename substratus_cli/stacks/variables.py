@@ -58,6 +58,7 @@ def resolve(declared: Mapping[str, Declaration], given: VariableInput,
     required variable not given) is reported, all of them together."""
     values: dict[str, Any] = {}
     where: dict[str, tuple[str | None, int | None, str]] = {}
+    refused: set[str] = set()  # given, but not as its type: reported once, not as missing too
 
     def give(name: str, value: Any, file: str | None, line: int | None, field: str,
              text: bool) -> None:
@@ -74,6 +75,7 @@ def resolve(declared: Mapping[str, Declaration], given: VariableInput,
             if problem:
                 diagnostics.error(f'variable "{name}": {problem}', file=file, line=line,
                                   field=field)
+                refused.add(name)
                 return
         values[name] = value
         where[name] = (file, line, field)
@@ -100,6 +102,8 @@ def resolve(declared: Mapping[str, Declaration], given: VariableInput,
                                   field=field)
                 continue
             resolved[name] = values[name]
+        elif name in refused:
+            continue
         elif declaration.parameter.required:
             diagnostics.error(
                 f'variable "{name}" is required and has no value',

@@ -149,7 +149,9 @@ def test_a_stack_that_does_not_exist(cli: Run, tmp_path: Path) -> None:
                                                    ["main.yaml:13", "spec.source"],
                                                    ["main.yaml:20", "spec.source"]], found
     assert "stack './stacks/nope' not found: no stack.yaml in " in found[0]
-    assert "stack 'no-such-stack' not found" in found[1]
+    assert "stack 'no-such-stack' not found: not a shipped stack (shipped: " \
+           "finetune-and-serve, gke-platform, notebook); a folder of your own is written as a " \
+           "path, e.g. ./stacks/NAME" in found[1]
     assert "stack './model.yaml' not found" in found[2]
 
 
@@ -204,7 +206,9 @@ def test_the_stack_document_itself(cli: Run, tmp_path: Path) -> None:
         "main.yaml:27: spec.values: required parameter not given: model_name",
         'main.yaml:29: spec.value: unknown field "value"; allowed: source, values',
         'main.yaml:31: apiVersion: expected apiVersion "substratus.ai/v1"',
-        'main.yaml:35: metadata.owner: unknown field "owner"']
+        'main.yaml:35: metadata.owner: unknown field "owner"',
+        # ... and the rest of that document is checked all the same.
+        "main.yaml:36: spec.values: required parameter not given: model_name"]
 
 
 # Instances together
@@ -239,8 +243,17 @@ def test_two_instances_rendering_the_same_address(cli: Run, tmp_path: Path) -> N
           instance("b", "model_name: m\n"))
     found = errors(cli("validate", tmp_path))
     assert len(found) == 1, found
-    assert found[0].startswith("stacks/s/m.yaml.j2:4: metadata.name: duplicate "
-                               "Model/default/fixed (first defined at stacks/s/m.yaml.j2:"), found
+    assert found[0] == ("stacks/s/m.yaml.j2:4: metadata.name: duplicate Model/default/fixed "
+                        '(first defined at stacks/s/m.yaml.j2:1, in stack "a" (main.yaml:1))')
+    assert '  in stack "b" (main.yaml:10)' in cli("validate", tmp_path).err
+
+
+def test_a_broken_definition_is_reported_once_for_all_its_instances(cli: Run,
+                                                                    tmp_path: Path) -> None:
+    stack_folder(tmp_path, definition="parameters:\n  a: {type: text}\n", template="{}\n")
+    write(tmp_path, "main.yaml", instance("a") + "---\n" + instance("b"))
+    found = errors(cli("validate", tmp_path))
+    assert len(found) == 1 and found[0].startswith("stacks/s/stack.yaml:2: parameters.a.type:")
 
 
 def test_an_instance_rendering_an_address_the_workspace_declares(cli: Run,
@@ -545,3 +558,26 @@ def test_a_date_in_a_map_variable_reaches_a_stack_as_text(cli: Run, tmp_path: Pa
     result = cli("render", tmp_path, "--var", "m={d: 2024-01-01}")
     assert result.code == 0, result.output
     assert '  labels: {day: "2024-01-01"}\n' in result.out
+
+
+def test_a_value_refused_is_not_also_reported_missing(cli: Run, tmp_path: Path) -> None:
+    workdir = variables_workspace(tmp_path)
+    found = errors(cli("validate", workdir, "--var", "project=abc", "--var", "replicas=[1"))
+    assert found == ['--var replicas: variable "replicas": expected an integer, got \'[1\'']
+    # --var reads values as files are read: no YAML tags.
+    found = errors(cli("validate", workdir, "--var", "project=abc", "--var", "zones=!!set {a}",
+                       "--var", "replicas=1"))
+    assert found == ['--var zones: variable "zones": expected a list, got \'!!set {a}\'']
+
+
+def test_jinja_namespace_stays_usable_beside_the_instance_namespace(cli: Run,
+                                                                    tmp_path: Path) -> None:
+    stack_folder(tmp_path, template=TEMPLATE.replace(
+        "      config:\n", "{% set ns = namespace(layers=0) %}\n"
+        "{% for i in range(values.epochs) %}{% set ns.layers = ns.layers + 1 %}{% endfor %}\n"
+        "      config:\n        n_head: {{ ns.layers }}\n"
+        "        n_embd: {{ 1 if instance_namespace is none else 2 }}\n"))
+    write(tmp_path, "main.yaml", instance("a", "model_name: m\n"))
+    rendered = cli("render", tmp_path)
+    assert rendered.code == 0, rendered.output
+    assert "n_head: 3\n" in rendered.out and "n_embd: 1\n" in rendered.out
