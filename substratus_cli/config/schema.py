@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 from substratus_cli.address import KINDS
 from substratus_cli.resource import API_VERSION
 from substratus_cli.secrets import SECRET_REF
+from substratus_cli.stacks.parameters import Parameter
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -411,9 +412,43 @@ def _document_model(kind: str, spec: type[BaseModel]) -> type[BaseModel]:
 DOCUMENT_MODELS: dict[str, type[BaseModel]] = {k: _document_model(k, m) for k, m in SPEC_MODELS.items()}
 
 
+class StackSpec(_Model):
+    """A stack instance: the stack's folder (./PATH) or a shipped stack's name, and its values
+    (checked against the stack's stack.yaml when it is rendered)."""
+
+    source: str
+    values: dict[str, Any] | None = None
+
+
+class StackMetadata(_Model):
+    name: Name
+    namespace: Name | None = None
+    labels: dict[str, str] | None = None
+
+
+class VariableMetadata(_Model):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
+
+
+def _config_document(kind: str, metadata: type[BaseModel], spec: type[BaseModel]) -> Any:
+    return create_model(
+        f"{kind}Document", __base__=_Model,
+        api_version=(Literal[API_VERSION], Field(alias="apiVersion")),  # type: ignore[arg-type]
+        kind=(Literal[kind], ...),  # type: ignore[arg-type]
+        metadata=(metadata, ...), spec=(spec, ...))
+
+
+# Documents the loader expands before validation (stacks/): in the editors' schema only.
+CONFIG_DOCUMENT_MODELS: dict[str, type[BaseModel]] = {
+    "Stack": _config_document("Stack", StackMetadata, StackSpec),
+    "Variable": _config_document("Variable", VariableMetadata, Parameter),
+}
+
+
 def json_schema() -> dict[str, Any]:
     """One JSON Schema for a document of any kind, chosen by `kind` (for yaml-language-server)."""
-    union = functools.reduce(operator.or_, DOCUMENT_MODELS.values())
+    union = functools.reduce(operator.or_, [*DOCUMENT_MODELS.values(),
+                                            *CONFIG_DOCUMENT_MODELS.values()])
     adapter: TypeAdapter[Any] = TypeAdapter(
         Annotated[union, Field(discriminator="kind")])  # type: ignore[arg-type]
     schema = adapter.json_schema(by_alias=True)

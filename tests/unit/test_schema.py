@@ -12,7 +12,7 @@ def test_json_schema_has_a_document_per_kind() -> None:
     schema = json_schema()
     json.dumps(schema)  # plain JSON, ready to write to a file
     assert schema["$schema"].startswith("https://json-schema.org/")
-    assert sorted(schema["discriminator"]["mapping"]) == sorted(KINDS)
+    assert sorted(schema["discriminator"]["mapping"]) == sorted([*KINDS, "Stack", "Variable"])
     definitions = schema["$defs"]
     for kind in KINDS:
         document = definitions[f"{kind}Document"]
@@ -21,7 +21,9 @@ def test_json_schema_has_a_document_per_kind() -> None:
         assert document["properties"]["apiVersion"]["const"] == "substratus.ai/v1"
         assert document["properties"]["spec"] == {"$ref": f"#/$defs/{kind}Spec"}
         assert ("spec" in document["required"]) == (kind != "Environment")
-    assert len(schema["oneOf"]) == len(KINDS) == len(SPEC_MODELS)
+    assert len(schema["oneOf"]) == len(KINDS) + 2 == len(SPEC_MODELS) + 2
+    assert definitions["StackDocument"]["properties"]["spec"] == {"$ref": "#/$defs/StackSpec"}
+    assert "enum" in definitions["Parameter"]["properties"]
 
 
 def test_json_schema_uses_the_names_written_in_files() -> None:
