@@ -69,9 +69,12 @@ class MissingSecretError(SubstratusError):
     pass
 
 
+ENV_PREFIX = "SUBSTRATUS_SECRET_"
+
+
 def env_var_name(name: str, key: str) -> str:
     """Where the local runtime looks for a secret: SUBSTRATUS_SECRET_<NAME>_<KEY>."""
-    return "SUBSTRATUS_SECRET_" + re.sub(r"[^A-Za-z0-9]", "_", f"{name}_{key}").upper()
+    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", f"{name}_{key}").upper()
 
 
 def resolve_from_environ(name: str, key: str) -> str:

@@ -48,7 +48,10 @@ def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None, cwd: str | os.P
     reaches it), stdout and stderr appended to log_path."""
     log = Path(log_path)
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+    # A workload's log may hold what it prints of its inputs: readable by its owner only.
+    descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with open(descriptor, "ab") as out:
         child = subprocess.Popen(
             list(argv), env=None if env is None else dict(env), cwd=cwd,
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

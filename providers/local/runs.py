@@ -23,6 +23,7 @@ from substratus_artifacts.store import Store
 from substratus_cli import failpoints
 from substratus_cli.address import Address
 from substratus_cli.errors import ProviderError
+from substratus_cli.secrets import ENV_PREFIX as SECRET_ENV_PREFIX
 from substratus_providers.local import processes
 from substratus_providers.local.process_book import Entry, ProcessBook
 
@@ -115,8 +116,11 @@ class Runtime:
     def start(self, w: Workload, content: Path, log: Path, *, port: int | None = None,
               extra_env: Mapping[str, str] | None = None, version: str = "") -> Entry:
         require_program(w.program, f"substratus's {w.program} program", w.command)
-        # The contract's PARAM_ variables come from the spec alone, not from the user's shell.
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("PARAM_")}
+        # The contract's PARAM_ variables come from the spec alone, not from the user's shell;
+        # secrets reach a workload only through its own spec's references (w.env, resolved), as
+        # a secretKeyRef does on Kubernetes, never all of the CLI's SUBSTRATUS_SECRET_*.
+        inherited = {k: v for k, v in os.environ.items()
+                     if not k.startswith(("PARAM_", SECRET_ENV_PREFIX))}
         # Several torch processes share this machine (a training beside the server it will
         # replace): OpenMP threads that spin while idle starve the others, 10x slower training.
         inherited.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -82,6 +82,17 @@ StorageURL = Annotated[
     str, AfterValidator(_storage_url), Field(json_schema_extra={"pattern": "^(file|gs)://"})
 ]
 MaybeSecret = Annotated[str, AfterValidator(_secret_refs)]
+
+
+def _no_secret_refs(value: str) -> str:
+    # A URL is shown, planned and recorded as written: a secret in it would be one of them.
+    if "${{" in value:
+        raise ValueError("a URL cannot hold a secret reference (it is shown in plans and kept "
+                         "in state); send the secret in `headers` (e.g. Authorization)")
+    return value
+
+
+PlainURL = Annotated[str, AfterValidator(_no_secret_refs)]
 Quantity = Annotated[str | int | float, BeforeValidator(_quantity)]
 
 
@@ -278,7 +289,7 @@ class HuggingFace(_Model):
 
 
 class DatasetSource(_Model):
-    url: str | None = None
+    url: PlainURL | None = None
     sha256: Sha256 | None = None
     headers: dict[str, MaybeSecret] | None = None
     path: str | None = None
@@ -309,7 +320,7 @@ class Scratch(_Model):
 
 class ModelSource(_Model):
     huggingface: HuggingFace | None = None
-    url: str | None = None
+    url: PlainURL | None = None
     sha256: Sha256 | None = None
     path: str | None = None
     scratch: Scratch | None = None

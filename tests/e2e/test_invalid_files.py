@@ -21,6 +21,11 @@ CASES = {
         "apiVersion: substratus.ai/v1\nkind: Dataset\nmetadata: {name: a}\nspec:\n"
         "  source: {path: x}\n  params: [1, 2]\n",
         "Error: a.yaml:6: spec.params: expected a mapping, got a list"),
+    "secret in a url": (
+        "apiVersion: substratus.ai/v1\nkind: Dataset\nmetadata: {name: a}\nspec:\n"
+        "  source: {url: 'https://example.com/x.csv?token=${{ secrets.hub.token }}'}\n",
+        "Error: a.yaml:5: spec.source.url: a URL cannot hold a secret reference (it is shown in "
+        "plans and kept in state); send the secret in `headers` (e.g. Authorization)"),
     "missing reference": (
         "apiVersion: substratus.ai/v1\nkind: Model\nmetadata: {name: m}\nspec:\n  training:\n"
         "    baseModel: {name: m}\n    dataset: {name: colorz}\n",

@@ -85,3 +85,43 @@ def test_missing_secret_fails_the_plan_with_how_to_set_it(tmp_path):
         assert "export SUBSTRATUS_SECRET_HUB_TOKEN=" in result.stderr
         assert "Traceback" not in result.stderr
     assert not (workdir / ".substratus" / "runtime").exists()
+
+
+def test_a_workload_gets_only_the_secrets_it_references_and_its_log_is_private(
+        cli, tmp_path, monkeypatch):
+    # Two secrets in the CLI's environment; the training references one of them.
+    monkeypatch.setenv("SUBSTRATUS_SECRET_HUB_TOKEN", SECRET)
+    monkeypatch.setenv("SUBSTRATUS_SECRET_OTHER_TOKEN", "other-7a6b5c-do-not-leak")
+    workdir = tmp_path / "ws"
+    (workdir / "weights").mkdir(parents=True)
+    (workdir / "weights" / "config.json").write_text("{}")
+    (workdir / "rows.jsonl").write_text('{"a": 1}\n')
+    (workdir / "models.yaml").write_text("""\
+apiVersion: substratus.ai/v1
+kind: Dataset
+metadata: {name: rows}
+spec: {source: {path: rows.jsonl}}
+---
+apiVersion: substratus.ai/v1
+kind: Model
+metadata: {name: base}
+spec: {source: {path: weights}}
+---
+apiVersion: substratus.ai/v1
+kind: Model
+metadata: {name: tuned}
+spec:
+  training: {baseModel: {name: base}, dataset: {name: rows}}
+  env: {HUB: "${{ secrets.hub.token }}"}
+  command: ["sh", "-c", "env | sort; echo w > $SUBSTRATUS_CONTENT/artifacts/w.bin"]
+""")
+    applied = cli("apply", "--auto-approve", workdir)
+    assert applied.code == 0, applied.output
+    logs = [p for p in (workdir / ".substratus").rglob("*.log") if "Model" in str(p) or
+            "tuned" in str(p)]
+    printed = "".join(p.read_text() for p in logs)
+    assert f"HUB={SECRET}" in printed  # what it references, resolved
+    assert "other-7a6b5c-do-not-leak" not in printed
+    assert "SUBSTRATUS_SECRET_" not in printed
+    for log in logs:
+        assert log.stat().st_mode & 0o777 == 0o600, log
