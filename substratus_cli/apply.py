@@ -26,6 +26,7 @@ from substratus_cli.errors import ExitCode
 from substratus_cli.plan import Change, Plan
 from substratus_cli.planner import recorded_statuses
 from substratus_cli.provider import ApplyRequest, LiveObject, Provider, Registry
+from substratus_cli.secrets import scrub
 from substratus_cli.state import StateSession
 
 READY_TIMEOUT_SECONDS = 30 * 60
@@ -210,12 +211,13 @@ class Executor:
         self.session.record(
             change.address, change.provider,
             spec_hash=spec_hash(r.spec, r.labels) if r else None,
-            fingerprint=live.fingerprint, status=dict(live.status),
+            fingerprint=live.fingerprint,
+            status={k: scrub(v) if isinstance(v, str) else v for k, v in live.status.items()},
             deps=r.refs if r else (),
         )
 
     def _failed(self, change: Change, started: float, message: str) -> StepResult:
-        return StepResult(change.address, change.action, StepState.FAILED, message,
+        return StepResult(change.address, change.action, StepState.FAILED, scrub(message),
                           time.monotonic() - started)
 
     def _provider(self, change: Change) -> Provider:

@@ -32,7 +32,7 @@ from substratus_cli.planner import PlanOptions
 from substratus_cli.render.human import render_plan
 from substratus_cli.render.json_plan import plan_to_json
 from substratus_cli.render.progress import ConsoleReporter, render_outcome
-from substratus_cli.secrets import redact
+from substratus_cli.secrets import redact, scrub
 from substratus_cli.stacks import VariableInput, scaffold
 
 out = Console(highlight=False, soft_wrap=True)
@@ -453,13 +453,13 @@ def run(argv: list[str] | None = None) -> int:
         return ExitCode.INVALID_INPUT
     except DiagnosticsError as e:
         for d in e.diagnostics.errors:
-            err.print(Text("Error: ", style="bold red") + Text(str(d)))
+            err.print(Text("Error: ", style="bold red") + Text(scrub(str(d))))
         err.print(Text(e.message + ".", style="bold"))
         return e.exit_code
     except (SubstratusError, StoreError) as e:  # the store package's errors are the user's too
-        err.print(Text("Error: ", style="bold red") + Text(e.message))
+        err.print(Text("Error: ", style="bold red") + Text(scrub(e.message)))
         if e.hint:
-            err.print(Text(f"  {e.hint}"))
+            err.print(Text(f"  {scrub(e.hint)}"))
         return e.exit_code if isinstance(e, SubstratusError) else ExitCode.ERROR
     except KeyboardInterrupt:
         err.print("Interrupted.")
@@ -467,7 +467,7 @@ def run(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return ExitCode.OK
     except Exception as e:  # a bug: say so, keep the trace for whoever reports it
-        err.print(Text(f"Internal error: {type(e).__name__}: {e}", style="bold red"))
+        err.print(Text(scrub(f"Internal error: {type(e).__name__}: {e}"), style="bold red"))
         err.print("This is a bug in substratus. Please report it with the command you ran; "
                   "set SUBSTRATUS_DEBUG=1 to see the traceback.")
         if os.environ.get("SUBSTRATUS_DEBUG"):

@@ -7,8 +7,11 @@ mentions a secret.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
+import threading
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,10 +80,46 @@ def env_var_name(name: str, key: str) -> str:
     return ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", f"{name}_{key}").upper()
 
 
+# Every secret value this process has resolved: messages are scrubbed of them (a server that
+# answers "401 invalid token <token>" must not get the token printed).
+_revealed: set[str] = set()
+_revealed_lock = threading.Lock()
+# Shorter values would scrub ordinary words out of messages; a secret that short is no secret.
+_MIN_SCRUBBED = 6
+
+
+def reveal(value: str) -> str:
+    """Note a resolved secret value (to be scrubbed from messages); returns it."""
+    if len(value) >= _MIN_SCRUBBED:
+        with _revealed_lock:
+            _revealed.add(value)
+    return value
+
+
+def _encodings(value: str) -> set[str]:
+    raw = value.encode()
+    forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value),
+             base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+    forms |= {f.rstrip("=") for f in forms}
+    return {f for f in forms if len(f) >= _MIN_SCRUBBED}
+
+
+def scrub(text: str) -> str:
+    """`text` with every resolved secret value, and its base64 and URL-encoded forms, replaced
+    by SENSITIVE."""
+    with _revealed_lock:
+        values = list(_revealed)
+    forms = sorted({f for v in values for f in _encodings(v)}, key=len, reverse=True)
+    for form in forms:
+        if form in text:
+            text = text.replace(form, SENSITIVE)
+    return text
+
+
 def resolve_from_environ(name: str, key: str) -> str:
     var = env_var_name(name, key)
     try:
-        return os.environ[var]
+        return reveal(os.environ[var])
     except KeyError:
         raise MissingSecretError(
             f"secret {name}.{key} is not set",

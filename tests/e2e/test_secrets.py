@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
+from substratus_cli.secrets import SENSITIVE, reveal, scrub
 from tests.support.http_server import Route, serve
 
 SECRET = "tok-9f8e7d6c5b4a-do-not-leak"
@@ -71,6 +74,34 @@ def test_secret_is_not_leaked_when_the_request_fails(cli, tmp_path, monkeypatch)
     assert failed.code == 6
     assert "403" in failed.output
     assert SECRET not in failed.output
+
+
+def test_a_server_that_echoes_the_token_does_not_get_it_printed(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("SUBSTRATUS_SECRET_HUB_TOKEN", SECRET)
+    workdir = tmp_path / "ws"
+    with serve({"/private.csv": Route(b"x", authorization="Bearer something-else",
+                                      echo=True)}) as srv:
+        write_dataset(workdir, srv.url)
+        failed = cli("apply", workdir, "--auto-approve")
+    assert failed.code == 6, failed.output
+    # The server answered with the token base64-encoded: the message says so, without it.
+    assert "HTTP 401 invalid token (sensitive value)" in failed.err, failed.output
+    encoded = base64.b64encode(SECRET.encode())
+    assert SECRET not in failed.output and encoded.decode() not in failed.output
+    for path in workdir.rglob("*"):
+        if path.is_file() and path.suffix != ".log":  # logs: the workload's own, 0600
+            assert SECRET.encode() not in path.read_bytes(), path
+            assert encoded not in path.read_bytes(), path
+
+
+def test_scrub_covers_the_encodings_of_a_revealed_value():
+    value = "s3cr3t/+value=="
+
+    reveal(value)
+    for form in (value, urllib.parse.quote(value, safe=""), base64.b64encode(value.encode())
+                 .decode(), base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")):
+        assert scrub(f"got {form} back") == f"got {SENSITIVE} back", form
+    assert scrub("nothing here") == "nothing here"
 
 
 def test_missing_secret_fails_the_plan_with_how_to_set_it(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import http.server
@@ -15,6 +16,9 @@ class Route:
     body: bytes
     authorization: str | None = None  # required Authorization header value, if any
     seconds: float = 0.0  # spread the body over this long (a slow download)
+    # On a wrong Authorization, answer 401 quoting the token that was sent, base64-encoded (as
+    # careless servers echo credentials).
+    echo: bool = False
 
 
 @dataclasses.dataclass
@@ -36,6 +40,11 @@ def serve(routes: dict[str, Route]) -> Iterator[Served]:
                 self.send_error(404)
                 return
             if route.authorization and self.headers.get("Authorization") != route.authorization:
+                if route.echo:
+                    token = self.headers.get("Authorization", "").split(" ")[-1]
+                    sent = base64.b64encode(token.encode()).decode()
+                    self.send_error(401, f"invalid token {sent}", f"rejected: {sent}")
+                    return
                 self.send_error(403)
                 return
             self.send_response(200)
