@@ -35,6 +35,8 @@ from substratus_cli.render.progress import ConsoleReporter, render_outcome
 from substratus_cli.secrets import redact, scrub
 from substratus_cli.stacks import VariableInput, scaffold
 
+# Errors printed at most (the rest counted), as compilers' -fmax-errors.
+MAX_SHOWN = 100
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -452,8 +454,12 @@ def run(argv: list[str] | None = None) -> int:
         e.show()
         return ExitCode.INVALID_INPUT
     except DiagnosticsError as e:
-        for d in e.diagnostics.errors:
+        errors = e.diagnostics.errors
+        for d in errors[:MAX_SHOWN]:
             err.print(Text("Error: ", style="bold red") + Text(scrub(str(d))))
+        if len(errors) > MAX_SHOWN:
+            err.print(Text(f"... and {len(errors) - MAX_SHOWN} more (the first {MAX_SHOWN} are "
+                           "shown)"))
         err.print(Text(e.message + ".", style="bold"))
         return e.exit_code
     except (SubstratusError, StoreError) as e:  # the store package's errors are the user's too

@@ -23,6 +23,9 @@ from substratus_cli.stacks.sandbox import DEFINITION
 from substratus_cli.yamlpos import YamlDocument, parse_documents
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
+# A directory of hostile or generated files can hold errors by the hundred thousand: past this
+# many the loader stops checking (a compiler's -fmax-errors).
+MAX_ERRORS = 1000
 SUFFIXES = (".yaml", ".yml")
 # Variables files of the workspace (read as values, not resources; Terraform's *.auto.tfvars).
 VARIABLE_FILES = (".vars.yaml", ".vars.yml")
@@ -67,6 +70,9 @@ def load_directory(path: Path, variables: VariableInput | None = None) -> LoadRe
     expansion = expand(documents, path, given, diagnostics)
     declared: list[_Declared] = []
     for source in expansion.sources:
+        if len(diagnostics) >= MAX_ERRORS:
+            diagnostics.error(f"stopped after {MAX_ERRORS} errors; fix these first")
+            break
         entry = _check_source(source, diagnostics)
         if entry is not None:
             declared.append(entry)
