@@ -88,10 +88,17 @@ class StatCache:
             self._recorded[key_path] = value
             return True
 
-    def save(self) -> None:
-        """Merge this process's new entries into the file on disk and replace it atomically."""
+    def save(self) -> bool:
+        """Merge this process's new entries into the file on disk and replace it atomically.
+
+        A cache is only an optimisation: on a read-only or full disk it is not saved (False),
+        its entries stay in memory for this process, and nothing fails."""
         with self._lock:
-            self._save()
+            try:
+                self._save()
+            except OSError:
+                return False
+            return True
 
     def _save(self) -> None:
         if not self._recorded and self.path.exists():

@@ -7,8 +7,13 @@ import uuid
 from typing import Any
 
 from substratus_cli.address import Address
+from substratus_cli.errors import SubstratusError
 
 FORMAT_VERSION = 1
+
+
+class NewerStateError(SubstratusError):
+    """State in a format this version cannot read without losing what it does not know."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +74,13 @@ class Inventory:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Inventory:
+        version = d.get("format_version", FORMAT_VERSION)
+        if isinstance(version, int) and version > FORMAT_VERSION:
+            raise NewerStateError(
+                f"the state was written by a newer substratus (state format {version}; this one "
+                f"reads format {FORMAT_VERSION} and older)",
+                hint="upgrade substratus; writing it with this version could lose what the "
+                     "newer one recorded")
         entries = [InventoryEntry.from_dict(e) for e in d.get("resources", [])]
         return cls(lineage=d["lineage"], serial=int(d["serial"]),
                    entries={e.address: e for e in entries})
