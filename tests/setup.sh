@@ -3,16 +3,20 @@
 # is done already, each logged under .ci/logs/:
 #   - Debian packages: docker-registry (a real OCI registry), apache2-utils (htpasswd for its
 #     auth tests), skopeo (reads back what was pushed), buildah (builds images without a
-#     daemon), busybox-static (the shell of the test base image); apt-get as root, only when
-#     missing;
+#     daemon), busybox-static (the shell of the test base image), shellcheck (checks
+#     examples/ci/drift-check.sh and, through actionlint, the workflows' run: scripts); apt-get
+#     as root, only when missing;
 #   - the test Kubernetes control plane (tests/cluster/build.sh: Go builds into
-#     ~/.cache/substratus/controlplane, about 8 minutes the first time on 2 cores).
+#     ~/.cache/substratus/controlplane, about 8 minutes the first time on 2 cores);
+#   - actionlint, which checks the GitHub Actions workflows of examples/ci
+#     (tests/actionlint/build.sh: Go builds into ~/.cache/substratus/actionlint, about 25 s the
+#     first time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .ci/logs
 
 missing=()
-for package in docker-registry apache2-utils skopeo buildah busybox-static; do
+for package in docker-registry apache2-utils skopeo buildah busybox-static shellcheck; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
     || missing+=("$package")
 done
@@ -31,3 +35,8 @@ echo "tests/setup.sh: the test control plane (log: .ci/logs/controlplane-build.l
 bash tests/cluster/build.sh > .ci/logs/controlplane-build.log 2>&1 \
   || { tail -50 .ci/logs/controlplane-build.log; exit 1; }
 tail -1 .ci/logs/controlplane-build.log
+
+echo "tests/setup.sh: actionlint (log: .ci/logs/actionlint-build.log)"
+bash tests/actionlint/build.sh > .ci/logs/actionlint-build.log 2>&1 \
+  || { tail -50 .ci/logs/actionlint-build.log; exit 1; }
+tail -2 .ci/logs/actionlint-build.log
