@@ -6,7 +6,9 @@
 #     daemon), busybox-static (the shell of the test base image); apt-get as root, only when
 #     missing;
 #   - the test Kubernetes control plane (tests/cluster/build.sh: Go builds into
-#     ~/.cache/substratus/controlplane, about 8 minutes the first time on 2 cores).
+#     ~/.cache/substratus/controlplane, about 8 minutes the first time on 2 cores);
+#   - tfjson-check, the terraform-json reader of the golden JSON plans (tests/tfjson/build.sh:
+#     into ~/.cache/substratus/tfjson, about 30 s the first time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .ci/logs
@@ -31,3 +33,8 @@ echo "tests/setup.sh: the test control plane (log: .ci/logs/controlplane-build.l
 bash tests/cluster/build.sh > .ci/logs/controlplane-build.log 2>&1 \
   || { tail -50 .ci/logs/controlplane-build.log; exit 1; }
 tail -1 .ci/logs/controlplane-build.log
+
+echo "tests/setup.sh: the terraform-json plan reader (log: .ci/logs/tfjson-build.log)"
+bash tests/tfjson/build.sh > .ci/logs/tfjson-build.log 2>&1 \
+  || { tail -50 .ci/logs/tfjson-build.log; exit 1; }
+tail -1 .ci/logs/tfjson-build.log
