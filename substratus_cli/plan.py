@@ -8,8 +8,27 @@ from typing import Any
 
 from substratus_cli.action import Action, FieldChange
 from substratus_cli.address import Address
-from substratus_cli.provider import LiveObject, Private
+from substratus_cli.provider import MANAGED_BY_LABEL, PART_OF_LABEL, LiveObject, Private
 from substratus_cli.resource import Resource
+
+# The reasons the engine itself gives (the providers give the others): the JSON plan maps them to
+# Terraform's action_reason keywords.
+REPLACE_REQUESTED = "replacement requested with --replace"
+DESTROY_REQUESTED = "destroy requested"
+
+
+def values(spec: Mapping[str, Any] | None, labels: Mapping[str, str] | None,
+           status: Mapping[str, Any]) -> dict[str, Any]:
+    """One object's values as plans show them (Terraform's `change.before`/`after`): shaped like a
+    resource file, so that a field change's path ("metadata.labels.team") indexes into them.
+    `spec` and `labels` None: not known (null)."""
+    return {"metadata": {"labels": dict(labels)} if labels is not None else None,
+            "spec": dict(spec) if spec is not None else None, "status": dict(status)}
+
+
+def declared_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """A live object's labels less the ownership labels substratus puts on every object."""
+    return {k: v for k, v in labels.items() if k not in (MANAGED_BY_LABEL, PART_OF_LABEL)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,10 +64,10 @@ class Change:
 
     @property
     def before(self) -> dict[str, Any] | None:
-        """The live spec and status, as shown and as Terraform's `change.before`."""
+        """The live object's values (`values`), as Terraform's `change.before`."""
         if self.live is None:
             return None
-        return {"spec": dict(self.live.spec), "status": dict(self.live.status)}
+        return values(self.live.spec, declared_labels(self.live.labels), self.live.status)
 
     @property
     def before_fingerprint(self) -> str | None:
@@ -66,6 +85,10 @@ class Drift:
     address: Address
     reason: str
     field_changes: tuple[FieldChange, ...] = ()  # live -> files, as the plan will change them
+    # The values (`values`) the last apply left, as far as the state tells: the status it
+    # recorded, and the spec and labels of the files when they have not changed since (else None:
+    # the state keeps only their hash). A drift is the three fields above: this one is not compared.
+    applied: Mapping[str, Any] | None = dataclasses.field(default=None, compare=False)
 
     def live_changes(self) -> tuple[FieldChange, ...]:
         """The same fields read the other way: from the last apply to what is live now."""

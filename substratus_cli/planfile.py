@@ -41,7 +41,8 @@ def save(plan: Plan, path: Path) -> None:
         "documents": [_resource_to_json(r) for r in plan.documents],
         "changes": [_change_to_json(c) for c in plan.changes],
         "drift": [{"address": str(d.address), "reason": d.reason,
-                   "field_changes": [_field_change_to_json(f) for f in d.field_changes]}
+                   "field_changes": [_field_change_to_json(f) for f in d.field_changes],
+                   "applied": redact(d.applied)}
                   for d in plan.drift],
         "refresh": [str(a) for a in plan.refresh],
     }
@@ -64,7 +65,8 @@ def load(path: Path) -> Plan:
             target=Target(**doc["target"]),
             changes=tuple(_change_from_json(c, documents) for c in doc["changes"]),
             drift=tuple(Drift(Address.parse(d["address"]), d["reason"],
-                              tuple(map(_field_change_from_json, d["field_changes"])))
+                              tuple(map(_field_change_from_json, d["field_changes"])),
+                              applied=d.get("applied"))
                         for d in doc["drift"]),
             destroy=bool(doc["destroy"]), refresh=tuple(map(Address.parse, doc["refresh"])),
             environment=_resource_from_json(env) if env else None,

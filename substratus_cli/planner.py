@@ -12,7 +12,15 @@ from substratus_cli.address import Address
 from substratus_cli.diff import spec_hash
 from substratus_cli.errors import SubstratusError
 from substratus_cli.graph import Graph
-from substratus_cli.plan import Change, Drift, Plan, Target
+from substratus_cli.plan import (
+    DESTROY_REQUESTED,
+    REPLACE_REQUESTED,
+    Change,
+    Drift,
+    Plan,
+    Target,
+    values,
+)
 from substratus_cli.provider import LiveObject, PlanItem, Registry
 from substratus_cli.resource import Resource
 from substratus_cli.state import Inventory, InventoryEntry
@@ -51,9 +59,9 @@ def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: 
         pc = planned[a]
         action, reason = pc.action, pc.reason
         if a in options.replace and action in (Action.NOOP, Action.UPDATE):
-            action, reason = Action.REPLACE, "replacement requested with --replace"
+            action, reason = Action.REPLACE, REPLACE_REQUESTED
         if options.destroy and action is Action.DELETE:
-            reason = "destroy requested"
+            reason = DESTROY_REQUESTED
         changes[a] = Change(
             address=a, provider=registry[a.kind].name, action=action, reason=reason,
             field_changes=pc.field_changes, desired=desired.get(a), live=live.get(a),
@@ -142,15 +150,18 @@ def _drift(changes: Mapping[Address, Change], live: Mapping[Address, LiveObject]
         if entry is None or entry.pending is not None:
             continue
         obj = live.get(a)
-        if obj is None:
-            out.append(Drift(a, "deleted outside substratus since the last apply"))
-            continue
-        if obj.fingerprint == entry.fingerprint:
+        if obj is not None and obj.fingerprint == entry.fingerprint:
             continue
         r = desired.get(a)
         unchanged_files = r is not None and spec_hash(r.spec, r.labels) == entry.spec_hash
+        applied = (values(r.spec, r.labels, entry.status) if r is not None and unchanged_files
+                   else values(None, None, entry.status))
+        if obj is None:
+            out.append(Drift(a, "deleted outside substratus since the last apply",
+                             applied=applied))
+            continue
         out.append(Drift(a, "changed outside substratus since the last apply",
-                         c.field_changes if unchanged_files else ()))
+                         c.field_changes if unchanged_files else (), applied=applied))
     return out
 
 

@@ -10,7 +10,9 @@
 #     ~/.cache/substratus/controlplane, about 8 minutes the first time on 2 cores);
 #   - actionlint, which checks the GitHub Actions workflows of examples/ci
 #     (tests/actionlint/build.sh: Go builds into ~/.cache/substratus/actionlint, about 25 s the
-#     first time).
+#     first time);
+#   - tfjson-check, the terraform-json reader of the golden JSON plans (tests/tfjson/build.sh:
+#     into ~/.cache/substratus/tfjson, about 30 s the first time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .ci/logs
@@ -40,3 +42,8 @@ echo "tests/setup.sh: actionlint (log: .ci/logs/actionlint-build.log)"
 bash tests/actionlint/build.sh > .ci/logs/actionlint-build.log 2>&1 \
   || { tail -50 .ci/logs/actionlint-build.log; exit 1; }
 tail -2 .ci/logs/actionlint-build.log
+
+echo "tests/setup.sh: the terraform-json plan reader (log: .ci/logs/tfjson-build.log)"
+bash tests/tfjson/build.sh > .ci/logs/tfjson-build.log 2>&1 \
+  || { tail -50 .ci/logs/tfjson-build.log; exit 1; }
+tail -1 .ci/logs/tfjson-build.log

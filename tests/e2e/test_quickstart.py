@@ -61,7 +61,8 @@ def test_changed_source_is_planned_as_replace_with_reason_and_values(cli, quicks
                   if c["address"] == "Dataset/default/color-facts")
     assert change["change"]["actions"] == ["delete", "create"]
     assert ["spec", "source", "path"] in change["change"]["replace_paths"]
-    assert change["action_reason"] == "spec.source.path changed: a snapshot is immutable"
+    assert change["action_reason"] == "replace_because_cannot_update"
+    assert change["reason"] == "spec.source.path changed: a snapshot is immutable"
 
 
 def test_changed_file_content_is_planned_as_replace(cli, quickstart):

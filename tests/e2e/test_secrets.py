@@ -57,7 +57,9 @@ def test_secret_never_appears_in_output_plans_or_state(cli, tmp_path, monkeypatc
     plan_json = json.loads(outputs[1].out)
     change = plan_json["resource_changes"][0]["change"]
     assert change["after"]["spec"]["env"]["HF_TOKEN"] == "(sensitive value)"
-    assert "spec.env.HF_TOKEN" in change["after_sensitive"]
+    assert change["after_sensitive"]["spec"]["env"] == {"HF_TOKEN": True}
+    assert change["after_sensitive"]["spec"]["source"]["headers"] == {"Authorization": True}
+    assert json.loads(outputs[4].out) == plan_json  # show --json of the saved plan: the same
     for result in outputs:
         assert SECRET not in result.output
     for path in [plan_file, *workdir.rglob("*")]:

@@ -312,8 +312,8 @@ def test_notebook_plans_jupyterlab_over_a_model_and_a_dataset_of_the_workspace(
         "Notebook/default/explore": ["create"], "Notebook/default/gpu": ["create"]}
     explore = changes["Notebook/default/explore"]
     assert spec(explore) == {"model": {"name": "tiny"}, "dataset": {"name": "colors"}}
-    assert explore["change"]["after"]["labels"] == {"substratus.ai/stack": "notebook",
-                                                    "substratus.ai/instance": "explore"}
+    assert explore["change"]["after"]["metadata"]["labels"] == {
+        "substratus.ai/stack": "notebook", "substratus.ai/instance": "explore"}
     assert sorted(explore["depends_on"]) == ["Dataset/default/colors", "Model/default/tiny"]
     # The notebook sees the digests the plan computed for its inputs.
     status = explore["change"]["after"]["status"]

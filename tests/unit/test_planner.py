@@ -66,7 +66,8 @@ def test_changed_field_is_an_update_with_old_and_new_values(provider: SimpleProv
     assert c.action is Action.UPDATE and c.reason == "spec changed"
     assert c.field_changes == (FieldChange("spec.replicas", 1, 2),)
     assert c.replace_paths == []
-    assert c.before == {"spec": {"replicas": 1, "image": "x"}, "status": {}}
+    assert c.before == {"metadata": {"labels": {}}, "spec": {"replicas": 1, "image": "x"},
+                        "status": {}}
     assert (p.summary.add, p.summary.change, p.summary.destroy) == (0, 1, 0)
 
 
@@ -201,6 +202,9 @@ def test_object_changed_outside_is_drift_with_its_field_changes(provider: Simple
     assert c.action is Action.UPDATE
     assert p.drift == (Drift(r.address, "changed outside substratus since the last apply",
                              (FieldChange("spec.replicas", 5, 1),)),)
+    # What the last apply left: the files' spec (unchanged since) and the status it recorded.
+    assert p.drift[0].applied == {"metadata": {"labels": {}}, "spec": {"replicas": 1},
+                                  "status": dict(inv.entries[r.address].status)}
 
 
 def test_drift_when_the_files_changed_too_lists_no_field_changes(provider: SimpleProvider) -> None:
@@ -208,6 +212,9 @@ def test_drift_when_the_files_changed_too_lists_no_field_changes(provider: Simpl
     provider.put(addr("Model/m"), {"replicas": 5})
     p = plan(provider, [res("Model/m", {"replicas": 2})], inv)
     assert p.drift == (Drift(addr("Model/m"), "changed outside substratus since the last apply"),)
+    # The state keeps only the applied spec's hash: unknown, not the files' new one.
+    assert p.drift[0].applied == {"metadata": None, "spec": None,
+                                  "status": dict(inv.entries[addr("Model/m")].status)}
 
 
 def test_object_deleted_outside_is_drift_and_is_created_again(provider: SimpleProvider) -> None:

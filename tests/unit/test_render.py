@@ -112,33 +112,87 @@ def test_json_plan_uses_terraform_action_arrays(plan: Plan) -> None:
         "Dataset/default/new": ["create"], "Model/default/server": ["update"],
         "Dataset/default/data": ["delete", "create"], "Dataset/default/old": ["delete"],
         "Model/default/same": ["no-op"]}
+    assert {c["mode"] for c in by_address.values()} == {"managed"}
+    assert {a: c["type"] for a, c in by_address.items()} == {
+        "Dataset/default/new": "Dataset", "Model/default/server": "Model",
+        "Dataset/default/data": "Dataset", "Dataset/default/old": "Dataset",
+        "Model/default/same": "Model"}
     replaced = by_address["Dataset/default/data"]
     assert replaced["change"]["replace_paths"] == [["spec", "source", "path"]]
-    assert replaced["action_reason"] == "spec.source.path changed"
-    assert by_address["Dataset/default/old"]["action_reason"] == "not in the resource files"
+    assert replaced["action_reason"] == "replace_because_cannot_update"
+    assert replaced["reason"] == "spec.source.path changed"
+    assert by_address["Dataset/default/old"]["action_reason"] == "delete_because_no_resource_config"
+    assert by_address["Dataset/default/old"]["reason"] == "not in the resource files"
+    assert "action_reason" not in by_address["Dataset/default/new"]  # as in Terraform: none fits
     assert by_address["Dataset/default/old"]["change"]["after"] is None
     assert by_address["Dataset/default/new"]["change"]["before"] is None
-    assert by_address["Dataset/default/new"]["change"]["after_unknown"] == {"status": {"digest": True}}
+    # Unknown after apply: left out of `after`, `true` in after_unknown (nested objects kept).
+    new = by_address["Dataset/default/new"]["change"]
+    assert new["after"]["status"] == {}
+    assert new["after_unknown"]["status"] == {"digest": True}
+    assert new["after_unknown"]["spec"] == {"source": {"huggingface": {}}, "env": {}}
+    assert by_address["Model/default/server"]["change"]["after_unknown"] == {}
     assert by_address["Model/default/server"]["depends_on"] == ["Dataset/default/data"]
     assert doc["summary"] == {"add": 2, "change": 1, "destroy": 2}
-    assert [(d["address"], d["reason"]) for d in doc["resource_drift"]] == [
-        ("Model/default/server", "changed outside substratus since the last apply")]
+    assert [(d["address"], d["reason"], d["change"]["actions"]) for d in doc["resource_drift"]] == [
+        ("Model/default/server", "changed outside substratus since the last apply", ["update"])]
+
+
+def test_json_plan_maps_replace_requests_and_destroys_to_terraform_reasons() -> None:
+    provider = SimpleProvider(context(LINEAGE))
+    a, b = res("Dataset/a"), res("Dataset/b")
+    inv = applied(provider, a, b)
+    replaced = build_plan(resources=[a, b], registry=Registry([provider]), inventory=inv,
+                          target=target(serial=1), options=PlanOptions(replace=(a.address,)))
+    change = plan_to_json(replaced)["resource_changes"][0]
+    assert (change["address"], change["change"]["actions"], change["action_reason"],
+            change["reason"]) == ("Dataset/default/a", ["delete", "create"], "replace_by_request",
+                                  "replacement requested with --replace")
+    destroyed = build_plan(resources=[a, b], registry=Registry([provider]), inventory=inv,
+                           target=target(serial=1), options=PlanOptions(destroy=True))
+    doc = plan_to_json(destroyed)
+    assert [c["change"]["actions"] for c in doc["resource_changes"]] == [["delete"], ["delete"]]
+    assert all("action_reason" not in c for c in doc["resource_changes"])
 
 
 def test_json_drift_reads_from_the_last_apply_to_live(plan: Plan) -> None:
     # Someone scaled the server from 1 (applied) to 3; Terraform's resource_drift and the human
     # plan ("spec.replicas: 1 -> 3") both say before = as applied, after = as found.
-    (change,) = plan_to_json(plan)["resource_drift"][0]["field_changes"]
+    drift = plan_to_json(plan)["resource_drift"][0]
+    (change,) = drift["field_changes"]
     assert (change["path"], change["before"], change["after"]) == ("spec.replicas", 1, 3)
+    assert drift["change"]["before"]["spec"] == {"replicas": 1, "image": "vllm:0.4"}
+    assert drift["change"]["after"]["spec"] == {"replicas": 3, "image": "vllm:0.4"}
+    assert (drift["mode"], drift["type"], drift["provider_name"]) == ("managed", "Model", "simple")
 
 
 def test_json_plan_hides_secrets_but_names_their_paths(plan: Plan) -> None:
     doc = plan_to_json(plan)
     text = json.dumps(doc)
     assert "secrets.hf" not in text and "${{" not in text
-    new = next(c for c in doc["resource_changes"] if c["address"] == "Dataset/default/new")
-    assert new["change"]["after"]["spec"]["env"] == {"HF_TOKEN": "(sensitive value)"}
-    assert new["change"]["after_sensitive"] == ["spec.env.HF_TOKEN"]
+    by_address = {c["address"]: c["change"] for c in doc["resource_changes"]}
+    new = by_address["Dataset/default/new"]
+    assert new["after"]["spec"]["env"] == {"HF_TOKEN": "(sensitive value)"}
+    # Terraform's shape: the values' objects, `true` at each secret, other leaves left out.
+    assert new["after_sensitive"] == {"metadata": {"labels": {}}, "status": {},
+                                      "spec": {"source": {"huggingface": {}},
+                                               "env": {"HF_TOKEN": True}}}
+    assert new["before_sensitive"] is False  # no before: false, as Terraform writes it
+    replaced = by_address["Dataset/default/data"]
+    assert replaced["before_sensitive"]["spec"]["env"] == {"HF_TOKEN": True}
+    assert by_address["Dataset/default/old"]["after_sensitive"] is False
+
+
+def test_json_marks_follow_terraform_for_lists_and_nulls() -> None:
+    from substratus_cli.render.json_plan import _change
+
+    before = {"spec": {"args": ["a", TOKEN, {"k": TOKEN}], "none": None, "n": 1}}
+    after = {"spec": {"args": ["a", UNKNOWN]}, "status": {"digest": UNKNOWN, "port": 80}}
+    change = _change(["update"], before, after)
+    assert change["before_sensitive"] == {"spec": {"args": [False, True, {"k": True}]}}
+    assert change["after_unknown"] == {"spec": {"args": [False, True]}, "status": {"digest": True}}
+    assert change["after"] == {"spec": {"args": ["a", None]}, "status": {"port": 80}}
+    assert change["before"]["spec"]["args"] == ["a", "(sensitive value)", {"k": "(sensitive value)"}]
 
 
 def test_saved_plan_round_trip_keeps_what_apply_needs(plan: Plan, tmp_path: Path) -> None:
@@ -161,7 +215,23 @@ def test_saved_plan_round_trip_keeps_what_apply_needs(plan: Plan, tmp_path: Path
     assert {str(c.address): c.desired for c in loaded.changes} == {
         str(c.address): (next(r for r in loaded.documents if r.address == c.address)
                          if c.action is not Action.DELETE else None) for c in plan.changes}
+    # `show --json` of the file prints what `plan --json` printed, drift and sensitivity included.
+    assert plan_to_json(loaded) == plan_to_json(plan)
     # The file keeps secret references (resolved at apply), never a value, and shows them nowhere else.
     raw = json.loads(path.read_text())
     assert raw["documents"][0]["spec"]["env"] == {"HF_TOKEN": TOKEN}
     assert "secrets.hf" not in json.dumps({k: v for k, v in raw.items() if k != "documents"})
+
+
+def test_json_values_of_an_unchanged_object_are_the_same_before_and_after() -> None:
+    # Labels a stack gives (substratus.ai/…) are the resource's own and stay; the ownership
+    # labels substratus puts on every object are not shown.
+    provider = SimpleProvider(context(LINEAGE))
+    r = res("Model/m", {"image": "x"}, labels={"substratus.ai/stack": "s", "team": "ml"})
+    p = build_plan(resources=[r], registry=Registry([provider]), inventory=applied(provider, r),
+                   target=target(serial=1), options=PlanOptions())
+    (change,) = plan_to_json(p)["resource_changes"]
+    assert change["change"]["actions"] == ["no-op"]
+    assert change["change"]["before"] == change["change"]["after"] == {
+        "metadata": {"labels": {"substratus.ai/stack": "s", "team": "ml"}},
+        "spec": {"image": "x"}, "status": {}}
