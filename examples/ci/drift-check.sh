@@ -85,7 +85,8 @@ if [ -n "$json_file" ]; then
   cp "$work/plan.json" "$json_file" || die "cannot write $json_file"
 fi
 
-# Reads the plan (resource_changes[].address, .change.actions and .action_reason;
+# Reads the plan (resource_changes[].address, .change.actions and .reason, substratus's words
+# (else Terraform's .action_reason keyword);
 # resource_drift[], each entry with substratus's reason and field_changes or with a change in
 # Terraform's `show -json` shape; a diagnostics document on invalid files) and prints the
 # summary; its exit code is the script's.
@@ -225,7 +226,8 @@ if changes:
     out += ["", "#### Pending changes", "", "| address | action | reason |", "| --- | --- | --- |"]
     for c in changes:
         out.append("| `%s` | %s | %s |" % (c.get("address"), action_name(c["change"]["actions"]),
-                                          cell(c.get("action_reason") or "")))
+                                          cell(c.get("reason") or c.get("action_reason")
+                                               or "")))
     out.append("")
 
 out += ["#### Drift", ""]
