@@ -73,7 +73,13 @@ class Inventory:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Inventory:
+    def from_dict(cls, d: Any) -> Inventory:
+        """The inventory in `d` (parsed JSON); ValueError naming what is wrong with its shape."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a JSON object, found {type(d).__name__}")
+        if not isinstance(d.get("resources", []), list) or \
+                not all(isinstance(e, dict) for e in d.get("resources", [])):
+            raise ValueError("resources: expected a list of objects")
         version = d.get("format_version", FORMAT_VERSION)
         if isinstance(version, int) and version > FORMAT_VERSION:
             raise NewerStateError(

@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from substratus_artifacts.statcache import StatCache
 from substratus_cli.state.inventory import FORMAT_VERSION
 from tests.conftest import EXAMPLES
@@ -46,3 +48,20 @@ def test_a_stat_cache_that_cannot_be_written_is_kept_in_memory(tmp_path: Path) -
     writable.record(data, stat, "ab" * 32, read_started_ns=stat.st_mtime_ns + 10**10)
     assert writable.save() is True
     assert StatCache(tmp_path / "cache" / "stat.json").lookup(data, stat) == "ab" * 32
+
+
+@pytest.mark.parametrize("text", ["[]", "null", '"x"', '{"lineage": "l", "serial": 1, '
+                                  '"resources": "x"}', '{"lineage": "l", "serial": 1, '
+                                  '"resources": [1]}', '{"serial": 1}', "{"])
+def test_a_damaged_state_file_is_a_clear_error(cli, tmp_path: Path, text: str) -> None:
+    workdir = tmp_path / "ws"
+    workdir.mkdir()
+    shutil.copy(EXAMPLES / "quickstart" / "datasets.yaml", workdir)
+    state = workdir / ".substratus" / "state" / "inventory.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(text)
+    refused = cli("plan", workdir)
+    assert refused.code == 1, refused.output
+    assert f"the state file {state} is damaged" in refused.err, refused.err
+    assert "Internal error" not in refused.output
+    assert state.read_text() == text
