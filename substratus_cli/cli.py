@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import os
@@ -28,6 +29,7 @@ from substratus_cli.errors import EXIT_CODES_HELP, ExitCode, SubstratusError, Us
 from substratus_cli.graph import Graph
 from substratus_cli.operations import open_workspace
 from substratus_cli.outputs import as_json as outputs_as_json
+from substratus_cli.plan import Plan
 from substratus_cli.planner import PlanOptions
 from substratus_cli.render.human import render_plan
 from substratus_cli.render.json_plan import plan_to_json
@@ -51,6 +53,14 @@ PARALLELISM = click.option("--parallelism", default=10, show_default=True,
                            type=click.IntRange(min=1), help="Steps run at the same time.")
 LOCK_TIMEOUT = click.option("--lock-timeout", default="0s", show_default=True, metavar="DURATION",
                             help="How long to wait for the state lock (e.g. 30s, 5m).")
+INPUT = click.option("--input", "ask", type=click.BOOL, default=True, show_default=True,
+                     metavar="BOOL",
+                     help="Ask for input. --input=false never prompts (for CI): an apply or "
+                          "destroy that needs approval then fails unless --auto-approve.")
+REFRESH_ONLY = click.option(
+    "--refresh-only", is_flag=True,
+    help="Plan only bringing the state up to the live objects (record objects changed outside "
+         "substratus, forget deleted ones); change nothing.")
 
 
 def with_variables(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -94,14 +104,18 @@ def validate(directory: Path, variables: VariableInput) -> None:
               help="Exit 2 when there are changes, 0 when there are none.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--destroy", is_flag=True, help="Plan the destruction of everything managed.")
+@REFRESH_ONLY
 @TARGET
 @REPLACE
+@INPUT
 @with_variables
 def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_json: bool,
-         destroy: bool, targets: tuple[str, ...], replace: tuple[str, ...],
-         variables: VariableInput) -> None:
-    """Show what apply would change: read the files and the live state, diff them."""
-    options = PlanOptions(destroy, _addresses(targets), _addresses(replace))
+         destroy: bool, refresh_only: bool, targets: tuple[str, ...], replace: tuple[str, ...],
+         ask: bool, variables: VariableInput) -> None:
+    """Show what apply would change: read the files and the live state, diff them.
+
+    A plan never asks for input; --input is accepted for scripts written for Terraform."""
+    options = _plan_options(destroy, refresh_only, targets, replace)
     the_plan = operations.plan_directory(directory, options, variables)
     if out_file is not None:
         planfile.save(the_plan, out_file)
@@ -110,9 +124,11 @@ def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_jso
     else:
         render_plan(the_plan, out)
         if out_file is not None:
-            out.print(f"\nSaved the plan to: {out_file}\n\nTo perform exactly these actions, run:"
+            what = "update the state" if the_plan.refresh_only else "perform exactly these actions"
+            out.print(f"\nSaved the plan to: {out_file}\n\nTo {what}, run:"
                       f"\n    substratus apply {out_file}")
-    if detailed_exitcode and the_plan.has_changes:
+    _warn_targeting(targets)
+    if detailed_exitcode and (the_plan.has_changes or the_plan.updates_state_only):
         raise click.exceptions.Exit(ExitCode.CHANGES_PRESENT)
 
 
@@ -121,22 +137,26 @@ def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_jso
 @AUTO_APPROVE
 @PARALLELISM
 @LOCK_TIMEOUT
+@REFRESH_ONLY
 @TARGET
 @REPLACE
+@INPUT
 @with_variables
 def apply(path: Path, auto_approve: bool, parallelism: int, lock_timeout: str,
-          targets: tuple[str, ...], replace: tuple[str, ...], variables: VariableInput) -> None:
+          refresh_only: bool, targets: tuple[str, ...], replace: tuple[str, ...], ask: bool,
+          variables: VariableInput) -> None:
     """Carry out the changes: plan, ask for 'yes', apply. With a PLANFILE, apply exactly it."""
-    settings = _settings(parallelism, lock_timeout, auto_approve, "apply")
+    settings = _settings(parallelism, lock_timeout, auto_approve, ask, "apply", targets)
     if path.is_file():
-        if targets or replace:
-            raise UsageError("--target and --replace cannot be used with a saved plan")
+        if targets or replace or refresh_only:
+            raise UsageError("--target, --replace and --refresh-only cannot be used with a "
+                             "saved plan", hint="give them to `substratus plan --out FILE`")
         if variables.assignments or variables.files:
             raise UsageError("--var and --var-file cannot be used with a saved plan",
                              hint="a saved plan holds the values it was made with")
         _, outcome = operations.apply_saved(path, settings)
     else:
-        options = PlanOptions(False, _addresses(targets), _addresses(replace))
+        options = _plan_options(False, refresh_only, targets, replace)
         _, outcome = operations.apply_directory(path, options, settings, variables)
     _finish(outcome, destroy=False)
 
@@ -147,11 +167,12 @@ def apply(path: Path, auto_approve: bool, parallelism: int, lock_timeout: str,
 @PARALLELISM
 @LOCK_TIMEOUT
 @TARGET
+@INPUT
 @with_variables
 def destroy(directory: Path, auto_approve: bool, parallelism: int, lock_timeout: str,
-            targets: tuple[str, ...], variables: VariableInput) -> None:
+            targets: tuple[str, ...], ask: bool, variables: VariableInput) -> None:
     """Destroy everything substratus manages for this directory, in reverse dependency order."""
-    settings = _settings(parallelism, lock_timeout, auto_approve, "destroy")
+    settings = _settings(parallelism, lock_timeout, auto_approve, ask, "destroy", targets)
     options = PlanOptions(True, _addresses(targets))
     _, outcome = operations.apply_directory(directory, options, settings, variables)
     _finish(outcome, destroy=True)
@@ -390,20 +411,51 @@ def _addresses(texts: tuple[str, ...]) -> tuple[Address, ...]:
     return tuple(Address.parse(t) for t in texts)
 
 
-def _settings(parallelism: int, lock_timeout: str, auto_approve: bool,
-              verb: str) -> operations.ApplySettings:
+def _plan_options(destroy: bool, refresh_only: bool, targets: tuple[str, ...],
+                  replace: tuple[str, ...]) -> PlanOptions:
+    if refresh_only and (destroy or replace):
+        raise UsageError(f"--refresh-only cannot be used with {'--destroy' if destroy else '--replace'}",
+                         hint="a refresh-only plan changes no object, it only updates the state")
+    return PlanOptions(destroy, _addresses(targets), _addresses(replace), refresh_only)
+
+
+def _warn_targeting(targets: tuple[str, ...]) -> None:
+    """Terraform's warning: a targeted plan may leave out changes the files ask for."""
+    if targets:
+        err.print(Text("\nWarning: ", style="bold yellow") + Text(
+            "Resource targeting is in effect\n  This plan was made with --target, so it may "
+            "not hold every change the resource files ask for. --target is for exceptional "
+            "situations (recovering from an error or a mistake), not for routine use."))
+
+
+def _settings(parallelism: int, lock_timeout: str, auto_approve: bool, ask: bool, verb: str,
+              targets: tuple[str, ...] = ()) -> operations.ApplySettings:
+    def show(p: Plan) -> None:
+        render_plan(p, out)
+        _warn_targeting(targets)
+
     return operations.ApplySettings(
         lock_timeout=parse_duration(lock_timeout), parallelism=parallelism,
         reporter=ConsoleReporter(out, err),
-        confirm=None if auto_approve else (lambda p: _confirm(verb)),
-        show=lambda p: render_plan(p, out))
+        confirm=None if auto_approve else (lambda p: _confirm(verb, p, ask)),
+        show=show)
 
 
-def _confirm(verb: str) -> bool:
-    question = "Do you really want to destroy all resources?" if verb == "destroy" else \
-        "Do you want to perform these actions?"
-    out.print(f"\n{question}\n  Substratus will perform the actions described above.\n"
-              "  Only 'yes' will be accepted to approve.\n")
+def _confirm(verb: str, plan: Plan, ask: bool) -> bool:
+    if plan.refresh_only:
+        question = ("Would you like to update the state to reflect these detected changes?\n"
+                    "  Substratus will write these changes to the state without changing any "
+                    "object.")
+    else:
+        question = ("Do you really want to destroy all resources?" if verb == "destroy" else
+                    "Do you want to perform these actions?") + \
+            "\n  Substratus will perform the actions described above."
+    if not ask:
+        raise UsageError(f"{verb.capitalize()} cancelled: it needs approval and --input=false "
+                         "forbids asking for it",
+                         hint="pass --auto-approve to run without asking (review the plan "
+                              "first, e.g. `substratus plan --out FILE`, then apply FILE)")
+    out.print(f"\n{question}\n  Only 'yes' will be accepted to approve.\n")
     try:
         answer = click.prompt("  Enter a value", default="", show_default=False)
     except click.exceptions.Abort:
@@ -438,10 +490,45 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
 
 
+def _long_options(command: click.Command) -> set[str]:
+    """Every `--name` option of a command and its subcommands."""
+    names = {"--help"}
+    for param in command.params:
+        if isinstance(param, click.Option):
+            names.update(o for o in (*param.opts, *param.secondary_opts) if o.startswith("--"))
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            names |= _long_options(sub)
+    return names
+
+
+_SINGLE_DASH = re.compile(r"-(?P<name>[a-z][a-z0-9]*(?:-[a-z0-9]+)*)(?P<value>=.*)?", re.DOTALL)
+
+
+def terraform_flags(argv: list[str]) -> list[str]:
+    """Terraform's single-dash long flags (`-auto-approve`, `-var x=1`, `-input=false`) as the
+    `--` options they are. A single-dash word close to a long option becomes one too, so that
+    click answers it with a did-you-mean; anything else (short flags, values after `--`) is
+    left as it is."""
+    known = _long_options(cli)
+    out = list(argv)
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        match = _SINGLE_DASH.fullmatch(arg)
+        if match is None or len(match["name"]) < 2:
+            continue
+        option = "-" + arg.split("=", 1)[0]
+        if option in known or difflib.get_close_matches(option, known, n=1, cutoff=0.8):
+            out[i] = "-" + arg
+    return out
+
+
 def run(argv: list[str] | None = None) -> int:
     try:
+        args = terraform_flags(sys.argv[1:] if argv is None else argv)
         # Without standalone mode, click returns the code of a raised Exit instead of exiting.
-        result = cli.main(args=argv, prog_name="substratus", standalone_mode=False)
+        result = cli.main(args=args, prog_name="substratus", standalone_mode=False)
         return result if isinstance(result, int) else ExitCode.OK
     except click.exceptions.Exit as e:
         return e.exit_code

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -75,8 +76,8 @@ def target_of(ws: Workspace, inventory: Inventory | None) -> Target:
 
 
 def plan_workspace(ws: Workspace, options: PlanOptions) -> Plan:
-    options = _stacks_expanded(ws, options)
     inventory = ws.backend.read()
+    options = _addresses_resolved(ws, inventory, options)
     if inventory is not None:
         ws.registry_for(inventory.lineage)
     return build_plan(resources=ws.resources, registry=ws.registry, inventory=inventory,
@@ -84,24 +85,61 @@ def plan_workspace(ws: Workspace, options: PlanOptions) -> Plan:
                       environment=ws.environment)
 
 
-def _stacks_expanded(ws: Workspace, options: PlanOptions) -> PlanOptions:
-    """--target/--replace Stack/NAME: every resource the instance renders."""
+def _addresses_resolved(ws: Workspace, inventory: Inventory | None,
+                        options: PlanOptions) -> PlanOptions:
+    """--target and --replace as the plan takes them: `Stack/NAME` is every resource the instance
+    renders, `Kind/name` is in the workspace's namespace, and an address neither the files
+    declare nor the state holds is a usage error with the closest known one."""
     instances = {i.name for i in ws.expansion.instances} if ws.expansion else set()
+    known = {r.address for r in ws.resources} | set(inventory.entries if inventory else ())
 
-    def members(addresses: tuple[Address, ...]) -> tuple[Address, ...]:
+    def members(flag: str, addresses: tuple[Address, ...]) -> tuple[Address, ...]:
         found: list[Address] = []
         for address in addresses:
             if address.kind not in GROUP_KINDS:
-                found.append(address)
+                found.append(_known_address(ws, address, known, instances, flag))
                 continue
             if address.name not in instances:
                 listed = ", ".join(sorted(instances)) or "none"
-                raise UsageError(f"no Stack named {address.name!r} (stacks: {listed})")
+                raise UsageError(f"{flag} {address.kind}/{address.name}: no Stack named "
+                                 f"{address.name!r} (stacks: {listed})",
+                                 hint=_did_you_mean(f"Stack/{address.name}",
+                                                    [f"Stack/{i}" for i in instances]))
             found += [r.address for r in ws.resources if r.stack == address.name]
         return tuple(dict.fromkeys(found))
 
-    return dataclasses.replace(options, targets=members(options.targets),
-                               replace=members(options.replace))
+    return dataclasses.replace(options, targets=members("--target", options.targets),
+                               replace=members("--replace", options.replace))
+
+
+def _namespace(ws: Workspace) -> str:
+    """Where the files' documents that name no namespace are (the Environment's)."""
+    kubernetes = ws.settings.kubernetes
+    return kubernetes.namespace if kubernetes is not None else DEFAULT_NAMESPACE
+
+
+def _known_address(ws: Workspace, address: Address, known: set[Address],
+                   instances: set[str], flag: str) -> Address:
+    """The address as declared or recorded; `Kind/name` means the workspace's namespace."""
+    if address in known:
+        return address
+    in_workspace = Address(address.kind, _namespace(ws), address.name)
+    if address.namespace == DEFAULT_NAMESPACE and in_workspace in known:
+        return in_workspace
+    candidates = [a.short() for a in known] + [f"Stack/{i}" for i in instances]
+    raise UsageError(f"{flag} {address.short()}: no such resource (neither declared in the "
+                     "files nor in the state)",
+                     hint=_did_you_mean(address.short(), candidates) or
+                     "`substratus state list` shows the managed addresses")
+
+
+def _did_you_mean(text: str, candidates: list[str]) -> str | None:
+    close = difflib.get_close_matches(text, sorted(set(candidates)), n=1, cutoff=0.6)
+    if not close:  # the same name under another kind, or a name typed with another case
+        lowered = {c.lower(): c for c in candidates}
+        name = text.rsplit("/", 1)[-1].lower()
+        close = [lowered[c] for c in sorted(lowered) if c.rsplit("/", 1)[-1] == name][:1]
+    return f"did you mean {close[0]}?" if close else None
 
 
 def plan_directory(directory: Path, options: PlanOptions,
@@ -130,7 +168,9 @@ def apply_directory(directory: Path, options: PlanOptions,
             settings.show(plan)
         if not plan.has_changes and not plan.refresh:
             return plan, None
-        if plan.has_changes and settings.confirm is not None and not settings.confirm(plan):
+        # A plain refresh (after a crash) is bookkeeping; a refresh-only plan is what was asked.
+        approve = plan.has_changes or plan.updates_state_only
+        if approve and settings.confirm is not None and not settings.confirm(plan):
             return plan, None
         return plan, _execute(ws, plan, settings)
 
@@ -237,11 +277,16 @@ class StateRecord:
 def state_record(directory: Path, address: Address,
                  variables: VariableInput | None = None) -> StateRecord:
     ws, inventory = inventory_of(directory, variables)
+    known = {r.address for r in ws.resources} | set(inventory.entries if inventory else ())
+    in_workspace = Address(address.kind, _namespace(ws), address.name)
+    if address not in known and address.namespace == DEFAULT_NAMESPACE and in_workspace in known:
+        address = in_workspace
     entry = inventory.entries.get(address) if inventory else None
     declared = next((r for r in ws.resources if r.address == address), None)
     if entry is None and declared is None:
         raise UsageError(f"{address.short()} is neither in the state nor declared",
-                         hint="`substratus state list` shows the managed addresses")
+                         hint=_did_you_mean(address.short(), [a.short() for a in known]) or
+                         "`substratus state list` shows the managed addresses")
     return StateRecord(address, entry, declared)
 
 

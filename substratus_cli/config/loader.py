@@ -14,7 +14,7 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel
 
-from substratus_cli.address import DEFAULT_NAMESPACE, KINDS, Address
+from substratus_cli.address import DEFAULT_NAMESPACE, KINDS, Address, closest_kind
 from substratus_cli.config.schema import CROSS_FIELD, DOCUMENT_MODELS
 from substratus_cli.diagnostics import Diagnostics
 from substratus_cli.resource import API_VERSION, Resource, closest_line, references
@@ -223,7 +223,9 @@ def _check_document(document: YamlDocument, file: str,
         report(f"required field is missing; expected one of: {_KIND_LIST}", "kind")
         return None
     if not isinstance(kind, str) or kind not in KINDS:
-        report(f"unknown kind {_quote(kind)}; expected one of: {_KIND_LIST}", "kind")
+        close = closest_kind(kind, (*KINDS, *CONFIG_KINDS)) if isinstance(kind, str) else None
+        report(f'unknown kind {_quote(kind)} (did you mean "{close}"?)' if close else
+               f"unknown kind {_quote(kind)}; expected one of: {_KIND_LIST}", "kind")
         return None
 
     model = DOCUMENT_MODELS[kind]

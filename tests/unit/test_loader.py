@@ -180,11 +180,19 @@ def test_wrong_api_version(tmp_path: Path) -> None:
 
 
 def test_unknown_kind_lists_the_known_kinds(tmp_path: Path) -> None:
-    result = load_one(tmp_path, HEAD + "kind: dataset\nmetadata: {name: d}\nspec: {}\n")
+    result = load_one(tmp_path, HEAD + "kind: Widget\nmetadata: {name: d}\nspec: {}\n")
     assert messages(result) == [
-        'r.yaml:2: kind: unknown kind "dataset"; expected one of: Environment, Cluster, '
+        'r.yaml:2: kind: unknown kind "Widget"; expected one of: Environment, Cluster, '
         "NodePool, Bucket, Image, Dataset, Model, ModelServer, Notebook, Stack, Variable"
     ]
+
+
+@pytest.mark.parametrize(("typo", "meant"), [("dataset", "Dataset"), ("Datset", "Dataset"),
+                                             ("ModelSever", "ModelServer"), ("Stak", "Stack"),
+                                             ("Varible", "Variable"), ("nodepool", "NodePool")])
+def test_a_kind_typo_gets_a_did_you_mean(tmp_path: Path, typo: str, meant: str) -> None:
+    result = load_one(tmp_path, HEAD + f"kind: {typo}\nmetadata: {{name: d}}\nspec: {{}}\n")
+    assert messages(result) == [f'r.yaml:2: kind: unknown kind "{typo}" (did you mean "{meant}"?)']
 
 
 def test_wrong_type_names_field_line_and_value(tmp_path: Path) -> None:
