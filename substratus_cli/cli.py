@@ -36,6 +36,7 @@ from substratus_cli.render.json_plan import plan_to_json
 from substratus_cli.render.progress import ConsoleReporter, render_outcome
 from substratus_cli.secrets import redact
 from substratus_cli.stacks import VariableInput, scaffold
+from substratus_cli.workspace import LoadOptions
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -63,18 +64,23 @@ REFRESH_ONLY = click.option(
          "substratus, forget deleted ones); change nothing.")
 
 
-def with_variables(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--var and --var-file, given to the command as one `variables` argument."""
+def with_loading(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--var, --var-file and --recursive: how the workspace is read, given to the command as one
+    `loading` argument (operations hands it to workspace.load)."""
     @click.option("--var", "var_assignments", multiple=True, metavar="NAME=VALUE",
                   help="Set a workspace variable (declared by a Variable document). Repeatable; "
                        "SUBSTRATUS_VAR_NAME sets one too.")
     @click.option("--var-file", "var_files", multiple=True, metavar="FILE",
                   type=click.Path(dir_okay=False, path_type=Path),
                   help="Read variables from a YAML file of NAME: VALUE. Repeatable.")
+    @click.option("--recursive", is_flag=True,
+                  help="Also read the subfolders' *.yaml/*.yml files that declare apiVersion: "
+                       "substratus.ai/v1 (by default only the top of DIR is read).")
     @functools.wraps(command)
     def wrapper(*args: Any, var_assignments: tuple[str, ...], var_files: tuple[Path, ...],
-                **kwargs: Any) -> Any:
-        kwargs["variables"] = VariableInput.from_command_line(var_assignments, var_files)
+                recursive: bool, **kwargs: Any) -> Any:
+        kwargs["loading"] = LoadOptions(
+            VariableInput.from_command_line(var_assignments, var_files), recursive)
         return command(*args, **kwargs)
     return wrapper
 
@@ -88,10 +94,10 @@ def cli() -> None:
 
 @cli.command()
 @DIRECTORY
-@with_variables
-def validate(directory: Path, variables: VariableInput) -> None:
+@with_loading
+def validate(directory: Path, loading: LoadOptions) -> None:
     """Check the resource files: syntax, schema, references, cycles. Reads no live state."""
-    ws = open_workspace(directory, variables)
+    ws = open_workspace(directory, loading)
     n = len(ws.resources) + (1 if ws.environment else 0)
     out.print(f"Success! The resource files are valid ({n} resource{'s' if n != 1 else ''}).")
 
@@ -108,15 +114,15 @@ def validate(directory: Path, variables: VariableInput) -> None:
 @TARGET
 @REPLACE
 @INPUT
-@with_variables
+@with_loading
 def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_json: bool,
          destroy: bool, refresh_only: bool, targets: tuple[str, ...], replace: tuple[str, ...],
-         ask: bool, variables: VariableInput) -> None:
+         ask: bool, loading: LoadOptions) -> None:
     """Show what apply would change: read the files and the live state, diff them.
 
     A plan never asks for input; --input is accepted for scripts written for Terraform."""
     options = _plan_options(destroy, refresh_only, targets, replace)
-    the_plan = operations.plan_directory(directory, options, variables)
+    the_plan = operations.plan_directory(directory, options, loading)
     if out_file is not None:
         planfile.save(the_plan, out_file)
     if as_json:
@@ -141,23 +147,27 @@ def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_jso
 @TARGET
 @REPLACE
 @INPUT
-@with_variables
+@with_loading
 def apply(path: Path, auto_approve: bool, parallelism: int, lock_timeout: str,
           refresh_only: bool, targets: tuple[str, ...], replace: tuple[str, ...], ask: bool,
-          variables: VariableInput) -> None:
+          loading: LoadOptions) -> None:
     """Carry out the changes: plan, ask for 'yes', apply. With a PLANFILE, apply exactly it."""
     settings = _settings(parallelism, lock_timeout, auto_approve, ask, "apply", targets)
     if path.is_file():
         if targets or replace or refresh_only:
             raise UsageError("--target, --replace and --refresh-only cannot be used with a "
                              "saved plan", hint="give them to `substratus plan --out FILE`")
-        if variables.assignments or variables.files:
+        variables = loading.variables
+        if variables is not None and (variables.assignments or variables.files):
             raise UsageError("--var and --var-file cannot be used with a saved plan",
                              hint="a saved plan holds the values it was made with")
+        if loading.recursive:
+            raise UsageError("--recursive cannot be used with a saved plan",
+                             hint="a saved plan holds the documents it was made from")
         _, outcome = operations.apply_saved(path, settings)
     else:
         options = _plan_options(False, refresh_only, targets, replace)
-        _, outcome = operations.apply_directory(path, options, settings, variables)
+        _, outcome = operations.apply_directory(path, options, settings, loading)
     _finish(outcome, destroy=False)
 
 
@@ -168,13 +178,13 @@ def apply(path: Path, auto_approve: bool, parallelism: int, lock_timeout: str,
 @LOCK_TIMEOUT
 @TARGET
 @INPUT
-@with_variables
+@with_loading
 def destroy(directory: Path, auto_approve: bool, parallelism: int, lock_timeout: str,
-            targets: tuple[str, ...], ask: bool, variables: VariableInput) -> None:
+            targets: tuple[str, ...], ask: bool, loading: LoadOptions) -> None:
     """Destroy everything substratus manages for this directory, in reverse dependency order."""
     settings = _settings(parallelism, lock_timeout, auto_approve, ask, "destroy", targets)
     options = PlanOptions(True, _addresses(targets))
-    _, outcome = operations.apply_directory(directory, options, settings, variables)
+    _, outcome = operations.apply_directory(directory, options, settings, loading)
     _finish(outcome, destroy=True)
 
 
@@ -193,10 +203,10 @@ def show(plan_path: Path, as_json: bool) -> None:
 
 @cli.command()
 @DIRECTORY
-@with_variables
-def graph(directory: Path, variables: VariableInput) -> None:
+@with_loading
+def graph(directory: Path, loading: LoadOptions) -> None:
     """Print the dependency graph in DOT (pipe it to `dot -Tsvg`)."""
-    ws = open_workspace(directory, variables)
+    ws = open_workspace(directory, loading)
     g = Graph.from_resources(ws.resources)
     click.echo("digraph substratus {\n  rankdir = \"RL\";\n  node [shape = box];")
     for a in g.order():
@@ -213,11 +223,11 @@ def state() -> None:
 
 @state.command("list")
 @DIRECTORY
-@with_variables
-def state_list(directory: Path, variables: VariableInput) -> None:
+@with_loading
+def state_list(directory: Path, loading: LoadOptions) -> None:
     """List the addresses substratus manages, with their digests, artifact refs, endpoints and
     pending marks."""
-    _, inventory = operations.inventory_of(directory, variables)
+    _, inventory = operations.inventory_of(directory, loading)
     for address, entry in sorted((inventory.entries if inventory else {}).items()):
         fields = [str(address)]
         fields += [f"{k}={entry.status[k]}" for k in ("digest", "artifact", "endpoint")
@@ -231,11 +241,11 @@ def state_list(directory: Path, variables: VariableInput) -> None:
 @click.argument("address", metavar="ADDR")
 @DIRECTORY
 @click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
-@with_variables
-def state_show(address: str, directory: Path, as_json: bool, variables: VariableInput) -> None:
+@with_loading
+def state_show(address: str, directory: Path, as_json: bool, loading: LoadOptions) -> None:
     """Show one address: what the state recorded (status, dependencies, pending marks) and the
     spec the files declare now, and whether that is what was last applied."""
-    record = operations.state_record(directory, Address.parse(address), variables)
+    record = operations.state_record(directory, Address.parse(address), loading)
     entry, declared = record.entry, record.declared
     data: dict[str, Any] = {"address": str(record.address), "managed": entry is not None,
                             "applied_as_declared": record.applied_as_declared}
@@ -275,8 +285,8 @@ def state_show(address: str, directory: Path, as_json: bool, variables: Variable
 @click.argument("args", nargs=-1, metavar="[NAME] [DIR]")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON (all: terraform output "
                                                        "-json's shape).")
-@with_variables
-def output(args: tuple[str, ...], as_json: bool, variables: VariableInput) -> None:
+@with_loading
+def output(args: tuple[str, ...], as_json: bool, loading: LoadOptions) -> None:
     """Print the workspace's outputs: each stack instance's outputs (INSTANCE.NAME) and each
     managed resource's results (Kind/name.digest, .artifact, .endpoint).
 
@@ -285,7 +295,7 @@ def output(args: tuple[str, ...], as_json: bool, variables: VariableInput) -> No
         raise UsageError("expected at most NAME and DIR")
     name, directory = (None, Path(args[0])) if len(args) == 1 and Path(args[0]).is_dir() else \
         (args[0] if args else None, Path(args[1]) if len(args) > 1 else Path("."))
-    found = operations.workspace_outputs(directory, variables)
+    found = operations.workspace_outputs(directory, loading)
     if name is None:
         if as_json:
             click.echo(json.dumps(outputs_as_json(found), indent=2))
@@ -307,11 +317,11 @@ def output(args: tuple[str, ...], as_json: bool, variables: VariableInput) -> No
 
 @cli.command()
 @DIRECTORY
-@with_variables
-def render(directory: Path, variables: VariableInput) -> None:
+@with_loading
+def render(directory: Path, loading: LoadOptions) -> None:
     """Print the resource files the workspace's stacks render, as plain YAML, after checking them
     like every resource file (review a stack as the files it becomes)."""
-    texts = operations.rendered(directory, variables)
+    texts = operations.rendered(directory, loading)
     if not texts:
         err.print("No stacks in this workspace: its files are already plain YAML.")
     for text in texts:
@@ -333,11 +343,11 @@ def init(stack: str, directory: Path, instance: str | None) -> None:
 
 @cli.command()
 @DIRECTORY
-@with_variables
-def verify(directory: Path, variables: VariableInput) -> None:
+@with_loading
+def verify(directory: Path, loading: LoadOptions) -> None:
     """Read back every dataset snapshot and model artifact the state names and check each blob
     against its manifest. Exits 1 naming what is missing or corrupt."""
-    result = operations.verify(directory, variables)
+    result = operations.verify(directory, loading)
     for d in result.damage:
         err.print(Text(f"Error: {d.address}: {d.digest}: {d.problem}"))
     mib = result.bytes_read / (1 << 20)
@@ -355,12 +365,12 @@ def verify(directory: Path, variables: VariableInput) -> None:
 @click.argument("address", metavar="ADDR")
 @DIRECTORY
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the workload exits.")
-@with_variables
-def logs(address: str, directory: Path, follow: bool, variables: VariableInput) -> None:
+@with_loading
+def logs(address: str, directory: Path, follow: bool, loading: LoadOptions) -> None:
     """Print the logs of a resource's most recent run (training loss, server requests).
 
     ADDR is Kind/name, e.g. Model/colors."""
-    for line in operations.logs(directory, Address.parse(address), follow, variables):
+    for line in operations.logs(directory, Address.parse(address), follow, loading):
         click.echo(line)
 
 
@@ -373,11 +383,11 @@ def notebook() -> None:
 @click.argument("name")
 @DIRECTORY
 @click.option("--no-browser", is_flag=True, help="Only print the URL.")
-@with_variables
-def notebook_open(name: str, directory: Path, no_browser: bool, variables: VariableInput) -> None:
+@with_loading
+def notebook_open(name: str, directory: Path, no_browser: bool, loading: LoadOptions) -> None:
     """Print a Notebook's URL (with its access token) and open it in a browser when there is one."""
     address = Address.parse(name if "/" in name else f"Notebook/{name}")
-    url = operations.open_url(directory, address, variables)
+    url = operations.open_url(directory, address, loading)
     click.echo(url)
     if not no_browser and _has_display():
         webbrowser.open(url)
@@ -391,9 +401,10 @@ def _has_display() -> bool:
 @cli.command("force-unlock")
 @click.argument("lock_id", metavar="ID")
 @DIRECTORY
-def force_unlock(lock_id: str, directory: Path) -> None:
+@with_loading
+def force_unlock(lock_id: str, directory: Path, loading: LoadOptions) -> None:
     """Release a state lock left behind by an operation that is gone."""
-    ws = open_workspace(directory)
+    ws = open_workspace(directory, loading)
     out.print(ws.backend.force_unlock(lock_id))
 
 

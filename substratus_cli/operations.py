@@ -24,10 +24,10 @@ from substratus_cli.planfile import load as load_planfile
 from substratus_cli.planner import PlanOptions, build_plan, recorded_statuses
 from substratus_cli.provider import LogSource, Opener, Provider, Registry, Targeted
 from substratus_cli.resource import Resource
-from substratus_cli.stacks import RenderedText, VariableInput
+from substratus_cli.stacks import RenderedText
 from substratus_cli.state import Inventory, InventoryEntry, StateSession
 from substratus_cli.verification import Verification
-from substratus_cli.workspace import Loaded, Workspace, load
+from substratus_cli.workspace import Loaded, LoadOptions, Workspace, load
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,10 +40,11 @@ class ApplySettings:
     show: Callable[[Plan], None] | None = None
 
 
-def open_workspace(directory: Path, variables: VariableInput | None = None) -> Workspace:
+def open_workspace(directory: Path, loading: LoadOptions | None = None) -> Workspace:
     """Load, validate and wire a directory; every error of the run is raised together (exit 3).
-    Without `variables`, the workspace's variables come from SUBSTRATUS_VAR_* alone."""
-    return _wire(load(directory, variables), expand=True)
+    Without `loading`, the top of the directory is read, and the workspace's variables come from
+    SUBSTRATUS_VAR_* alone."""
+    return _wire(load(directory, loading), expand=True)
 
 
 def _wire(loaded: Loaded, *, expand: bool) -> Workspace:
@@ -143,8 +144,8 @@ def _did_you_mean(text: str, candidates: list[str]) -> str | None:
 
 
 def plan_directory(directory: Path, options: PlanOptions,
-                   variables: VariableInput | None = None) -> Plan:
-    return plan_workspace(open_workspace(directory, variables), options)
+                   loading: LoadOptions | None = None) -> Plan:
+    return plan_workspace(open_workspace(directory, loading), options)
 
 
 @contextlib.contextmanager
@@ -158,9 +159,9 @@ def _locked(ws: Workspace, operation: str, timeout: float) -> Iterator[None]:
 
 def apply_directory(directory: Path, options: PlanOptions,
                     settings: ApplySettings,
-                    variables: VariableInput | None = None) -> tuple[Plan, Outcome | None]:
+                    loading: LoadOptions | None = None) -> tuple[Plan, Outcome | None]:
     """Plan under the lock, show it, ask, apply. Outcome None: nothing to do or cancelled."""
-    ws = open_workspace(directory, variables)
+    ws = open_workspace(directory, loading)
     operation = "destroy" if options.destroy else "apply"
     with _locked(ws, operation, settings.lock_timeout):
         plan = plan_workspace(ws, options)
@@ -214,43 +215,43 @@ def _provider_of(ws: Workspace, address: Address) -> Provider:
 
 
 def logs(directory: Path, address: Address, follow: bool,
-         variables: VariableInput | None = None) -> Iterator[str]:
+         loading: LoadOptions | None = None) -> Iterator[str]:
     """The output of an object's most recent workload run."""
-    provider = _provider_of(open_workspace(directory, variables), address)
+    provider = _provider_of(open_workspace(directory, loading), address)
     if not isinstance(provider, LogSource):
         raise ProviderError(f"the {provider.name} provider cannot show logs")
     return provider.logs(address, follow=follow)
 
 
 def open_url(directory: Path, address: Address,
-             variables: VariableInput | None = None) -> str:
+             loading: LoadOptions | None = None) -> str:
     """A URL to open an object (a notebook) in a browser, access token included."""
-    provider = _provider_of(open_workspace(directory, variables), address)
+    provider = _provider_of(open_workspace(directory, loading), address)
     if not isinstance(provider, Opener):
         raise ProviderError(f"the {provider.name} provider cannot open {address.kind} objects")
     return provider.open_url(address)
 
 
-def verify(directory: Path, variables: VariableInput | None = None) -> Verification:
+def verify(directory: Path, loading: LoadOptions | None = None) -> Verification:
     """Every snapshot the state reaches, read back from the artifact store and checked."""
-    ws = open_workspace(directory, variables)
+    ws = open_workspace(directory, loading)
     return verification.verify(ws.backend.read(),
                                wiring.open_artifact_store(ws.artifacts_url, ws.workdir))
 
 
 def inventory_of(directory: Path,
-                 variables: VariableInput | None = None) -> tuple[Workspace, Inventory | None]:
+                 loading: LoadOptions | None = None) -> tuple[Workspace, Inventory | None]:
     """A workspace and what its state holds (`state list`)."""
-    ws = open_workspace(directory, variables)
+    ws = open_workspace(directory, loading)
     return ws, ws.backend.read()
 
 
 
 
 def workspace_outputs(directory: Path,
-                      variables: VariableInput | None = None) -> list[outputs.Output]:
+                      loading: LoadOptions | None = None) -> list[outputs.Output]:
     """The stack instances' outputs and every managed resource's results (`substratus output`)."""
-    ws, inventory = inventory_of(directory, variables)
+    ws, inventory = inventory_of(directory, loading)
     namespace = DEFAULT_NAMESPACE
     if ws.settings.kubernetes is not None:
         namespace = ws.settings.kubernetes.namespace
@@ -275,8 +276,8 @@ class StateRecord:
 
 
 def state_record(directory: Path, address: Address,
-                 variables: VariableInput | None = None) -> StateRecord:
-    ws, inventory = inventory_of(directory, variables)
+                 loading: LoadOptions | None = None) -> StateRecord:
+    ws, inventory = inventory_of(directory, loading)
     known = {r.address for r in ws.resources} | set(inventory.entries if inventory else ())
     in_workspace = Address(address.kind, _namespace(ws), address.name)
     if address not in known and address.namespace == DEFAULT_NAMESPACE and in_workspace in known:
@@ -290,7 +291,7 @@ def state_record(directory: Path, address: Address,
     return StateRecord(address, entry, declared)
 
 
-def rendered(directory: Path, variables: VariableInput | None = None) -> list[RenderedText]:
+def rendered(directory: Path, loading: LoadOptions | None = None) -> list[RenderedText]:
     """The files the workspace's stacks render, validated like every resource file."""
-    loaded = load(directory, variables)
+    loaded = load(directory, loading)
     return loaded.expansion.texts if loaded.expansion else []
