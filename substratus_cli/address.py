@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 
 from substratus_cli.errors import UsageError
 
@@ -48,9 +49,17 @@ class Address:
                 "for example Dataset/colors"
             )
         canonical = _KIND_BY_LOWER.get(kind.lower())
-        if canonical is None or not namespace or not name:
-            raise UsageError(
-                f"invalid address {text!r}: unknown kind {kind!r} (kinds: {', '.join(KINDS)})"
-                if canonical is None else f"invalid address {text!r}: empty namespace or name"
-            )
+        if canonical is None:
+            close = closest_kind(kind)
+            known = f"did you mean {close!r}?" if close else f"kinds: {', '.join(KINDS)}"
+            raise UsageError(f"invalid address {text!r}: unknown kind {kind!r} ({known})")
+        if not namespace or not name:
+            raise UsageError(f"invalid address {text!r}: empty namespace or name")
         return cls(canonical, namespace, name)
+
+
+def closest_kind(kind: str, kinds: tuple[str, ...] = (*KINDS, *GROUP_KINDS)) -> str | None:
+    """The kind a typo was meant to be (`Datset`, `dataset`, `ModelSever`), if one is close."""
+    by_lower = {k.lower(): k for k in kinds}
+    close = difflib.get_close_matches(kind.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[close[0]] if close else None

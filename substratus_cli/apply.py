@@ -100,7 +100,8 @@ class Executor:
         self._stop.set()
 
     def _refresh(self) -> None:
-        """Bring inventory entries up to date where nothing live changes (after a crash)."""
+        """Bring inventory entries up to date where nothing live changes (after a crash, or
+        the whole of a refresh-only plan)."""
         if not self.plan.refresh:
             return
         inventory = self.session.inventory
@@ -111,6 +112,9 @@ class Executor:
             change = self.plan.change_for(a)
             if a in live and change is not None and change.desired is not None:
                 self._record(change, live[a])
+            elif a in live and self.plan.refresh_only:  # what was applied is kept
+                self.session.refresh(a, fingerprint=live[a].fingerprint,
+                                     status=dict(live[a].status))
             elif a not in live:
                 self.session.forget(a)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import os
@@ -28,12 +29,14 @@ from substratus_cli.errors import EXIT_CODES_HELP, ExitCode, SubstratusError, Us
 from substratus_cli.graph import Graph
 from substratus_cli.operations import open_workspace
 from substratus_cli.outputs import as_json as outputs_as_json
+from substratus_cli.plan import Plan
 from substratus_cli.planner import PlanOptions
 from substratus_cli.render.human import render_plan
 from substratus_cli.render.json_plan import plan_to_json
 from substratus_cli.render.progress import ConsoleReporter, render_outcome
 from substratus_cli.secrets import redact, scrub
 from substratus_cli.stacks import VariableInput, scaffold
+from substratus_cli.workspace import LoadOptions
 
 # Errors printed at most (the rest counted), as compilers' -fmax-errors.
 MAX_SHOWN = 100
@@ -53,20 +56,33 @@ PARALLELISM = click.option("--parallelism", default=10, show_default=True,
                            type=click.IntRange(min=1), help="Steps run at the same time.")
 LOCK_TIMEOUT = click.option("--lock-timeout", default="0s", show_default=True, metavar="DURATION",
                             help="How long to wait for the state lock (e.g. 30s, 5m).")
+INPUT = click.option("--input", "ask", type=click.BOOL, default=True, show_default=True,
+                     metavar="BOOL",
+                     help="Ask for input. --input=false never prompts (for CI): an apply or "
+                          "destroy that needs approval then fails unless --auto-approve.")
+REFRESH_ONLY = click.option(
+    "--refresh-only", is_flag=True,
+    help="Plan only bringing the state up to the live objects (record objects changed outside "
+         "substratus, forget deleted ones); change nothing.")
 
 
-def with_variables(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--var and --var-file, given to the command as one `variables` argument."""
+def with_loading(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--var, --var-file and --recursive: how the workspace is read, given to the command as one
+    `loading` argument (operations hands it to workspace.load)."""
     @click.option("--var", "var_assignments", multiple=True, metavar="NAME=VALUE",
                   help="Set a workspace variable (declared by a Variable document). Repeatable; "
                        "SUBSTRATUS_VAR_NAME sets one too.")
     @click.option("--var-file", "var_files", multiple=True, metavar="FILE",
                   type=click.Path(dir_okay=False, path_type=Path),
                   help="Read variables from a YAML file of NAME: VALUE. Repeatable.")
+    @click.option("--recursive", is_flag=True,
+                  help="Also read the subfolders' *.yaml/*.yml files that declare apiVersion: "
+                       "substratus.ai/v1 (by default only the top of DIR is read).")
     @functools.wraps(command)
     def wrapper(*args: Any, var_assignments: tuple[str, ...], var_files: tuple[Path, ...],
-                **kwargs: Any) -> Any:
-        kwargs["variables"] = VariableInput.from_command_line(var_assignments, var_files)
+                recursive: bool, **kwargs: Any) -> Any:
+        kwargs["loading"] = LoadOptions(
+            VariableInput.from_command_line(var_assignments, var_files), recursive)
         return command(*args, **kwargs)
     return wrapper
 
@@ -80,10 +96,10 @@ def cli() -> None:
 
 @cli.command()
 @DIRECTORY
-@with_variables
-def validate(directory: Path, variables: VariableInput) -> None:
+@with_loading
+def validate(directory: Path, loading: LoadOptions) -> None:
     """Check the resource files: syntax, schema, references, cycles. Reads no live state."""
-    ws = open_workspace(directory, variables)
+    ws = open_workspace(directory, loading)
     n = len(ws.resources) + (1 if ws.environment else 0)
     out.print(f"Success! The resource files are valid ({n} resource{'s' if n != 1 else ''}).")
 
@@ -96,15 +112,19 @@ def validate(directory: Path, variables: VariableInput) -> None:
               help="Exit 2 when there are changes, 0 when there are none.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--destroy", is_flag=True, help="Plan the destruction of everything managed.")
+@REFRESH_ONLY
 @TARGET
 @REPLACE
-@with_variables
+@INPUT
+@with_loading
 def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_json: bool,
-         destroy: bool, targets: tuple[str, ...], replace: tuple[str, ...],
-         variables: VariableInput) -> None:
-    """Show what apply would change: read the files and the live state, diff them."""
-    options = PlanOptions(destroy, _addresses(targets), _addresses(replace))
-    the_plan = operations.plan_directory(directory, options, variables)
+         destroy: bool, refresh_only: bool, targets: tuple[str, ...], replace: tuple[str, ...],
+         ask: bool, loading: LoadOptions) -> None:
+    """Show what apply would change: read the files and the live state, diff them.
+
+    A plan never asks for input; --input is accepted for scripts written for Terraform."""
+    options = _plan_options(destroy, refresh_only, targets, replace)
+    the_plan = operations.plan_directory(directory, options, loading)
     if out_file is not None:
         planfile.save(the_plan, out_file)
     if as_json:
@@ -112,9 +132,11 @@ def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_jso
     else:
         render_plan(the_plan, out)
         if out_file is not None:
-            out.print(f"\nSaved the plan to: {out_file}\n\nTo perform exactly these actions, run:"
+            what = "update the state" if the_plan.refresh_only else "perform exactly these actions"
+            out.print(f"\nSaved the plan to: {out_file}\n\nTo {what}, run:"
                       f"\n    substratus apply {out_file}")
-    if detailed_exitcode and the_plan.has_changes:
+    _warn_targeting(targets)
+    if detailed_exitcode and (the_plan.has_changes or the_plan.updates_state_only):
         raise click.exceptions.Exit(ExitCode.CHANGES_PRESENT)
 
 
@@ -123,23 +145,31 @@ def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_jso
 @AUTO_APPROVE
 @PARALLELISM
 @LOCK_TIMEOUT
+@REFRESH_ONLY
 @TARGET
 @REPLACE
-@with_variables
+@INPUT
+@with_loading
 def apply(path: Path, auto_approve: bool, parallelism: int, lock_timeout: str,
-          targets: tuple[str, ...], replace: tuple[str, ...], variables: VariableInput) -> None:
+          refresh_only: bool, targets: tuple[str, ...], replace: tuple[str, ...], ask: bool,
+          loading: LoadOptions) -> None:
     """Carry out the changes: plan, ask for 'yes', apply. With a PLANFILE, apply exactly it."""
-    settings = _settings(parallelism, lock_timeout, auto_approve, "apply")
+    settings = _settings(parallelism, lock_timeout, auto_approve, ask, "apply", targets)
     if path.is_file():
-        if targets or replace:
-            raise UsageError("--target and --replace cannot be used with a saved plan")
-        if variables.assignments or variables.files:
+        if targets or replace or refresh_only:
+            raise UsageError("--target, --replace and --refresh-only cannot be used with a "
+                             "saved plan", hint="give them to `substratus plan --out FILE`")
+        variables = loading.variables
+        if variables is not None and (variables.assignments or variables.files):
             raise UsageError("--var and --var-file cannot be used with a saved plan",
                              hint="a saved plan holds the values it was made with")
+        if loading.recursive:
+            raise UsageError("--recursive cannot be used with a saved plan",
+                             hint="a saved plan holds the documents it was made from")
         _, outcome = operations.apply_saved(path, settings)
     else:
-        options = PlanOptions(False, _addresses(targets), _addresses(replace))
-        _, outcome = operations.apply_directory(path, options, settings, variables)
+        options = _plan_options(False, refresh_only, targets, replace)
+        _, outcome = operations.apply_directory(path, options, settings, loading)
     _finish(outcome, destroy=False)
 
 
@@ -149,13 +179,14 @@ def apply(path: Path, auto_approve: bool, parallelism: int, lock_timeout: str,
 @PARALLELISM
 @LOCK_TIMEOUT
 @TARGET
-@with_variables
+@INPUT
+@with_loading
 def destroy(directory: Path, auto_approve: bool, parallelism: int, lock_timeout: str,
-            targets: tuple[str, ...], variables: VariableInput) -> None:
+            targets: tuple[str, ...], ask: bool, loading: LoadOptions) -> None:
     """Destroy everything substratus manages for this directory, in reverse dependency order."""
-    settings = _settings(parallelism, lock_timeout, auto_approve, "destroy")
+    settings = _settings(parallelism, lock_timeout, auto_approve, ask, "destroy", targets)
     options = PlanOptions(True, _addresses(targets))
-    _, outcome = operations.apply_directory(directory, options, settings, variables)
+    _, outcome = operations.apply_directory(directory, options, settings, loading)
     _finish(outcome, destroy=True)
 
 
@@ -174,10 +205,10 @@ def show(plan_path: Path, as_json: bool) -> None:
 
 @cli.command()
 @DIRECTORY
-@with_variables
-def graph(directory: Path, variables: VariableInput) -> None:
+@with_loading
+def graph(directory: Path, loading: LoadOptions) -> None:
     """Print the dependency graph in DOT (pipe it to `dot -Tsvg`)."""
-    ws = open_workspace(directory, variables)
+    ws = open_workspace(directory, loading)
     g = Graph.from_resources(ws.resources)
     click.echo("digraph substratus {\n  rankdir = \"RL\";\n  node [shape = box];")
     for a in g.order():
@@ -194,11 +225,11 @@ def state() -> None:
 
 @state.command("list")
 @DIRECTORY
-@with_variables
-def state_list(directory: Path, variables: VariableInput) -> None:
+@with_loading
+def state_list(directory: Path, loading: LoadOptions) -> None:
     """List the addresses substratus manages, with their digests, artifact refs, endpoints and
     pending marks."""
-    _, inventory = operations.inventory_of(directory, variables)
+    _, inventory = operations.inventory_of(directory, loading)
     for address, entry in sorted((inventory.entries if inventory else {}).items()):
         fields = [str(address)]
         fields += [f"{k}={entry.status[k]}" for k in ("digest", "artifact", "endpoint")
@@ -212,11 +243,11 @@ def state_list(directory: Path, variables: VariableInput) -> None:
 @click.argument("address", metavar="ADDR")
 @DIRECTORY
 @click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
-@with_variables
-def state_show(address: str, directory: Path, as_json: bool, variables: VariableInput) -> None:
+@with_loading
+def state_show(address: str, directory: Path, as_json: bool, loading: LoadOptions) -> None:
     """Show one address: what the state recorded (status, dependencies, pending marks) and the
     spec the files declare now, and whether that is what was last applied."""
-    record = operations.state_record(directory, Address.parse(address), variables)
+    record = operations.state_record(directory, Address.parse(address), loading)
     entry, declared = record.entry, record.declared
     data: dict[str, Any] = {"address": str(record.address), "managed": entry is not None,
                             "applied_as_declared": record.applied_as_declared}
@@ -256,8 +287,8 @@ def state_show(address: str, directory: Path, as_json: bool, variables: Variable
 @click.argument("args", nargs=-1, metavar="[NAME] [DIR]")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON (all: terraform output "
                                                        "-json's shape).")
-@with_variables
-def output(args: tuple[str, ...], as_json: bool, variables: VariableInput) -> None:
+@with_loading
+def output(args: tuple[str, ...], as_json: bool, loading: LoadOptions) -> None:
     """Print the workspace's outputs: each stack instance's outputs (INSTANCE.NAME) and each
     managed resource's results (Kind/name.digest, .artifact, .endpoint).
 
@@ -266,7 +297,7 @@ def output(args: tuple[str, ...], as_json: bool, variables: VariableInput) -> No
         raise UsageError("expected at most NAME and DIR")
     name, directory = (None, Path(args[0])) if len(args) == 1 and Path(args[0]).is_dir() else \
         (args[0] if args else None, Path(args[1]) if len(args) > 1 else Path("."))
-    found = operations.workspace_outputs(directory, variables)
+    found = operations.workspace_outputs(directory, loading)
     if name is None:
         if as_json:
             click.echo(json.dumps(outputs_as_json(found), indent=2))
@@ -288,11 +319,11 @@ def output(args: tuple[str, ...], as_json: bool, variables: VariableInput) -> No
 
 @cli.command()
 @DIRECTORY
-@with_variables
-def render(directory: Path, variables: VariableInput) -> None:
+@with_loading
+def render(directory: Path, loading: LoadOptions) -> None:
     """Print the resource files the workspace's stacks render, as plain YAML, after checking them
     like every resource file (review a stack as the files it becomes)."""
-    texts = operations.rendered(directory, variables)
+    texts = operations.rendered(directory, loading)
     if not texts:
         err.print("No stacks in this workspace: its files are already plain YAML.")
     for text in texts:
@@ -314,11 +345,11 @@ def init(stack: str, directory: Path, instance: str | None) -> None:
 
 @cli.command()
 @DIRECTORY
-@with_variables
-def verify(directory: Path, variables: VariableInput) -> None:
+@with_loading
+def verify(directory: Path, loading: LoadOptions) -> None:
     """Read back every dataset snapshot and model artifact the state names and check each blob
     against its manifest. Exits 1 naming what is missing or corrupt."""
-    result = operations.verify(directory, variables)
+    result = operations.verify(directory, loading)
     for d in result.damage:
         err.print(Text(f"Error: {d.address}: {d.digest}: {d.problem}"))
     mib = result.bytes_read / (1 << 20)
@@ -336,12 +367,12 @@ def verify(directory: Path, variables: VariableInput) -> None:
 @click.argument("address", metavar="ADDR")
 @DIRECTORY
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the workload exits.")
-@with_variables
-def logs(address: str, directory: Path, follow: bool, variables: VariableInput) -> None:
+@with_loading
+def logs(address: str, directory: Path, follow: bool, loading: LoadOptions) -> None:
     """Print the logs of a resource's most recent run (training loss, server requests).
 
     ADDR is Kind/name, e.g. Model/colors."""
-    for line in operations.logs(directory, Address.parse(address), follow, variables):
+    for line in operations.logs(directory, Address.parse(address), follow, loading):
         click.echo(line)
 
 
@@ -354,11 +385,11 @@ def notebook() -> None:
 @click.argument("name")
 @DIRECTORY
 @click.option("--no-browser", is_flag=True, help="Only print the URL.")
-@with_variables
-def notebook_open(name: str, directory: Path, no_browser: bool, variables: VariableInput) -> None:
+@with_loading
+def notebook_open(name: str, directory: Path, no_browser: bool, loading: LoadOptions) -> None:
     """Print a Notebook's URL (with its access token) and open it in a browser when there is one."""
     address = Address.parse(name if "/" in name else f"Notebook/{name}")
-    url = operations.open_url(directory, address, variables)
+    url = operations.open_url(directory, address, loading)
     click.echo(url)
     if not no_browser and _has_display():
         webbrowser.open(url)
@@ -372,9 +403,10 @@ def _has_display() -> bool:
 @cli.command("force-unlock")
 @click.argument("lock_id", metavar="ID")
 @DIRECTORY
-def force_unlock(lock_id: str, directory: Path) -> None:
+@with_loading
+def force_unlock(lock_id: str, directory: Path, loading: LoadOptions) -> None:
     """Release a state lock left behind by an operation that is gone."""
-    ws = open_workspace(directory)
+    ws = open_workspace(directory, loading)
     out.print(ws.backend.force_unlock(lock_id))
 
 
@@ -392,20 +424,51 @@ def _addresses(texts: tuple[str, ...]) -> tuple[Address, ...]:
     return tuple(Address.parse(t) for t in texts)
 
 
-def _settings(parallelism: int, lock_timeout: str, auto_approve: bool,
-              verb: str) -> operations.ApplySettings:
+def _plan_options(destroy: bool, refresh_only: bool, targets: tuple[str, ...],
+                  replace: tuple[str, ...]) -> PlanOptions:
+    if refresh_only and (destroy or replace):
+        raise UsageError(f"--refresh-only cannot be used with {'--destroy' if destroy else '--replace'}",
+                         hint="a refresh-only plan changes no object, it only updates the state")
+    return PlanOptions(destroy, _addresses(targets), _addresses(replace), refresh_only)
+
+
+def _warn_targeting(targets: tuple[str, ...]) -> None:
+    """Terraform's warning: a targeted plan may leave out changes the files ask for."""
+    if targets:
+        err.print(Text("\nWarning: ", style="bold yellow") + Text(
+            "Resource targeting is in effect\n  This plan was made with --target, so it may "
+            "not hold every change the resource files ask for. --target is for exceptional "
+            "situations (recovering from an error or a mistake), not for routine use."))
+
+
+def _settings(parallelism: int, lock_timeout: str, auto_approve: bool, ask: bool, verb: str,
+              targets: tuple[str, ...] = ()) -> operations.ApplySettings:
+    def show(p: Plan) -> None:
+        render_plan(p, out)
+        _warn_targeting(targets)
+
     return operations.ApplySettings(
         lock_timeout=parse_duration(lock_timeout), parallelism=parallelism,
         reporter=ConsoleReporter(out, err),
-        confirm=None if auto_approve else (lambda p: _confirm(verb)),
-        show=lambda p: render_plan(p, out))
+        confirm=None if auto_approve else (lambda p: _confirm(verb, p, ask)),
+        show=show)
 
 
-def _confirm(verb: str) -> bool:
-    question = "Do you really want to destroy all resources?" if verb == "destroy" else \
-        "Do you want to perform these actions?"
-    out.print(f"\n{question}\n  Substratus will perform the actions described above.\n"
-              "  Only 'yes' will be accepted to approve.\n")
+def _confirm(verb: str, plan: Plan, ask: bool) -> bool:
+    if plan.refresh_only:
+        question = ("Would you like to update the state to reflect these detected changes?\n"
+                    "  Substratus will write these changes to the state without changing any "
+                    "object.")
+    else:
+        question = ("Do you really want to destroy all resources?" if verb == "destroy" else
+                    "Do you want to perform these actions?") + \
+            "\n  Substratus will perform the actions described above."
+    if not ask:
+        raise UsageError(f"{verb.capitalize()} cancelled: it needs approval and --input=false "
+                         "forbids asking for it",
+                         hint="pass --auto-approve to run without asking (review the plan "
+                              "first, e.g. `substratus plan --out FILE`, then apply FILE)")
+    out.print(f"\n{question}\n  Only 'yes' will be accepted to approve.\n")
     try:
         answer = click.prompt("  Enter a value", default="", show_default=False)
     except click.exceptions.Abort:
@@ -440,10 +503,45 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
 
 
+def _long_options(command: click.Command) -> set[str]:
+    """Every `--name` option of a command and its subcommands."""
+    names = {"--help"}
+    for param in command.params:
+        if isinstance(param, click.Option):
+            names.update(o for o in (*param.opts, *param.secondary_opts) if o.startswith("--"))
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            names |= _long_options(sub)
+    return names
+
+
+_SINGLE_DASH = re.compile(r"-(?P<name>[a-z][a-z0-9]*(?:-[a-z0-9]+)*)(?P<value>=.*)?", re.DOTALL)
+
+
+def terraform_flags(argv: list[str]) -> list[str]:
+    """Terraform's single-dash long flags (`-auto-approve`, `-var x=1`, `-input=false`) as the
+    `--` options they are. A single-dash word close to a long option becomes one too, so that
+    click answers it with a did-you-mean; anything else (short flags, values after `--`) is
+    left as it is."""
+    known = _long_options(cli)
+    out = list(argv)
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        match = _SINGLE_DASH.fullmatch(arg)
+        if match is None or len(match["name"]) < 2:
+            continue
+        option = "-" + arg.split("=", 1)[0]
+        if option in known or difflib.get_close_matches(option, known, n=1, cutoff=0.8):
+            out[i] = "-" + arg
+    return out
+
+
 def run(argv: list[str] | None = None) -> int:
     try:
+        args = terraform_flags(sys.argv[1:] if argv is None else argv)
         # Without standalone mode, click returns the code of a raised Exit instead of exiting.
-        result = cli.main(args=argv, prog_name="substratus", standalone_mode=False)
+        result = cli.main(args=args, prog_name="substratus", standalone_mode=False)
         return result if isinstance(result, int) else ExitCode.OK
     except click.exceptions.Exit as e:
         return e.exit_code

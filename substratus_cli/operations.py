@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,10 +24,10 @@ from substratus_cli.planfile import load as load_planfile
 from substratus_cli.planner import PlanOptions, build_plan, recorded_statuses
 from substratus_cli.provider import LogSource, Opener, Provider, Registry, Targeted
 from substratus_cli.resource import Resource
-from substratus_cli.stacks import RenderedText, VariableInput
+from substratus_cli.stacks import RenderedText
 from substratus_cli.state import Inventory, InventoryEntry, StateSession
 from substratus_cli.verification import Verification
-from substratus_cli.workspace import Loaded, Workspace, load
+from substratus_cli.workspace import Loaded, LoadOptions, Workspace, load
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,10 +40,11 @@ class ApplySettings:
     show: Callable[[Plan], None] | None = None
 
 
-def open_workspace(directory: Path, variables: VariableInput | None = None) -> Workspace:
+def open_workspace(directory: Path, loading: LoadOptions | None = None) -> Workspace:
     """Load, validate and wire a directory; every error of the run is raised together (exit 3).
-    Without `variables`, the workspace's variables come from SUBSTRATUS_VAR_* alone."""
-    return _wire(load(directory, variables), expand=True)
+    Without `loading`, the top of the directory is read, and the workspace's variables come from
+    SUBSTRATUS_VAR_* alone."""
+    return _wire(load(directory, loading), expand=True)
 
 
 def _wire(loaded: Loaded, *, expand: bool) -> Workspace:
@@ -75,8 +77,8 @@ def target_of(ws: Workspace, inventory: Inventory | None) -> Target:
 
 
 def plan_workspace(ws: Workspace, options: PlanOptions) -> Plan:
-    options = _stacks_expanded(ws, options)
     inventory = ws.backend.read()
+    options = _addresses_resolved(ws, inventory, options)
     if inventory is not None:
         ws.registry_for(inventory.lineage)
     return build_plan(resources=ws.resources, registry=ws.registry, inventory=inventory,
@@ -84,29 +86,66 @@ def plan_workspace(ws: Workspace, options: PlanOptions) -> Plan:
                       environment=ws.environment)
 
 
-def _stacks_expanded(ws: Workspace, options: PlanOptions) -> PlanOptions:
-    """--target/--replace Stack/NAME: every resource the instance renders."""
+def _addresses_resolved(ws: Workspace, inventory: Inventory | None,
+                        options: PlanOptions) -> PlanOptions:
+    """--target and --replace as the plan takes them: `Stack/NAME` is every resource the instance
+    renders, `Kind/name` is in the workspace's namespace, and an address neither the files
+    declare nor the state holds is a usage error with the closest known one."""
     instances = {i.name for i in ws.expansion.instances} if ws.expansion else set()
+    known = {r.address for r in ws.resources} | set(inventory.entries if inventory else ())
 
-    def members(addresses: tuple[Address, ...]) -> tuple[Address, ...]:
+    def members(flag: str, addresses: tuple[Address, ...]) -> tuple[Address, ...]:
         found: list[Address] = []
         for address in addresses:
             if address.kind not in GROUP_KINDS:
-                found.append(address)
+                found.append(_known_address(ws, address, known, instances, flag))
                 continue
             if address.name not in instances:
                 listed = ", ".join(sorted(instances)) or "none"
-                raise UsageError(f"no Stack named {address.name!r} (stacks: {listed})")
+                raise UsageError(f"{flag} {address.kind}/{address.name}: no Stack named "
+                                 f"{address.name!r} (stacks: {listed})",
+                                 hint=_did_you_mean(f"Stack/{address.name}",
+                                                    [f"Stack/{i}" for i in instances]))
             found += [r.address for r in ws.resources if r.stack == address.name]
         return tuple(dict.fromkeys(found))
 
-    return dataclasses.replace(options, targets=members(options.targets),
-                               replace=members(options.replace))
+    return dataclasses.replace(options, targets=members("--target", options.targets),
+                               replace=members("--replace", options.replace))
+
+
+def _namespace(ws: Workspace) -> str:
+    """Where the files' documents that name no namespace are (the Environment's)."""
+    kubernetes = ws.settings.kubernetes
+    return kubernetes.namespace if kubernetes is not None else DEFAULT_NAMESPACE
+
+
+def _known_address(ws: Workspace, address: Address, known: set[Address],
+                   instances: set[str], flag: str) -> Address:
+    """The address as declared or recorded; `Kind/name` means the workspace's namespace."""
+    if address in known:
+        return address
+    in_workspace = Address(address.kind, _namespace(ws), address.name)
+    if address.namespace == DEFAULT_NAMESPACE and in_workspace in known:
+        return in_workspace
+    candidates = [a.short() for a in known] + [f"Stack/{i}" for i in instances]
+    raise UsageError(f"{flag} {address.short()}: no such resource (neither declared in the "
+                     "files nor in the state)",
+                     hint=_did_you_mean(address.short(), candidates) or
+                     "`substratus state list` shows the managed addresses")
+
+
+def _did_you_mean(text: str, candidates: list[str]) -> str | None:
+    close = difflib.get_close_matches(text, sorted(set(candidates)), n=1, cutoff=0.6)
+    if not close:  # the same name under another kind, or a name typed with another case
+        lowered = {c.lower(): c for c in candidates}
+        name = text.rsplit("/", 1)[-1].lower()
+        close = [lowered[c] for c in sorted(lowered) if c.rsplit("/", 1)[-1] == name][:1]
+    return f"did you mean {close[0]}?" if close else None
 
 
 def plan_directory(directory: Path, options: PlanOptions,
-                   variables: VariableInput | None = None) -> Plan:
-    return plan_workspace(open_workspace(directory, variables), options)
+                   loading: LoadOptions | None = None) -> Plan:
+    return plan_workspace(open_workspace(directory, loading), options)
 
 
 @contextlib.contextmanager
@@ -120,9 +159,9 @@ def _locked(ws: Workspace, operation: str, timeout: float) -> Iterator[None]:
 
 def apply_directory(directory: Path, options: PlanOptions,
                     settings: ApplySettings,
-                    variables: VariableInput | None = None) -> tuple[Plan, Outcome | None]:
+                    loading: LoadOptions | None = None) -> tuple[Plan, Outcome | None]:
     """Plan under the lock, show it, ask, apply. Outcome None: nothing to do or cancelled."""
-    ws = open_workspace(directory, variables)
+    ws = open_workspace(directory, loading)
     operation = "destroy" if options.destroy else "apply"
     with _locked(ws, operation, settings.lock_timeout):
         plan = plan_workspace(ws, options)
@@ -130,7 +169,9 @@ def apply_directory(directory: Path, options: PlanOptions,
             settings.show(plan)
         if not plan.has_changes and not plan.refresh:
             return plan, None
-        if plan.has_changes and settings.confirm is not None and not settings.confirm(plan):
+        # A plain refresh (after a crash) is bookkeeping; a refresh-only plan is what was asked.
+        approve = plan.has_changes or plan.updates_state_only
+        if approve and settings.confirm is not None and not settings.confirm(plan):
             return plan, None
         return plan, _execute(ws, plan, settings)
 
@@ -174,43 +215,43 @@ def _provider_of(ws: Workspace, address: Address) -> Provider:
 
 
 def logs(directory: Path, address: Address, follow: bool,
-         variables: VariableInput | None = None) -> Iterator[str]:
+         loading: LoadOptions | None = None) -> Iterator[str]:
     """The output of an object's most recent workload run."""
-    provider = _provider_of(open_workspace(directory, variables), address)
+    provider = _provider_of(open_workspace(directory, loading), address)
     if not isinstance(provider, LogSource):
         raise ProviderError(f"the {provider.name} provider cannot show logs")
     return provider.logs(address, follow=follow)
 
 
 def open_url(directory: Path, address: Address,
-             variables: VariableInput | None = None) -> str:
+             loading: LoadOptions | None = None) -> str:
     """A URL to open an object (a notebook) in a browser, access token included."""
-    provider = _provider_of(open_workspace(directory, variables), address)
+    provider = _provider_of(open_workspace(directory, loading), address)
     if not isinstance(provider, Opener):
         raise ProviderError(f"the {provider.name} provider cannot open {address.kind} objects")
     return provider.open_url(address)
 
 
-def verify(directory: Path, variables: VariableInput | None = None) -> Verification:
+def verify(directory: Path, loading: LoadOptions | None = None) -> Verification:
     """Every snapshot the state reaches, read back from the artifact store and checked."""
-    ws = open_workspace(directory, variables)
+    ws = open_workspace(directory, loading)
     return verification.verify(ws.backend.read(),
                                wiring.open_artifact_store(ws.artifacts_url, ws.workdir))
 
 
 def inventory_of(directory: Path,
-                 variables: VariableInput | None = None) -> tuple[Workspace, Inventory | None]:
+                 loading: LoadOptions | None = None) -> tuple[Workspace, Inventory | None]:
     """A workspace and what its state holds (`state list`)."""
-    ws = open_workspace(directory, variables)
+    ws = open_workspace(directory, loading)
     return ws, ws.backend.read()
 
 
 
 
 def workspace_outputs(directory: Path,
-                      variables: VariableInput | None = None) -> list[outputs.Output]:
+                      loading: LoadOptions | None = None) -> list[outputs.Output]:
     """The stack instances' outputs and every managed resource's results (`substratus output`)."""
-    ws, inventory = inventory_of(directory, variables)
+    ws, inventory = inventory_of(directory, loading)
     namespace = DEFAULT_NAMESPACE
     if ws.settings.kubernetes is not None:
         namespace = ws.settings.kubernetes.namespace
@@ -235,17 +276,22 @@ class StateRecord:
 
 
 def state_record(directory: Path, address: Address,
-                 variables: VariableInput | None = None) -> StateRecord:
-    ws, inventory = inventory_of(directory, variables)
+                 loading: LoadOptions | None = None) -> StateRecord:
+    ws, inventory = inventory_of(directory, loading)
+    known = {r.address for r in ws.resources} | set(inventory.entries if inventory else ())
+    in_workspace = Address(address.kind, _namespace(ws), address.name)
+    if address not in known and address.namespace == DEFAULT_NAMESPACE and in_workspace in known:
+        address = in_workspace
     entry = inventory.entries.get(address) if inventory else None
     declared = next((r for r in ws.resources if r.address == address), None)
     if entry is None and declared is None:
         raise UsageError(f"{address.short()} is neither in the state nor declared",
-                         hint="`substratus state list` shows the managed addresses")
+                         hint=_did_you_mean(address.short(), [a.short() for a in known]) or
+                         "`substratus state list` shows the managed addresses")
     return StateRecord(address, entry, declared)
 
 
-def rendered(directory: Path, variables: VariableInput | None = None) -> list[RenderedText]:
+def rendered(directory: Path, loading: LoadOptions | None = None) -> list[RenderedText]:
     """The files the workspace's stacks render, validated like every resource file."""
-    loaded = load(directory, variables)
+    loaded = load(directory, loading)
     return loaded.expansion.texts if loaded.expansion else []

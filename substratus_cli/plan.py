@@ -118,6 +118,8 @@ class Plan:
     refresh: tuple[Address, ...] = ()
     environment: Resource | None = None
     documents: tuple[Resource, ...] = ()  # every desired resource, for saved plans
+    # Terraform's -refresh-only: no changes; `refresh` is the whole plan and drift says why.
+    refresh_only: bool = False
 
     @property
     def summary(self) -> Summary:
@@ -130,6 +132,12 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return any(c.action is not Action.NOOP for c in self.changes)
+
+    @property
+    def updates_state_only(self) -> bool:
+        """A refresh-only plan that would change the state (what --detailed-exitcode reports
+        and an apply asks approval for)."""
+        return self.refresh_only and bool(self.refresh)
 
     @property
     def actionable(self) -> list[Change]:

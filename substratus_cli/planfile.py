@@ -45,6 +45,7 @@ def save(plan: Plan, path: Path) -> None:
                    "applied": redact(d.applied)}
                   for d in plan.drift],
         "refresh": [str(a) for a in plan.refresh],
+        "refresh_only": plan.refresh_only,
     }
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(doc, indent=2))
@@ -70,7 +71,8 @@ def load(path: Path) -> Plan:
                         for d in doc["drift"]),
             destroy=bool(doc["destroy"]), refresh=tuple(map(Address.parse, doc["refresh"])),
             environment=_resource_from_json(env) if env else None,
-            documents=tuple(documents.values()))
+            documents=tuple(documents.values()),
+            refresh_only=bool(doc.get("refresh_only", False)))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise UsageError(f"{path} is not a saved substratus plan ({e})",
                          hint="make one with `substratus plan --out FILE`") from None

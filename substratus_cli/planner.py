@@ -31,6 +31,12 @@ class PlanOptions:
     destroy: bool = False
     targets: tuple[Address, ...] = ()
     replace: tuple[Address, ...] = ()
+    # Terraform's -refresh-only: plan only bringing the state up to what is live, no changes.
+    refresh_only: bool = False
+
+
+# How a refresh-only plan's drift reason ends when the state forgets the entry.
+FORGOTTEN = "the state forgets it"
 
 
 class UnmanagedObjectError(SubstratusError):
@@ -70,6 +76,11 @@ def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: 
     changes = _with_order(changes, deps, recorded)
     if options.targets:
         changes = _targeted(changes, deps, options)
+    if options.refresh_only:
+        scope = _scope(deps, options)
+        drift, refresh = _refresh_only(changes, live, entries, desired, scope)
+        return Plan(target=target, changes=(), drift=tuple(drift), refresh=tuple(refresh),
+                    environment=environment, documents=tuple(resources), refresh_only=True)
     order = _apply_order(changes)
     drift = _drift(changes, live, entries, desired)
     refresh = _refresh(changes, live, entries, set(changes))
@@ -131,10 +142,19 @@ def _with_order(changes: dict[Address, Change], deps: Mapping[Address, set[Addre
 
 def _targeted(changes: dict[Address, Change], deps: Mapping[Address, set[Address]],
               options: PlanOptions) -> dict[Address, Change]:
-    graph = Graph(deps) if not options.destroy else Graph(deps).reversed()
-    keep = graph.closure(options.targets)
+    keep = _scope(deps, options)
+    assert keep is not None
     return {a: dataclasses.replace(c, depends_on=tuple(d for d in c.depends_on if d in keep))
             for a, c in changes.items() if a in keep}
+
+
+def _scope(deps: Mapping[Address, set[Address]], options: PlanOptions) -> set[Address] | None:
+    """What --target reaches: the targets and what they depend on (for a destroy, what depends
+    on them); None without --target: everything."""
+    if not options.targets:
+        return None
+    graph = Graph(deps) if not options.destroy else Graph(deps).reversed()
+    return set(graph.closure(options.targets))
 
 
 def _apply_order(changes: Mapping[Address, Change]) -> list[Address]:
@@ -163,6 +183,36 @@ def _drift(changes: Mapping[Address, Change], live: Mapping[Address, LiveObject]
         out.append(Drift(a, "changed outside substratus since the last apply",
                          c.field_changes if unchanged_files else (), applied=applied))
     return out
+
+
+def _refresh_only(changes: Mapping[Address, Change], live: Mapping[Address, LiveObject],
+                  entries: Mapping[Address, InventoryEntry], desired: Mapping[Address, Resource],
+                  scope: set[Address] | None) -> tuple[list[Drift], list[Address]]:
+    """A refresh-only plan: each inventory entry the live objects no longer match, and what
+    refreshing it does to the state. An object changed outside gets its fingerprint and status
+    recorded (the spec last applied stays: the next plan still puts the object back to the
+    files); one that is gone is forgotten (the next plan creates it). Entries marked pending
+    (an operation did not finish) are left to the next apply, unless their object is gone."""
+    out: list[Drift] = []
+    refresh: list[Address] = []
+    for a, entry in sorted(entries.items()):
+        if scope is not None and a not in scope:
+            continue
+        obj = live.get(a)
+        if obj is None:
+            refresh.append(a)
+            reason = "deleted outside substratus since the last apply" if entry.pending is None \
+                else f"not found (its {entry.pending.operation} did not finish)"
+            out.append(Drift(a, f"{reason}: {FORGOTTEN}"))
+        elif entry.pending is None and obj.fingerprint != entry.fingerprint:
+            refresh.append(a)
+            c = changes.get(a)
+            r = desired.get(a)
+            unchanged_files = r is not None and spec_hash(r.spec, r.labels) == entry.spec_hash
+            out.append(Drift(a, "changed outside substratus since the last apply: the state "
+                                "records it as it is now",
+                             c.field_changes if c is not None and unchanged_files else ()))
+    return out, refresh
 
 
 def _refresh(changes: Mapping[Address, Change], live: Mapping[Address, LiveObject],

@@ -44,10 +44,21 @@ class Loaded:
         return self.settings.artifacts or DEFAULT_ARTIFACTS
 
 
-def load(directory: Path, variables: VariableInput | None = None) -> Loaded:
+@dataclasses.dataclass(frozen=True)
+class LoadOptions:
+    """How a workspace's files are read: the variables given (`--var`, `--var-file`; None: only
+    SUBSTRATUS_VAR_*) and whether its subfolders are read too (`--recursive`)."""
+
+    variables: VariableInput | None = None
+    recursive: bool = False
+
+
+def load(directory: Path, options: LoadOptions | None = None) -> Loaded:
     workdir = directory.resolve()
-    given = variables if variables is not None else VariableInput.from_command_line((), ())
-    result = load_directory(workdir, given)
+    options = options or LoadOptions()
+    given = options.variables if options.variables is not None else \
+        VariableInput.from_command_line((), ())
+    result = load_directory(workdir, given, recursive=options.recursive)
     Diagnostics(result.diagnostics).raise_if_errors()
     return Loaded(workdir, result.resources, result.environment, result.expansion)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel
 
-from substratus_cli.address import DEFAULT_NAMESPACE, KINDS, Address
+from substratus_cli.address import DEFAULT_NAMESPACE, KINDS, Address, closest_kind
 from substratus_cli.config.schema import CROSS_FIELD, DOCUMENT_MODELS
 from substratus_cli.diagnostics import Diagnostics
 from substratus_cli.resource import API_VERSION, Resource, closest_line, references
@@ -29,6 +30,9 @@ MAX_ERRORS = 1000
 SUFFIXES = (".yaml", ".yml")
 # Variables files of the workspace (read as values, not resources; Terraform's *.auto.tfvars).
 VARIABLE_FILES = (".vars.yaml", ".vars.yml")
+# With --recursive, a file in a subfolder is a resource file only if it says so (a data/ folder
+# may hold YAML of its own): `apiVersion: substratus.ai/v1` anywhere in it, quoted or not.
+_DECLARES = re.compile(rb"""apiVersion["']?\s*:\s*["']?substratus\.ai/v1(?![\w./-])""")
 _KIND_LIST = ", ".join((*KINDS, *CONFIG_KINDS))
 
 
@@ -53,11 +57,13 @@ class _Declared:
     source: Source | None = None
 
 
-def load_directory(path: Path, variables: VariableInput | None = None) -> LoadResult:
-    """Read and validate every resource file under `path`, with the resources its stacks render;
-    all problems end up in `diagnostics`."""
+def load_directory(path: Path, variables: VariableInput | None = None, *,
+                   recursive: bool = False) -> LoadResult:
+    """Read and validate the resource files of `path` (`*.yaml`/`*.yml` at its top; with
+    `recursive`, also those in its subfolders that declare `apiVersion: substratus.ai/v1`), with
+    the resources its stacks render; all problems end up in `diagnostics`."""
     diagnostics = Diagnostics()
-    found = _resource_files(path, diagnostics)
+    found = _resource_files(path, diagnostics, recursive=recursive)
     files = [(f, r) for f, r in found if not r.endswith(VARIABLE_FILES)]
     given = variables or VariableInput()
     given = dataclasses.replace(given, workspace_files=tuple(
@@ -149,8 +155,12 @@ def _instance_of(entry: _Declared) -> str:
     return f'in stack "{source.instance}" ({source.origin})'
 
 
-def _resource_files(root: Path, diagnostics: Diagnostics) -> list[tuple[Path, str]]:
-    """(path, path relative to `root` in POSIX style) of every resource file, sorted."""
+def _resource_files(root: Path, diagnostics: Diagnostics, *,
+                    recursive: bool = False) -> list[tuple[Path, str]]:
+    """(path, path relative to `root` in POSIX style) of every resource file, sorted: the
+    `*.yaml`/`*.yml` files at the top of `root`, like Terraform's `*.tf` and `kubectl -f DIR`;
+    with `recursive`, also those of its subfolders that declare `apiVersion: substratus.ai/v1`
+    (never dot folders, nor stacks: folders with a stack.yaml)."""
     if not root.exists():
         diagnostics.error(f"directory not found: {root}", file=str(root))
         return []
@@ -169,18 +179,43 @@ def _resource_files(root: Path, diagnostics: Diagnostics) -> list[tuple[Path, st
         diagnostics.error(f"cannot read directory: {error.strerror}", file=where)
 
     found: list[tuple[Path, str]] = []
+    unread: list[str] = []  # the subfolders left out without --recursive
     for folder, subfolders, names in os.walk(root, onerror=unreadable):
         # A folder with a stack.yaml is a stack: its files are rendered for the Stack documents
         # that use it, never read as resources.
         subfolders[:] = [d for d in subfolders if not d.startswith(".") and
                          not Path(folder, d, DEFINITION).is_file()]
+        if not recursive:
+            unread, subfolders[:] = sorted(subfolders), []
+        top = Path(folder) == root
         for name in names:
             if not name.startswith(".") and name.lower().endswith(SUFFIXES):
                 file = Path(folder, name)
-                found.append((file, file.relative_to(root).as_posix()))
+                relative = file.relative_to(root).as_posix()
+                if top or (not relative.endswith(VARIABLE_FILES) and
+                           _declares_resources(file, relative, diagnostics)):
+                    found.append((file, relative))
     if not found and not diagnostics.has_errors:
-        diagnostics.error(f"no resource files (*.yaml, *.yml) in {root}", file=str(root))
+        diagnostics.error(
+            f"no resource files (*.yaml, *.yml) in {root}", file=str(root),
+            detail=f"only the top of the directory is read ({', '.join(unread[:3])}"
+                   f"{', ...' if len(unread) > 3 else ''} left out): --recursive reads its "
+                   "subfolders too" if unread else "")
     return sorted(found, key=lambda item: item[1])
+
+
+def _declares_resources(file: Path, relative: str, diagnostics: Diagnostics) -> bool:
+    """Whether a file of a subfolder declares `apiVersion: substratus.ai/v1` (its first
+    MAX_FILE_BYTES: a larger one that does is then reported as too large)."""
+    try:
+        if not stat.S_ISREG(file.stat().st_mode):  # a FIFO named x.yaml is no resource file
+            return False
+        with open(file, "rb") as handle:
+            head = handle.read(MAX_FILE_BYTES)
+    except OSError as error:  # it may be a resource file: say so rather than plan without it
+        diagnostics.error(f"cannot read file: {error.strerror or error}", file=relative, line=1)
+        return False
+    return _DECLARES.search(head) is not None
 
 
 def _read_text(file: Path, relative: str, diagnostics: Diagnostics) -> str | None:
@@ -229,7 +264,9 @@ def _check_document(document: YamlDocument, file: str,
         report(f"required field is missing; expected one of: {_KIND_LIST}", "kind")
         return None
     if not isinstance(kind, str) or kind not in KINDS:
-        report(f"unknown kind {_quote(kind)}; expected one of: {_KIND_LIST}", "kind")
+        close = closest_kind(kind, (*KINDS, *CONFIG_KINDS)) if isinstance(kind, str) else None
+        report(f'unknown kind {_quote(kind)} (did you mean "{close}"?)' if close else
+               f"unknown kind {_quote(kind)}; expected one of: {_KIND_LIST}", "kind")
         return None
 
     model = DOCUMENT_MODELS[kind]

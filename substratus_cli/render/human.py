@@ -7,6 +7,7 @@ from rich.text import Text
 
 from substratus_cli.action import Action, FieldChange
 from substratus_cli.plan import Change, Drift, Plan
+from substratus_cli.planner import FORGOTTEN
 from substratus_cli.render.values import leaves, show
 
 STYLE = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.REPLACE: "magenta",
@@ -14,12 +15,16 @@ STYLE = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.REPLACE: "magen
 VERB = {Action.CREATE: "will be created", Action.UPDATE: "will be updated in-place",
         Action.REPLACE: "must be replaced", Action.DELETE: "will be destroyed"}
 NO_CHANGES = "No changes. Live state matches the resource files."
+NO_REFRESH = "No changes. The state matches the live objects."
 
 
 def render_plan(plan: Plan, console: Console) -> None:
     where = "the local runtime" if plan.target.runtime == "local" else plan.target.runtime
     console.print(Text(f"Substratus read the resource files in {plan.target.workdir} and the "
                        f"live state of {where}."))
+    if plan.refresh_only:
+        _render_refresh_only(plan, console)
+        return
     if plan.drift:
         _render_drift(plan.drift, console)
     if not plan.has_changes:
@@ -92,11 +97,32 @@ def _aligned(rows: list[tuple[str, str, str]]) -> list[Text]:
             for left, right, style in rows]
 
 
-def _render_drift(drift: tuple[Drift, ...], console: Console) -> None:
+def _render_refresh_only(plan: Plan, console: Console) -> None:
+    """Terraform's -refresh-only: what changed outside, recorded in the state, nothing undone."""
+    if not plan.refresh:
+        console.print()
+        console.print(Text(NO_REFRESH, style="bold green"))
+        console.print("Substratus checked that the live objects are still as its most recent "
+                      "apply left them, and found no differences.")
+        return
+    _render_drift(plan.drift, console, refresh_only=True)
+    console.print()
+    forget = sum(d.reason.endswith(FORGOTTEN) for d in plan.drift)
+    console.print(Text(f"Refresh: {len(plan.refresh) - forget} to update in the state, {forget} "
+                       "to forget.", style="bold"))
+
+
+def _render_drift(drift: tuple[Drift, ...], console: Console, *,
+                  refresh_only: bool = False) -> None:
     console.print()
     console.print(Text("Objects changed outside substratus", style="bold yellow"))
-    console.print("Substratus noticed that these objects changed since its last apply; the plan "
-                  "below puts them back to the resource files.")
+    if refresh_only:
+        console.print("Substratus noticed that these objects changed since its last apply. This "
+                      "is a refresh-only plan: substratus will not change any object to undo "
+                      "this; applying it records the objects as they are in the state.")
+    else:
+        console.print("Substratus noticed that these objects changed since its last apply; the "
+                      "plan below puts them back to the resource files.")
     for d in drift:
         console.print()
         console.print(Text(f"  # {d.address} {d.reason}", style="bold"))

@@ -42,6 +42,15 @@ class StateSession:
         with self._mutex:
             self._commit(self._inventory.with_entry(entry))
 
+    def refresh(self, address: Address, *, fingerprint: str | None,
+                status: dict[str, Any]) -> None:
+        """Record what is live now, keeping what was applied (spec hash, deps, pending mark)."""
+        with self._mutex:
+            entry = self._inventory.entries.get(address)
+            if entry is not None:
+                self._commit(self._inventory.with_entry(
+                    dataclasses.replace(entry, fingerprint=fingerprint, status=status)))
+
     def forget(self, address: Address) -> None:
         with self._mutex:
             if address in self._inventory.entries:

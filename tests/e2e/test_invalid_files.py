@@ -15,8 +15,7 @@ CASES = {
         "but got ':'"),
     "unknown kind": (
         "apiVersion: substratus.ai/v1\nkind: Datasett\nmetadata: {name: a}\nspec: {}\n",
-        'Error: a.yaml:2: kind: unknown kind "Datasett"; expected one of: Environment, Cluster, '
-        "NodePool, Bucket, Image, Dataset, Model, ModelServer, Notebook, Stack, Variable"),
+        'Error: a.yaml:2: kind: unknown kind "Datasett" (did you mean "Dataset"?)'),
     "wrong field type": (
         "apiVersion: substratus.ai/v1\nkind: Dataset\nmetadata: {name: a}\nspec:\n"
         "  source: {path: x}\n  params: [1, 2]\n",

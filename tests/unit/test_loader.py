@@ -92,7 +92,7 @@ def test_valid_directory_loads_every_document(tmp_path: Path) -> None:
     write(tmp_path, ".hidden/x.yaml", "kind: nonsense\n")
     write(tmp_path, "notes.txt", "kind: nonsense\n")
 
-    result = load_directory(tmp_path)
+    result = load_directory(tmp_path, recursive=True)
 
     assert messages(result) == []
     assert result.environment is not None
@@ -125,12 +125,12 @@ def test_valid_directory_loads_every_document(tmp_path: Path) -> None:
 
 
 def test_explicit_defaults_normalize_like_omitted(tmp_path: Path) -> None:
-    write(tmp_path, "a/s.yaml", HEAD + """
+    write(tmp_path, "a.yaml", HEAD + """
         kind: ModelServer
         metadata: {name: s}
         spec: {model: {name: m}}
         """)
-    write(tmp_path, "b/s.yaml", HEAD + """
+    write(tmp_path, "b.yaml", HEAD + """
         kind: ModelServer
         metadata: {name: s, namespace: b}
         spec: {model: {name: m}, replicas: 1, image: null}
@@ -180,11 +180,19 @@ def test_wrong_api_version(tmp_path: Path) -> None:
 
 
 def test_unknown_kind_lists_the_known_kinds(tmp_path: Path) -> None:
-    result = load_one(tmp_path, HEAD + "kind: dataset\nmetadata: {name: d}\nspec: {}\n")
+    result = load_one(tmp_path, HEAD + "kind: Widget\nmetadata: {name: d}\nspec: {}\n")
     assert messages(result) == [
-        'r.yaml:2: kind: unknown kind "dataset"; expected one of: Environment, Cluster, '
+        'r.yaml:2: kind: unknown kind "Widget"; expected one of: Environment, Cluster, '
         "NodePool, Bucket, Image, Dataset, Model, ModelServer, Notebook, Stack, Variable"
     ]
+
+
+@pytest.mark.parametrize(("typo", "meant"), [("dataset", "Dataset"), ("Datset", "Dataset"),
+                                             ("ModelSever", "ModelServer"), ("Stak", "Stack"),
+                                             ("Varible", "Variable"), ("nodepool", "NodePool")])
+def test_a_kind_typo_gets_a_did_you_mean(tmp_path: Path, typo: str, meant: str) -> None:
+    result = load_one(tmp_path, HEAD + f"kind: {typo}\nmetadata: {{name: d}}\nspec: {{}}\n")
+    assert messages(result) == [f'r.yaml:2: kind: unknown kind "{typo}" (did you mean "{meant}"?)']
 
 
 def test_wrong_type_names_field_line_and_value(tmp_path: Path) -> None:
@@ -347,6 +355,71 @@ def test_no_yaml_files(tmp_path: Path) -> None:
     assert messages(load_directory(tmp_path)) == [
         f"{tmp_path}: no resource files (*.yaml, *.yml) in {tmp_path}"
     ]
+    write(tmp_path, "infra/a.yaml", HEAD + "kind: Bucket\nmetadata: {name: b}\nspec: {}\n")
+    assert messages(load_directory(tmp_path)) == [
+        f"{tmp_path}: no resource files (*.yaml, *.yml) in {tmp_path}\n  only the top of the "
+        "directory is read (infra left out): --recursive reads its subfolders too"
+    ]
+    assert messages(load_directory(tmp_path, recursive=True)) == []
+
+
+# -- which files: the top of the directory; subfolders with --recursive ----------------------
+
+BUCKET = HEAD + "kind: Bucket\nmetadata: {{name: {name}}}\nspec: {{}}\n"
+
+
+def test_only_the_top_of_the_directory_is_read_by_default(tmp_path: Path) -> None:
+    write(tmp_path, "top.yaml", BUCKET.format(name="top"))
+    write(tmp_path, "also.YML", BUCKET.format(name="also"))
+    write(tmp_path, "infra/nested.yaml", BUCKET.format(name="nested"))
+    write(tmp_path, "data/rows.yaml", "- not: a resource\n")
+    result = load_directory(tmp_path)
+    assert messages(result) == []
+    assert [r.name for r in result.resources] == ["also", "top"]
+
+
+def test_recursive_reads_subfolder_files_that_declare_substratus_resources(tmp_path: Path) -> None:
+    write(tmp_path, "top.yaml", BUCKET.format(name="top"))
+    write(tmp_path, "infra/nested.yaml", BUCKET.format(name="nested"))
+    write(tmp_path, "infra/deeper/flow.yml",
+          '{"apiVersion": "substratus.ai/v1", kind: Bucket, metadata: {name: flow}, spec: {}}\n')
+    # A data folder's own YAML is never parsed, whatever it holds.
+    write(tmp_path, "data/rows.yaml", "- not: a resource\n")
+    write(tmp_path, "data/broken.yaml", "kind: [\n")
+    write(tmp_path, "data/other-api.yaml", "apiVersion: substratus.ai/v1beta1\nkind: [\n")
+    write(tmp_path, "data/k8s.yaml", "apiVersion: v1\nkind: ConfigMap\n")
+    (tmp_path / "data" / "binary.yaml").write_bytes(b"\xff\xfe\x00apiVersion")
+    write(tmp_path, "data/set.vars.yaml", "x: 1\n")
+    # Stacks and dot folders are never read as resources.
+    write(tmp_path, "mystack/stack.yaml", HEAD + "kind: Bucket\n")
+    write(tmp_path, "mystack/extra.yaml", BUCKET.format(name="in-a-stack"))
+    write(tmp_path, ".git/x.yaml", BUCKET.format(name="hidden"))
+    result = load_directory(tmp_path, recursive=True)
+    assert messages(result) == []
+    assert [(r.name, r.file) for r in result.resources] == [
+        ("flow", "infra/deeper/flow.yml"), ("nested", "infra/nested.yaml"), ("top", "top.yaml")]
+
+
+def test_recursive_reports_a_declared_subfolder_file_like_any_other(tmp_path: Path) -> None:
+    write(tmp_path, "top.yaml", BUCKET.format(name="top"))
+    write(tmp_path, "infra/bad.yaml", HEAD + "kind: Datset\nmetadata: {name: x}\nspec: {}\n")
+    with (tmp_path / "infra" / "big.yaml").open("wb") as f:
+        f.write(HEAD.encode())
+        f.truncate(MAX_FILE_BYTES + 1)
+    with (tmp_path / "infra" / "big-data.yaml").open("wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)  # says nothing of substratus: not a resource file
+    assert messages(load_directory(tmp_path, recursive=True)) == [
+        'infra/bad.yaml:2: kind: unknown kind "Datset" (did you mean "Dataset"?)',
+        f"infra/big.yaml:1: file too large ({MAX_FILE_BYTES + 1} bytes); resource files are "
+        "limited to 10 MiB",
+    ]
+
+
+def test_top_level_files_are_read_whatever_they_declare(tmp_path: Path) -> None:
+    write(tmp_path, "r.yaml", "kind: Bucket\nmetadata: {name: b}\nspec: {}\n")
+    write(tmp_path, "sub/r.yaml", "kind: Bucket\nmetadata: {name: c}\nspec: {}\n")
+    assert messages(load_directory(tmp_path, recursive=True)) == [
+        'r.yaml:1: apiVersion: required field is missing; expected "substratus.ai/v1"']
 
 
 def test_directory_that_does_not_exist(tmp_path: Path) -> None:
@@ -430,7 +503,7 @@ def test_every_error_of_a_run_is_reported_together(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", "kind: [\n")
     write(tmp_path, "b.yaml", HEAD + "kind: Bucket\nmetadata: {name: B}\nspec: {location: 1}\n")
     write(tmp_path, "c/d.yaml", HEAD + "kind: Notebook\nmetadata: {name: n}\nspec: {suspend: maybe}\n")
-    assert messages(load_directory(tmp_path)) == [
+    assert messages(load_directory(tmp_path, recursive=True)) == [
         "a.yaml:2: invalid YAML: while parsing a flow node; expected the node content, "
         "but found '<stream end>'",
         "b.yaml:3: metadata.name: invalid name 'B': use at most 63 lowercase letters, digits and "

@@ -39,7 +39,7 @@ def load(files: dict[str, bytes]) -> LoadResult:
             path = Path(root, name)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
-        return load_directory(Path(root))
+        return load_directory(Path(root), recursive=True)
 
 
 def dump(documents: list[Any]) -> bytes:

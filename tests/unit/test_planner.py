@@ -25,9 +25,9 @@ def provider() -> SimpleProvider:
 
 def plan(provider: SimpleProvider, resources: list[Resource], inv: Inventory | None, *,
          destroy: bool = False, targets: Sequence[str] = (),
-         replace: Sequence[str] = ()) -> Plan:
+         replace: Sequence[str] = (), refresh_only: bool = False) -> Plan:
     opts = PlanOptions(destroy=destroy, targets=tuple(map(addr, targets)),
-                       replace=tuple(map(addr, replace)))
+                       replace=tuple(map(addr, replace)), refresh_only=refresh_only)
     return build_plan(resources=resources, registry=Registry([provider]), inventory=inv,
                       target=target(), options=opts)
 
@@ -262,6 +262,52 @@ def test_entry_of_a_vanished_undeclared_object_is_refreshed(provider: SimpleProv
     assert actions(p) == {"Dataset/default/kept": Action.NOOP}
     assert p.refresh == (gone.address,)
     assert p.drift == ()
+
+
+# -- refresh-only (Terraform's plan -refresh-only) -------------------------------------------
+
+def test_refresh_only_plans_no_change_and_refreshes_what_changed_or_vanished_outside(
+        provider: SimpleProvider) -> None:
+    changed, gone, same = res("Model/m", {"replicas": 1}), res("Dataset/gone"), res("Dataset/same")
+    inv = applied(provider, changed, gone, same)
+    provider.put(changed.address, {"replicas": 5})
+    del provider.objects[gone.address]
+    p = plan(provider, [changed, gone, same, res("Dataset/new")], inv, refresh_only=True)
+    assert p.refresh_only and p.changes == () and not p.has_changes
+    assert p.refresh == (gone.address, changed.address) and p.updates_state_only
+    assert p.drift == (
+        Drift(gone.address, "deleted outside substratus since the last apply: the state forgets "
+                            "it"),
+        Drift(changed.address, "changed outside substratus since the last apply: the state "
+                               "records it as it is now", (FieldChange("spec.replicas", 5, 1),)))
+
+
+def test_refresh_only_with_nothing_changed_outside_is_empty(provider: SimpleProvider) -> None:
+    r = res("Dataset/a")
+    p = plan(provider, [r, res("Model/changed-in-files", {"replicas": 1})], applied(provider, r),
+             refresh_only=True)
+    assert (p.changes, p.drift, p.refresh, p.updates_state_only) == ((), (), (), False)
+
+
+def test_refresh_only_leaves_a_pending_entry_with_a_live_object_to_the_next_apply(
+        provider: SimpleProvider) -> None:
+    r, vanished = res("Model/m", {"replicas": 1}), res("Dataset/v")
+    provider.put(r.address, {"replicas": 3})
+    inv = inventory(entry(r, "stale/1", pending="update"), entry(vanished, "x/1", pending="create"))
+    p = plan(provider, [r, vanished], inv, refresh_only=True)
+    assert p.refresh == (vanished.address,)
+    assert p.drift == (Drift(vanished.address, "not found (its create did not finish): the state "
+                                               "forgets it"),)
+
+
+def test_refresh_only_with_target_refreshes_only_what_the_target_reaches(
+        provider: SimpleProvider) -> None:
+    d, m, other = res("Dataset/d"), res("Model/m", {"d": 1}, refs=["Dataset/d"]), res("Dataset/o")
+    inv = applied(provider, d, m, other)
+    for r in (d, m, other):
+        del provider.objects[r.address]
+    p = plan(provider, [d, m, other], inv, refresh_only=True, targets=["Model/m"])
+    assert p.refresh == (d.address, m.address)
 
 
 # -- order ------------------------------------------------------------------------------------
