@@ -188,8 +188,7 @@ def test_invalid_files_exit_1_with_the_cli_error_lines(workspace: Path):
         TITLE, "",
         "**Error:** `substratus plan` exited 3 (invalid resource files or usage).", "",
         "```text",
-        'Error: bad.yaml:2: kind: unknown kind "Datasett"; expected one of: Environment, Cluster, '
-        "NodePool, Bucket, Image, Dataset, Model, ModelServer, Notebook, Stack, Variable",
+        'Error: bad.yaml:2: kind: unknown kind "Datasett" (did you mean "Dataset"?)',
         "```", ""])
     assert "Error: bad.yaml:2:" in done.stderr, "substratus's messages stay in the log"
     assert done.stderr.splitlines()[-1] == (
