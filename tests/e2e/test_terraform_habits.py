@@ -180,3 +180,19 @@ def test_a_kind_typo_gets_a_did_you_mean(cli, quickstart_datasets):
     invalid = cli("validate", ws)
     assert invalid.code == ExitCode.INVALID_INPUT
     assert 'Error: typo.yaml:2: kind: unknown kind "Datset" (did you mean "Dataset"?)' in invalid.err
+
+
+def test_kind_slash_name_means_the_environments_namespace(cli, quickstart_datasets):
+    ws = quickstart_datasets
+    (ws / "environment.yaml").write_text(
+        "apiVersion: substratus.ai/v1\nkind: Environment\nmetadata: {name: e}\n"
+        "spec: {runtime: local, kubernetes: {namespace: ml}}\n")
+    plan = cli("plan", ws, "--target", "Dataset/favorite-colors")
+    assert plan.code == 0, plan.output
+    assert "# Dataset/ml/favorite-colors will be created" in plan.out
+    assert "Plan: 1 to add, 0 to change, 0 to destroy." in plan.out
+    shown = cli("state", "show", "Dataset/favorite-colors", ws)
+    assert shown.code == 0 and shown.out.startswith("# Dataset/ml/favorite-colors")
+    explicit = cli("plan", ws, "--target", "Dataset/other/favorite-colors")
+    assert explicit.code == ExitCode.INVALID_INPUT
+    assert "did you mean Dataset/ml/favorite-colors?" in explicit.err
