@@ -364,6 +364,38 @@ def verify(directory: Path, loading: LoadOptions) -> None:
 
 
 @cli.command()
+@DIRECTORY
+@click.option("--dry-run", is_flag=True, help="Only print what would be removed.")
+@LOCK_TIMEOUT
+@with_loading
+def gc(directory: Path, dry_run: bool, lock_timeout: str, loading: LoadOptions) -> None:
+    """Remove the snapshots (manifests and blobs) of the workspace's local file:// artifact store
+    that no state entry references, and print what that freed. Takes the state lock."""
+    swept = operations.gc(directory, dry_run, parse_duration(lock_timeout), loading)
+    would = "would be " if dry_run else ""
+    for digest in swept.manifests:
+        out.print(f"{'Would remove' if dry_run else 'Removed'} snapshot {digest}")
+    if not swept.manifests and not swept.blobs:
+        out.print("Nothing to remove: the state references every snapshot in the artifact store.")
+        return
+    out.print(f"{len(swept.manifests)} manifest(s) and {swept.blobs} blob(s) {would}removed: "
+              f"{_size(swept.bytes)} ({swept.bytes} bytes) {would}freed.")
+    if swept.linked_bytes:
+        out.print(f"{_size(swept.linked_bytes)} of it is still linked from elsewhere (a "
+                  "workload's copy of its inputs) and is freed on disk when that copy goes.")
+
+
+def _size(n: int) -> str:
+    """1536 -> 1.5 KiB."""
+    value, unit = float(n), "B"
+    for bigger in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+@cli.command()
 @click.argument("address", metavar="ADDR")
 @DIRECTORY
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the workload exits.")

@@ -11,12 +11,13 @@ import difflib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from substratus_artifacts.gc import Swept, check_keepable, sweep
 from substratus_cli import dispatch, outputs, verification, wiring
 from substratus_cli.address import DEFAULT_NAMESPACE, GROUP_KINDS, Address
 from substratus_cli.apply import Executor, Outcome, Reporter
 from substratus_cli.diagnostics import Diagnostics, DiagnosticsError
 from substratus_cli.diff import spec_hash
-from substratus_cli.errors import ProviderError, UsageError
+from substratus_cli.errors import ProviderError, SubstratusError, UsageError
 from substratus_cli.graph import find_cycles
 from substratus_cli.plan import Plan, Target
 from substratus_cli.planfile import check_fresh
@@ -81,9 +82,12 @@ def plan_workspace(ws: Workspace, options: PlanOptions) -> Plan:
     options = _addresses_resolved(ws, inventory, options)
     if inventory is not None:
         ws.registry_for(inventory.lineage)
-    return build_plan(resources=ws.resources, registry=ws.registry, inventory=inventory,
-                      target=target_of(ws, inventory), options=options,
-                      environment=ws.environment)
+    try:
+        return build_plan(resources=ws.resources, registry=ws.registry, inventory=inventory,
+                          target=target_of(ws, inventory), options=options,
+                          environment=ws.environment)
+    finally:  # a plan may write caches (file hashes) under .substratus/
+        ws.ignore_data_dir()
 
 
 def _addresses_resolved(ws: Workspace, inventory: Inventory | None,
@@ -151,10 +155,12 @@ def plan_directory(directory: Path, options: PlanOptions,
 @contextlib.contextmanager
 def _locked(ws: Workspace, operation: str, timeout: float) -> Iterator[None]:
     lock = ws.backend.lock(operation, timeout)
+    ws.ignore_data_dir()  # the lock of a file:// state made .substratus/ if it was not there
     try:
         yield
     finally:
         ws.backend.unlock(lock)
+        ws.ignore_data_dir()
 
 
 def apply_directory(directory: Path, options: PlanOptions,
@@ -237,6 +243,33 @@ def verify(directory: Path, loading: LoadOptions | None = None) -> Verification:
     ws = open_workspace(directory, loading)
     return verification.verify(ws.backend.read(),
                                wiring.open_artifact_store(ws.artifacts_url, ws.workdir))
+
+
+def gc(directory: Path, dry_run: bool, lock_timeout: float,
+       loading: LoadOptions | None = None) -> Swept:
+    """Remove (dry_run: only count) the manifests and blobs of the workspace's file:// artifact
+    store that no state entry references, under the state lock."""
+    ws = open_workspace(directory, loading)
+    url = ws.artifacts_url
+    if not url.startswith("file://"):
+        scheme = url.split("://", 1)[0]
+        raise SubstratusError(f"substratus gc is not built yet for {scheme}:// artifact stores "
+                              f"(this workspace's: {url})",
+                              hint="it removes what no state entry references from a local "
+                                   "file:// store; a bucket's lifecycle rules can expire old "
+                                   "objects meanwhile")
+    store = wiring.open_artifact_store(url, ws.workdir)
+    root = Path(url[len("file://"):])
+    root = (ws.workdir / root).resolve() if not root.is_absolute() else root.resolve()
+    if not root.is_relative_to(ws.workdir):
+        raise SubstratusError(f"the artifact store {url} is outside this workspace ({root}), and "
+                              "other workspaces may keep snapshots in it",
+                              hint="gc cleans only a store inside the workspace's folder, where "
+                                   "this workspace's state is the only one to reference it")
+    with _locked(ws, "gc", lock_timeout):
+        references = verification.referenced(ws.backend.read(), store)
+        check_keepable(store, references.required)
+        return sweep(store, references.named, dry_run=dry_run)
 
 
 def inventory_of(directory: Path,

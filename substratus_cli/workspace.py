@@ -3,6 +3,7 @@ providers of this run (composed once by `operations` through `wiring`)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,8 @@ from substratus_cli.stacks import Expansion, VariableInput
 from substratus_cli.state import StateBackend
 
 DATA_DIR = ".substratus"
+# The data folder's own .gitignore: state, caches and artifacts of this machine, never committed.
+DATA_DIR_GITIGNORE = "# Written by substratus: local state, caches and artifacts.\n*\n"
 DEFAULT_STATE = f"file://{DATA_DIR}/state"
 DEFAULT_ARTIFACTS = f"file://{DATA_DIR}/artifacts"
 
@@ -88,6 +91,15 @@ class Workspace:
     @property
     def artifacts_url(self) -> str:
         return self.settings.artifacts or DEFAULT_ARTIFACTS
+
+    def ignore_data_dir(self) -> None:
+        """Give `.substratus/`, once something made it, its own .gitignore (`*`) if it has none,
+        as venv and pytest do with theirs: git never offers to commit state or blobs."""
+        ignore = self.data_dir / ".gitignore"
+        if self.data_dir.is_dir() and not ignore.exists():
+            # A read-only checkout: nothing here is ours to write either.
+            with contextlib.suppress(OSError):
+                ignore.write_text(DATA_DIR_GITIGNORE)
 
     def registry_for(self, lineage: str) -> Registry:
         if lineage != self.lineage:
