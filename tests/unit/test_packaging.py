@@ -38,3 +38,10 @@ def test_the_workload_images_carry_the_store_package():
         assert "COPY artifacts /opt/substratus/substratus_artifacts/\n" in text, dockerfile
         assert "COPY workloads /opt/substratus/substratus_workloads/\n" in text, dockerfile
         assert f"docker build -f {dockerfile.relative_to(REPO)} .\n" in text, dockerfile
+
+
+def test_the_readme_indexes_every_example():
+    readme = (REPO / "README.md").read_text()
+    index = readme[readme.index("## Examples"):readme.index("## How it works")]
+    for folder in sorted(p for p in (REPO / "examples").iterdir() if p.is_dir()):
+        assert f"| `examples/{folder.name}` |" in index, folder.name
