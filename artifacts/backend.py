@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import IO, Protocol
 
 from substratus_artifacts.files import CHUNK_SIZE
 from substratus_artifacts.layout import StoreError
+from substratus_artifacts.leftovers import remove_stale
 
 READ_ONLY = 0o444
 _READ_WRITE = 0o644
@@ -73,6 +75,10 @@ class Backend(Protocol):
         ...
 
 
+# A temp file of an object being written, named after its writer's pid.
+INCOMING = re.compile(r"incoming-(?P<pid>\d+)-.*")
+
+
 class FileBackend:
     """A folder; every write goes to a temp file in `<root>/tmp`, is fsynced and renamed into
     place, so a reader never sees half an object and two writers of one blob cannot corrupt it."""
@@ -82,6 +88,7 @@ class FileBackend:
     def __init__(self, root: Path, url: str | None = None) -> None:
         self.root = Path(root)
         self.url = (url if url is not None else f"file://{self.root}").rstrip("/")
+        self._swept = False
 
     def local_path(self, key: str) -> Path:
         return self.root.joinpath(*key.split("/"))
@@ -146,13 +153,19 @@ class FileBackend:
         try:
             tmp_dir = self.root / "tmp"
             tmp_dir.mkdir(parents=True, exist_ok=True)
-            handle = tempfile.NamedTemporaryFile(dir=tmp_dir, prefix="incoming-", delete=False)  # noqa: SIM115 - closed below
+            if not self._swept:  # what killed writers left, once per process
+                self._swept = True
+                remove_stale(tmp_dir, INCOMING)
+            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below
+                dir=tmp_dir, prefix=f"incoming-{os.getpid()}-", delete=False)
             try:
                 yield handle
             finally:
-                handle.close()
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(handle.name)
+                try:
+                    handle.close()  # may raise (ENOSPC on the last flush): removed all the same
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(handle.name)
         except OSError as exc:
             raise StoreError(f"cannot write {self.url}/{key}: {exc.strerror or exc}") from None
 

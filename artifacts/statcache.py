@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from substratus_artifacts.leftovers import remove_stale
 
 _FORMAT_VERSION = 1
 # Linux stamps mtimes from a clock that ticks every 1-10 ms; filesystems that keep whole seconds
@@ -106,7 +109,10 @@ class StatCache:
         merged = self._load()
         merged.update(self._recorded)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        remove_stale(self.path.parent, re.compile(
+            rf"\.{re.escape(self.path.name)}\.(?P<pid>\d+)\..*"))
+        fd, name = tempfile.mkstemp(dir=self.path.parent,
+                                    prefix=f".{self.path.name}.{os.getpid()}.")
         try:
             with os.fdopen(fd, "w", encoding="ascii") as handle:
                 json.dump(_to_json(merged), handle, separators=(",", ":"))

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from substratus_artifacts.leftovers import remove_stale, stale_temp_files
 from substratus_cli.address import Address
 from substratus_providers.local import processes
 from substratus_providers.local.processes import ProcessRef
@@ -71,6 +72,7 @@ class ProcessBook:
             path.unlink(missing_ok=True)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(path.parent, stale_temp_files(path))  # a killed writer's
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps([e.to_dict() for e in entries], indent=2))
         os.replace(tmp, path)

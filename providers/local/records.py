@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from substratus_artifacts.leftovers import remove_stale, stale_temp_files
 from substratus_cli.address import Address
 from substratus_cli.errors import ProviderError
 from substratus_cli.provider import LiveObject
@@ -49,6 +50,7 @@ class RecordStore:
                   "status": dict(status)}
         path = self._path(address)
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(path.parent, stale_temp_files(path))  # a killed writer's
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with open(tmp, "w") as f:
             json.dump(record, f, indent=2, sort_keys=True)

