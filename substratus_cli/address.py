@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 
 from substratus_cli.errors import UsageError
 
@@ -17,6 +18,8 @@ KINDS = ("Environment", *INFRA_KINDS, *IMAGE_KINDS, *ML_KINDS)
 # Not resources but groups of them: `--target Stack/NAME` means every resource the instance renders.
 GROUP_KINDS = ("Stack",)
 DEFAULT_NAMESPACE = "default"
+# A resource's (and a stack instance's) name: a Kubernetes DNS label.
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _KIND_BY_LOWER = {k.lower(): k for k in (*KINDS, *GROUP_KINDS)}
 
 

@@ -22,12 +22,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from substratus_cli.address import KINDS
+from substratus_cli.address import DNS_LABEL, KINDS
 from substratus_cli.resource import API_VERSION
 from substratus_cli.secrets import SECRET_REF
-from substratus_cli.stacks.parameters import Parameter
+from substratus_cli.stacks.parameters import IDENTIFIER, Parameter
 
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _STORAGE_SCHEMES = ("file://", "gs://")
 # The pydantic error type of a rule across fields (see `_Model._cross_field`).
@@ -35,7 +34,7 @@ CROSS_FIELD = "cross_field"
 
 
 def _dns_label(value: str) -> str:
-    if not _DNS_LABEL.fullmatch(value):
+    if not DNS_LABEL.fullmatch(value):
         raise ValueError(
             f"invalid name {value!r}: use at most 63 lowercase letters, digits and '-', "
             "starting and ending with a letter or digit"
@@ -73,7 +72,7 @@ def _quantity(value: Any) -> Any:
 
 Name = Annotated[
     str, AfterValidator(_dns_label),
-    Field(json_schema_extra={"pattern": f"^{_DNS_LABEL.pattern}$", "maxLength": 63}),
+    Field(json_schema_extra={"pattern": f"^{DNS_LABEL.pattern}$", "maxLength": 63}),
 ]
 Sha256 = Annotated[
     str, AfterValidator(_sha256), Field(json_schema_extra={"pattern": "^[0-9a-f]{64}$"})
@@ -438,7 +437,7 @@ class StackMetadata(_Model):
 
 
 class VariableMetadata(_Model):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
+    name: Annotated[str, Field(pattern=f"^{IDENTIFIER.pattern}$")]
 
 
 def _config_document(kind: str, metadata: type[BaseModel], spec: type[BaseModel]) -> Any:

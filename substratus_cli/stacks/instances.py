@@ -8,14 +8,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pydantic
 
-from substratus_cli.address import KINDS
+from substratus_cli.address import DNS_LABEL, KINDS
 from substratus_cli.diagnostics import Diagnostic, Diagnostics, Subject
 from substratus_cli.resource import API_VERSION, closest_line
 from substratus_cli.stacks import interpolate, render
@@ -354,7 +353,7 @@ class _Expander:
         if len(self.diagnostics.errors) > before:
             return  # a reference's text left in a value would only be refused again
         spec = data.get("spec")
-        if not _dns_label(name):
+        if not DNS_LABEL.fullmatch(name):
             self._error(file, document, "metadata.name",
                         f"invalid name {name!r}: use at most 63 lowercase letters, digits and "
                         "'-', starting and ending with a letter or digit")
@@ -564,6 +563,3 @@ def _remapped(document: YamlDocument, lines: tuple[tuple[str, int], ...],
         document, line=mapped(document.line),
         field_lines={k: mapped(v) for k, v in document.field_lines.items()})
 
-
-def _dns_label(name: str) -> bool:
-    return re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name) is not None

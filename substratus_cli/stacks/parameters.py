@@ -100,20 +100,16 @@ def check(parameter: Parameter, value: Any) -> str | None:
     types = _PYTHON[parameter.type]
     if isinstance(value, bool) and parameter.type != "boolean" or not isinstance(value, types):
         return f"expected {_article(parameter.type)}, got {_describe(value)}"
-    value = _any(value)
-    if parameter.enum is not None and value not in parameter.enum:
-        return f"expected one of {', '.join(_show(v) for v in parameter.enum)}, got {_show(value)}"
-    if parameter.pattern is not None and not re.fullmatch(parameter.pattern, value):
-        return f"{_show(value)} does not match the pattern {parameter.pattern!r}"
-    if parameter.minimum is not None and value < parameter.minimum:
-        return f"{value} is less than the minimum {_number(parameter.minimum)}"
-    if parameter.maximum is not None and value > parameter.maximum:
-        return f"{value} is more than the maximum {_number(parameter.maximum)}"
+    typed: Any = value  # of the parameter's type, checked above
+    if parameter.enum is not None and typed not in parameter.enum:
+        return f"expected one of {', '.join(_show(v) for v in parameter.enum)}, got {_show(typed)}"
+    if parameter.pattern is not None and not re.fullmatch(parameter.pattern, typed):
+        return f"{_show(typed)} does not match the pattern {parameter.pattern!r}"
+    if parameter.minimum is not None and typed < parameter.minimum:
+        return f"{typed} is less than the minimum {_number(parameter.minimum)}"
+    if parameter.maximum is not None and typed > parameter.maximum:
+        return f"{typed} is more than the maximum {_number(parameter.maximum)}"
     return None
-
-
-def _any(value: Any) -> Any:
-    return value
 
 
 def parse_text(parameter: Parameter, text: str) -> tuple[Any, str | None]:
@@ -156,5 +152,5 @@ def _number(value: float) -> str:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else json.dumps(value)
+    text = json.dumps(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import textwrap
 from pathlib import Path
 
 import pydantic
 import yaml
 
+from substratus_cli.address import DNS_LABEL
 from substratus_cli.errors import UsageError
 from substratus_cli.resource import API_VERSION
 from substratus_cli.stacks.instances import SHIPPED, locate
 from substratus_cli.stacks.parameters import Definition
 from substratus_cli.stacks.sandbox import DEFINITION
-
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 def write(stack: str, directory: Path, instance: str | None = None) -> Path:
@@ -33,7 +31,7 @@ def write(stack: str, directory: Path, instance: str | None = None) -> Path:
         raise UsageError(f"the stack's {DEFINITION} is invalid; `substratus validate` on a "
                          f"workspace that uses it says where ({type(error).__name__})") from None
     name = instance or root.name
-    if not _NAME.fullmatch(name):
+    if not DNS_LABEL.fullmatch(name):
         raise UsageError(f"invalid instance name {name!r}: use lowercase letters, digits and '-'",
                          hint="pass --name NAME")
     target = directory / f"{name}.yaml"

@@ -8,14 +8,12 @@ goldens to a real consumer, hashicorp/terraform-json. `show --json` of the same 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLES
 from tests.support.goldens import check_golden
 
 SECRET = "tok-golden-never-printed"
@@ -25,14 +23,9 @@ Cli = Callable[..., Any]
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Path:
+def workspace(quickstart_datasets: Path) -> Path:
     """The quickstart's datasets (environment, two path-sourced datasets and their data)."""
-    dest = tmp_path / "ws"
-    dest.mkdir()
-    for name in ("environment.yaml", "datasets.yaml"):
-        shutil.copy(EXAMPLES / "quickstart" / name, dest / name)
-    shutil.copytree(EXAMPLES / "quickstart" / "data", dest / "data")
-    return dest
+    return quickstart_datasets
 
 
 def planned(cli: Cli, workdir: Path, name: str, update: bool, *args: str) -> dict[str, Any]:
