@@ -31,6 +31,7 @@ from substratus_cli.operations import open_workspace
 from substratus_cli.outputs import as_json as outputs_as_json
 from substratus_cli.plan import Plan
 from substratus_cli.planner import PlanOptions
+from substratus_cli.provider import MANAGED_BY_LABEL, PART_OF_LABEL
 from substratus_cli.render.human import render_plan
 from substratus_cli.render.json_plan import plan_to_json
 from substratus_cli.render.progress import ConsoleReporter, render_outcome
@@ -56,6 +57,10 @@ PARALLELISM = click.option("--parallelism", default=10, show_default=True,
                            type=click.IntRange(min=1), help="Steps run at the same time.")
 LOCK_TIMEOUT = click.option("--lock-timeout", default="0s", show_default=True, metavar="DURATION",
                             help="How long to wait for the state lock (e.g. 30s, 5m).")
+LOCK = click.option("--lock", type=click.BOOL, default=True, show_default=True, metavar="BOOL",
+                    help="Hold the state lock while planning, as apply does. --lock=false plans "
+                         "without it (e.g. beside a running apply; the plan may then read a "
+                         "state that apply is changing).")
 INPUT = click.option("--input", "ask", type=click.BOOL, default=True, show_default=True,
                      metavar="BOOL",
                      help="Ask for input. --input=false never prompts (for CI): an apply or "
@@ -115,16 +120,20 @@ def validate(directory: Path, loading: LoadOptions) -> None:
 @REFRESH_ONLY
 @TARGET
 @REPLACE
+@LOCK
+@LOCK_TIMEOUT
 @INPUT
 @with_loading
 def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_json: bool,
          destroy: bool, refresh_only: bool, targets: tuple[str, ...], replace: tuple[str, ...],
-         ask: bool, loading: LoadOptions) -> None:
+         lock: bool, lock_timeout: str, ask: bool, loading: LoadOptions) -> None:
     """Show what apply would change: read the files and the live state, diff them.
 
     A plan never asks for input; --input is accepted for scripts written for Terraform."""
     options = _plan_options(destroy, refresh_only, targets, replace)
-    the_plan = operations.plan_directory(directory, options, loading)
+    the_plan = operations.plan_directory(directory, options, loading, lock=lock,
+                                         lock_timeout=parse_duration(lock_timeout),
+                                         warn=_warn)
     if out_file is not None:
         planfile.save(the_plan, out_file)
     if as_json:
@@ -281,6 +290,47 @@ def state_show(address: str, directory: Path, as_json: bool, loading: LoadOption
         out.print(Text(f"spec ({state_note}):"))
         for line in yaml.safe_dump(data["spec"], sort_keys=False).splitlines():
             out.print(Text(f"  {line}"))
+
+
+@cli.command("import")
+@click.argument("addresses", nargs=-1, metavar="[ADDR]...")
+@click.option("--dir", "directory", default=".", show_default=True, metavar="DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="The workspace's folder.")
+@AUTO_APPROVE
+@LOCK_TIMEOUT
+@INPUT
+@with_loading
+def import_(addresses: tuple[str, ...], directory: Path, auto_approve: bool, lock_timeout: str,
+            ask: bool, loading: LoadOptions) -> None:
+    """Rebuild a lost state: adopt the objects at ADDR (default: every declared resource that
+    exists), which substratus created for this workspace before its state was lost.
+
+    Their ownership labels are shown first; the state then takes their part-of id as its own,
+    so every object labelled with it is this workspace's again, and the next plan compares them
+    with the files."""
+    def confirm(adoption: operations.Adoption) -> bool:
+        out.print(Text(f"Objects to import into the state at {adoption.state}:", style="bold"))
+        for obj in adoption.objects:
+            labels = ", ".join(f"{k}={obj.labels[k]}" for k in (MANAGED_BY_LABEL, PART_OF_LABEL))
+            out.print(Text(f"  {obj.address.short()}  ({labels})"))
+        out.print(f"\nThe state takes the part-of id {adoption.lineage}: every object labelled "
+                  "with it becomes this workspace's, and the next plan changes or deletes "
+                  "those the files no longer declare as they are.")
+        if auto_approve:
+            return True
+        return _ask("import", "Do you want to import these objects?\n  Substratus will write "
+                              "them to the state without changing any object.", ask,
+                    hint="pass --auto-approve to import without asking")
+
+    adoption = operations.import_objects(directory, _addresses(addresses), confirm=confirm,
+                                         lock_timeout=parse_duration(lock_timeout),
+                                         loading=loading)
+    if adoption is not None:
+        n = len(adoption.objects)
+        out.print(Text(f"\nImport successful! {n} object{'s' if n != 1 else ''} adopted.",
+                       style="bold green"))
+        out.print("Run `substratus plan` to compare them with the files.")
 
 
 @cli.command("output")
@@ -464,6 +514,10 @@ def _plan_options(destroy: bool, refresh_only: bool, targets: tuple[str, ...],
     return PlanOptions(destroy, _addresses(targets), _addresses(replace), refresh_only)
 
 
+def _warn(message: str) -> None:
+    err.print(Text("Warning: ", style="bold yellow") + Text(message))
+
+
 def _warn_targeting(targets: tuple[str, ...]) -> None:
     """Terraform's warning: a targeted plan may leave out changes the files ask for."""
     if targets:
@@ -495,11 +549,16 @@ def _confirm(verb: str, plan: Plan, ask: bool) -> bool:
         question = ("Do you really want to destroy all resources?" if verb == "destroy" else
                     "Do you want to perform these actions?") + \
             "\n  Substratus will perform the actions described above."
+    return _ask(verb, question, ask)
+
+
+def _ask(verb: str, question: str, ask: bool, hint: str = (
+        "pass --auto-approve to run without asking (review the plan first, e.g. "
+        "`substratus plan --out FILE`, then apply FILE)")) -> bool:
+    """'yes' to go on; anything else cancels (an error, exit 1)."""
     if not ask:
         raise UsageError(f"{verb.capitalize()} cancelled: it needs approval and --input=false "
-                         "forbids asking for it",
-                         hint="pass --auto-approve to run without asking (review the plan "
-                              "first, e.g. `substratus plan --out FILE`, then apply FILE)")
+                         "forbids asking for it", hint=hint)
     out.print(f"\n{question}\n  Only 'yes' will be accepted to approve.\n")
     try:
         answer = click.prompt("  Enter a value", default="", show_default=False)

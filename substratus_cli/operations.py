@@ -23,10 +23,10 @@ from substratus_cli.plan import Plan, Target
 from substratus_cli.planfile import check_fresh
 from substratus_cli.planfile import load as load_planfile
 from substratus_cli.planner import PlanOptions, build_plan, recorded_statuses
-from substratus_cli.provider import LogSource, Opener, Provider, Registry, Targeted
+from substratus_cli.provider import LiveObject, LogSource, Opener, Provider, Registry, Targeted
 from substratus_cli.resource import Resource
 from substratus_cli.stacks import RenderedText
-from substratus_cli.state import Inventory, InventoryEntry, StateSession
+from substratus_cli.state import Inventory, InventoryEntry, StateSession, UnwritableStateError
 from substratus_cli.verification import Verification
 from substratus_cli.workspace import Loaded, LoadOptions, Workspace, load
 
@@ -147,9 +147,26 @@ def _did_you_mean(text: str, candidates: list[str]) -> str | None:
     return f"did you mean {close[0]}?" if close else None
 
 
-def plan_directory(directory: Path, options: PlanOptions,
-                   loading: LoadOptions | None = None) -> Plan:
-    return plan_workspace(open_workspace(directory, loading), options)
+def plan_directory(directory: Path, options: PlanOptions, loading: LoadOptions | None = None,
+                   *, lock: bool = True, lock_timeout: float = 0.0,
+                   warn: Callable[[str], None] | None = None) -> Plan:
+    """A plan made under the state lock (unless `lock` is False), as Terraform's: it does not
+    read a state an apply is halfway through writing. Where the state's folder cannot be
+    written (a read-only or full disk), nothing can apply either: the plan goes on without the
+    lock and says so through `warn`."""
+    ws = open_workspace(directory, loading)
+    held = None
+    if lock:
+        try:
+            held = ws.backend.lock("plan", lock_timeout)
+        except UnwritableStateError as e:
+            if warn is not None:
+                warn(f"{e.message}; planning without the lock")
+    try:
+        return plan_workspace(ws, options)
+    finally:
+        if held is not None:
+            ws.backend.unlock(held)
 
 
 @contextlib.contextmanager
@@ -328,3 +345,81 @@ def rendered(directory: Path, loading: LoadOptions | None = None) -> list[Render
     """The files the workspace's stacks render, validated like every resource file."""
     loaded = load(directory, loading)
     return loaded.expansion.texts if loaded.expansion else []
+
+
+@dataclasses.dataclass(frozen=True)
+class Adoption:
+    """What `substratus import` adopts: objects a lost state's workspace created, and its id."""
+
+    lineage: str  # the part-of id on the objects, which the state takes as its own
+    objects: tuple[LiveObject, ...]
+    state: str  # where the state is written
+
+
+def import_objects(directory: Path, addresses: tuple[Address, ...], *,
+                   confirm: Callable[[Adoption], bool] | None, lock_timeout: float = 0.0,
+                   loading: LoadOptions | None = None) -> Adoption | None:
+    """Adopt the live objects at `addresses` (none: every declared one that exists) into a state
+    that holds nothing: the state takes the part-of id they carry, so they, and every object of
+    the workspace that made them, are this workspace's again (Terraform's import, for a lost
+    state). Returns None when `confirm` declines."""
+    ws = open_workspace(directory, loading)
+    declared = {r.address: r for r in ws.resources}
+    with _locked(ws, "import", lock_timeout):
+        inventory = ws.backend.read()
+        if inventory is not None and inventory.entries:
+            raise SubstratusError(
+                f"the state at {ws.backend.location} already holds {len(inventory.entries)} "
+                "resources; importing into a state in use is not built yet (it would relabel "
+                "objects with this workspace's part-of id)",
+                hint="substratus import rebuilds a lost or emptied state; `substratus plan` "
+                     "shows which objects this workspace owns")
+        wanted = [_known_address(ws, a, set(declared), set(), "import") for a in addresses] \
+            or sorted(declared)
+        live = dispatch.read_live(ws.registry, wanted, "", resources=ws.resources)
+        _check_importable(wanted, live, explicit=bool(addresses))
+        owner = next(iter({obj.owner for obj in live.values()}))
+        assert owner is not None
+        adoption = Adoption(owner, tuple(live[a] for a in sorted(live)), ws.backend.location)
+        if confirm is not None and not confirm(adoption):
+            return None
+        registry = ws.registry_for(owner)
+        base = dataclasses.replace(inventory, lineage=owner) if inventory is not None else None
+        session = StateSession(ws.backend, base, lineage=owner)
+        for obj in adoption.objects:
+            r = declared[obj.address]
+            # No spec hash: the next plan compares the object with the files and shows the diff.
+            session.record(obj.address, registry[obj.address.kind].name, spec_hash=None,
+                           fingerprint=obj.fingerprint, status=dict(obj.status),
+                           deps=tuple(sorted(r.refs)))
+        return adoption
+
+
+def _check_importable(wanted: list[Address], live: dict[Address, LiveObject], *,
+                      explicit: bool) -> None:
+    missing = [a.short() for a in wanted if a not in live]
+    if explicit and missing:
+        verb = "does" if len(missing) == 1 else "do"
+        what = f"{', '.join(missing)} {verb} not exist"
+    elif not live:
+        what = "no declared resource exists"
+    else:
+        what = ""
+    if what:
+        raise SubstratusError(f"nothing to import: {what}",
+                              hint="import adopts objects that exist; `substratus apply` "
+                                   "creates the rest")
+    unmanaged = sorted(a.short() for a, obj in live.items() if obj.owner is None)
+    if unmanaged:
+        raise SubstratusError(
+            f"{', '.join(unmanaged)}: not created by substratus (no ownership labels); adopting "
+            "such objects is not built yet",
+            hint="import adopts objects substratus created for a workspace whose state was "
+                 "lost; rename the resource, or delete the object yourself")
+    owners = sorted({str(obj.owner) for obj in live.values()})
+    if len(owners) > 1:
+        listed = "; ".join(f"part-of {o}: " + ", ".join(
+            a.short() for a, obj in sorted(live.items()) if obj.owner == o) for o in owners)
+        raise SubstratusError(f"the objects belong to {len(owners)} workspaces ({listed}); one "
+                              "state adopts one workspace's objects",
+                              hint="name the addresses of one of them: substratus import ADDR...")

@@ -107,10 +107,13 @@ def _refuse_unmanaged(live: Mapping[Address, LiveObject], lineage: str,
         objects = f" ({obj.status['objects']})" if obj.status.get("objects") else ""
         problems.append(f"  {a}{where}: exists{objects} and is {owner}")
     if problems:
+        lost = not lineage and any(obj.owner for obj in live.values())
         raise UnmanagedObjectError(
             "refusing to change objects substratus does not own:\n" + "\n".join(problems),
-            hint="rename the resource, or delete the existing object yourself; substratus never "
-                 "adopts or deletes objects without its ownership labels")
+            hint=("this workspace has no state: if it was lost, `substratus import` shows these "
+                  "objects' ownership labels and adopts them" if lost else
+                  "rename the resource, or delete the existing object yourself; substratus never "
+                  "adopts or deletes objects without its ownership labels"))
 
 
 def _dependencies(declared: Mapping[Address, Resource], entries: Mapping[Address, InventoryEntry],

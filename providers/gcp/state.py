@@ -58,6 +58,8 @@ class GCSStateBackend:
         self._client_arg = client
         self._heartbeat_seconds = heartbeat_seconds
         self._seen: tuple[int, int] | None = None  # (serial, generation) last read or written
+        self._read: tuple[int, bytes] | None = None  # (serial, bytes) of the last read
+        self._backed_up = False  # this run kept the state it started from
         self._heartbeats: dict[str, _Heartbeat] = {}
 
     # -- plumbing --------------------------------------------------------------------------
@@ -108,9 +110,45 @@ class GCSStateBackend:
             inventory = Inventory.from_dict(json.loads(data))
         except (ValueError, KeyError, TypeError) as e:
             raise SubstratusError(f"the state object {self.location}/inventory.json is damaged: {e}",
-                                  hint="restore an earlier generation of it (it is small JSON)") from None
+                                  hint=self._restore_hint()) from None
         self._seen = (inventory.serial, int(blob.generation))
+        self._read = (inventory.serial, data)
         return inventory
+
+    def read_backup(self) -> Inventory | None:
+        found = self._download("inventory.json.backup", "read the state backup")
+        if found is None:
+            return None
+        try:
+            return Inventory.from_dict(json.loads(found[0]))
+        except (ValueError, KeyError, TypeError) as e:
+            raise SubstratusError(f"the state backup {self.location}/inventory.json.backup is "
+                                  f"damaged too: {e}") from None
+
+    def _restore_hint(self) -> str:
+        try:
+            backup = self.read_backup()
+        except SubstratusError:
+            backup = None
+        if backup is None:
+            return ("no backup of it is kept yet; restore an earlier generation of the object "
+                    "if the bucket keeps versions (it is small JSON)")
+        return (f"the state before the last apply is kept: `gcloud storage cp "
+                f"{self.location}/inventory.json.backup {self.location}/inventory.json` restores "
+                f"it (serial {backup.serial}, {len(backup.entries)} resources)")
+
+    def _keep_backup(self, expected_serial: int | None) -> None:
+        """The state this run started from, once per run (terraform.tfstate.backup)."""
+        if self._backed_up or expected_serial is None:
+            self._backed_up = True
+            return
+        if self._read is None or self._read[0] != expected_serial:
+            self.read()
+        if self._read is not None and self._read[0] == expected_serial:
+            with gcs_errors("keep the state backup", self.location):
+                self._blob("inventory.json.backup").upload_from_string(
+                    self._read[1], content_type="application/json")
+        self._backed_up = True
 
     def _generation_for(self, expected_serial: int | None) -> int:
         """The generation the write must replace: 0 for "nothing stored", else that serial's."""
@@ -130,6 +168,7 @@ class GCSStateBackend:
 
     def write(self, inventory: Inventory, expected_serial: int | None) -> None:
         generation = self._generation_for(expected_serial)
+        self._keep_backup(expected_serial)
         blob = self._blob("inventory.json")
         body = json.dumps(inventory.to_dict(), indent=2)
         try:

@@ -10,6 +10,7 @@ from substratus_cli.state.backend import (
     LockHeldError,
     LockInfo,
     StateBackend,
+    UnwritableStateError,
 )
 from substratus_cli.state.inventory import Inventory, InventoryEntry, Pending
 from substratus_cli.state.local import LocalStateBackend
@@ -17,7 +18,8 @@ from substratus_cli.state.session import StateSession
 
 __all__ = [
     "ConflictError", "Inventory", "InventoryEntry", "LockHeldError", "LockInfo",
-    "LocalStateBackend", "Pending", "StateBackend", "StateSession", "open_backend",
+    "LocalStateBackend", "Pending", "StateBackend", "StateSession",
+    "UnwritableStateError", "open_backend",
 ]
 
 

@@ -53,6 +53,16 @@ class LockHeldError(LockError):
         self.holder = holder
 
 
+class UnwritableStateError(LockError):
+    """The state's folder cannot be written (a read-only or full disk): no lock can be taken
+    there, and no apply can run there either."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        super().__init__(f"Cannot take the state lock for {location}: {reason}",
+                         hint="free some space or make the folder writable; `substratus plan` "
+                              "works meanwhile (without the lock)")
+
+
 class StateBackend(Protocol):
     location: str
 
@@ -61,7 +71,14 @@ class StateBackend(Protocol):
         ...
 
     def write(self, inventory: Inventory, expected_serial: int | None) -> None:
-        """Write if the stored serial is still `expected_serial` (None: nothing stored), else ConflictError."""
+        """Write if the stored serial is still `expected_serial` (None: nothing stored), else ConflictError.
+
+        The first write of a run first keeps what was stored as the backup (`inventory.json.backup`,
+        like terraform.tfstate.backup): the state as it was before this run changed it."""
+        ...
+
+    def read_backup(self) -> Inventory | None:
+        """The state as it was before the last run that wrote it; None when there is none."""
         ...
 
     def lock(self, operation: str, timeout: float) -> LockInfo: ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import os
@@ -18,10 +19,17 @@ from typing import IO
 
 from substratus_artifacts.leftovers import remove_stale, stale_temp_files
 from substratus_cli.errors import SubstratusError
-from substratus_cli.state.backend import ConflictError, LockHeldError, LockInfo
+from substratus_cli.state.backend import (
+    ConflictError,
+    LockHeldError,
+    LockInfo,
+    UnwritableStateError,
+)
 from substratus_cli.state.inventory import Inventory
 
 POLL_SECONDS = 0.2
+# The folder cannot hold a lock: a read-only or full disk, or no permission.
+UNWRITABLE = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM})
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -46,19 +54,41 @@ class LocalStateBackend:
         self.directory = directory
         self.location = f"file://{directory}"
         self._inventory = directory / "inventory.json"
+        self._backup = directory / "inventory.json.backup"
         self._lock_path = directory / "lock.json"
         self._held: IO[str] | None = None
+        self._backed_up = False  # this run kept the state it started from
 
     def read(self) -> Inventory | None:
         try:
-            raw = self._inventory.read_text()
+            raw = self._inventory.read_bytes()
         except FileNotFoundError:
             return None
         try:
             return Inventory.from_dict(json.loads(raw))
         except (ValueError, KeyError, TypeError) as e:
             raise SubstratusError(f"the state file {self._inventory} is damaged: {e}",
-                                  hint="restore it from a backup (it is small JSON)") from None
+                                  hint=self._restore_hint()) from None
+
+    def read_backup(self) -> Inventory | None:
+        try:
+            return Inventory.from_dict(json.loads(self._backup.read_bytes()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as e:
+            raise SubstratusError(f"the state backup {self._backup} is damaged too: {e}") from None
+
+    def _restore_hint(self) -> str:
+        try:
+            backup = self.read_backup()
+        except SubstratusError:
+            backup = None
+        if backup is None:
+            return ("no backup of it is kept yet (one is, from the next apply on); rebuild it "
+                    "with `substratus import` once the file is moved aside")
+        return (f"the state before the last apply is kept: `cp {self._backup} {self._inventory}` "
+                f"restores it (serial {backup.serial}, {len(backup.entries)} resources); the "
+                "next plan shows what changed since")
 
     def write(self, inventory: Inventory, expected_serial: int | None) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -70,11 +100,20 @@ class LocalStateBackend:
                 raise ConflictError(
                     f"the state at {self.location} changed while this run held it "
                     f"(serial {found}, expected {expected_serial})")
+            if not self._backed_up and current is not None:
+                # The state this run started from, once per run (terraform.tfstate.backup).
+                atomic_write(self._backup, self._inventory.read_bytes())
+            self._backed_up = True
             atomic_write(self._inventory, json.dumps(inventory.to_dict(), indent=2).encode())
 
     def lock(self, operation: str, timeout: float) -> LockInfo:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        f = open(self._lock_path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            f = open(self._lock_path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+        except OSError as e:
+            if e.errno in UNWRITABLE:
+                raise UnwritableStateError(self.location, os.strerror(e.errno)) from None
+            raise
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -87,11 +126,15 @@ class LocalStateBackend:
                     raise LockHeldError(holder, self.location) from None
                 time.sleep(POLL_SECONDS)
         info = LockInfo.new(operation)
-        f.seek(0)
-        f.truncate()
-        f.write(json.dumps(dataclasses.asdict(info)))
-        f.flush()
-        os.fsync(f.fileno())
+        try:  # unbuffered: a write the disk refuses leaves nothing for close() to retry
+            os.ftruncate(f.fileno(), 0)
+            os.write(f.fileno(), json.dumps(dataclasses.asdict(info)).encode())
+            os.fsync(f.fileno())
+        except OSError as e:  # a full disk: the lock holds; who holds it is not recorded
+            if e.errno not in UNWRITABLE:
+                fcntl.flock(f, fcntl.LOCK_UN)
+                f.close()
+                raise
         self._held = f
         return info
 

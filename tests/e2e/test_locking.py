@@ -68,15 +68,3 @@ def test_lock_timeout_waits_for_the_holder(tmp_path):
     # The second waited for the first, then found the dataset already there.
     assert "Apply complete! Resources: 1 added" in results[0][0]
     assert "No changes." in results[1][0], results
-
-
-def test_plan_does_not_take_the_lock(cli, tmp_path):
-    workdir = tmp_path / "ws"
-    with serve({"/slow.csv": Route(b"a,b\n" * 1000, seconds=3.0)}) as server:
-        slow_dataset(workdir, server.url)
-        holder = substratus("apply", workdir, "--auto-approve")
-        try:
-            wait_until_locked(workdir)
-            assert cli("plan", workdir).code == 0
-        finally:
-            holder.communicate(timeout=60)

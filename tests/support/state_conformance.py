@@ -26,6 +26,7 @@ def check_backend_conformance(make_backend: Callable[[], StateBackend]) -> None:
     check_inventory_compare_and_swap(make_backend)
     check_lock_is_exclusive(make_backend)
     check_force_unlock_needs_the_lock_id(make_backend)
+    check_backup_keeps_the_state_a_run_started_from(make_backend)
 
 
 def sample_inventory(serial: int) -> Inventory:
@@ -83,3 +84,20 @@ def check_force_unlock_needs_the_lock_id(make_backend: Callable[[], StateBackend
     with pytest.raises(LockHeldError):
         other.lock("apply", 0)  # still held
     holder.unlock(info)
+
+
+def check_backup_keeps_the_state_a_run_started_from(make_backend: Callable[[], StateBackend]) -> None:
+    """terraform.tfstate.backup: each run's first write keeps what was stored before it; the
+    run's later writes (one per step) do not move it. (The store holds the earlier checks'
+    state: this one starts from whatever serial it finds.)"""
+    current = make_backend().read()
+    n = current.serial if current is not None else 0
+    run = make_backend()
+    run.read()
+    run.write(sample_inventory(n + 1), n if current is not None else None)
+    run.write(sample_inventory(n + 2), n + 1)
+    run.write(sample_inventory(n + 3), n + 2)
+    assert make_backend().read_backup() == current  # None when nothing was stored before
+    make_backend().write(sample_inventory(n + 4), n + 3)
+    assert make_backend().read_backup() == sample_inventory(n + 3)
+    assert make_backend().read() == sample_inventory(n + 4)
