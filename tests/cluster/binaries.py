@@ -3,8 +3,12 @@ and building them when they are missing."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import fcntl
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -65,16 +69,44 @@ def ensure_binaries(log: Log = stderr_log) -> Path:
                                 f"missing in {directory}, and SUBSTRATUS_NO_BUILD is set. {how}")
     build_log = directory.parent / "build.log"
     build_log.parent.mkdir(parents=True, exist_ok=True)
-    log(f"building the test control plane ({', '.join(missing)} missing in {directory}); "
-        f"this happens once per version and takes about 8 minutes on 2 cores; log: {build_log}")
-    started = time.monotonic()
-    with build_log.open("w") as out:
-        done = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=out, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        raise ControlPlaneError(f"building the test control plane failed (exit {done.returncode})"
+    # One build at a time: a second test module (or a second pytest) waits for the first, then
+    # finds the binaries there.
+    with (directory.parent / "build.lock").open("a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if all(os.access(directory / b, os.X_OK) for b in BINARIES):
+            return directory
+        log(f"building the test control plane ({', '.join(missing)} missing in {directory}); "
+            f"this happens once per version and takes about 8 minutes on 2 cores; log: {build_log}")
+        started = time.monotonic()
+        code = run_build(["bash", str(BUILD_SCRIPT)], build_log)
+    if code != 0:
+        raise ControlPlaneError(f"building the test control plane failed (exit {code})"
                                 f"; from {build_log}:\n{excerpt(build_log)}")
     log(f"built the test control plane in {time.monotonic() - started:.0f} s")
     return directory
+
+
+def run_build(command: list[str], log_path: Path) -> int:
+    """Run a build in a process group of its own, logging to `log_path`; its exit code. However
+    the wait ends (an error, Ctrl-C, a test timeout's signal), the whole group is killed: no
+    `go build` is left running as an orphan to race the next build. A build whose parent is
+    killed outright gets SIGKILL from the kernel (its children then finish their step alone)."""
+    def die_with_parent() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+    with log_path.open("w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, preexec_fn=die_with_parent)
+        try:
+            return proc.wait()
+        finally:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            with contextlib.suppress(ProcessLookupError):  # what the build left behind
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def excerpt(path: Path, head: int = 5, tail: int = 25) -> str:
