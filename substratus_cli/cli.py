@@ -35,6 +35,7 @@ from substratus_cli.provider import MANAGED_BY_LABEL, PART_OF_LABEL
 from substratus_cli.render.human import render_plan
 from substratus_cli.render.json_plan import plan_to_json
 from substratus_cli.render.progress import ConsoleReporter, render_outcome
+from substratus_cli.render.terminal import safe
 from substratus_cli.secrets import redact, scrub
 from substratus_cli.stacks import VariableInput, scaffold
 from substratus_cli.workspace import LoadOptions
@@ -645,16 +646,16 @@ def run(argv: list[str] | None = None) -> int:
     except DiagnosticsError as e:
         errors = e.diagnostics.errors
         for d in errors[:MAX_SHOWN]:
-            err.print(Text("Error: ", style="bold red") + Text(scrub(str(d))))
+            err.print(Text("Error: ", style="bold red") + Text(safe(scrub(str(d)))))
         if len(errors) > MAX_SHOWN:
             err.print(Text(f"... and {len(errors) - MAX_SHOWN} more (the first {MAX_SHOWN} are "
                            "shown)"))
         err.print(Text(e.message + ".", style="bold"))
         return e.exit_code
     except (SubstratusError, StoreError) as e:  # the store package's errors are the user's too
-        err.print(Text("Error: ", style="bold red") + Text(scrub(e.message)))
+        err.print(Text("Error: ", style="bold red") + Text(safe(scrub(e.message))))
         if e.hint:
-            err.print(Text(f"  {scrub(e.hint)}"))
+            err.print(Text(f"  {safe(scrub(e.hint))}"))
         return e.exit_code if isinstance(e, SubstratusError) else ExitCode.ERROR
     except KeyboardInterrupt:
         err.print("Interrupted.")
@@ -662,7 +663,7 @@ def run(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return ExitCode.OK
     except Exception as e:  # a bug: say so, keep the trace for whoever reports it
-        err.print(Text(scrub(f"Internal error: {type(e).__name__}: {e}"), style="bold red"))
+        err.print(Text(safe(scrub(f"Internal error: {type(e).__name__}: {e}")), style="bold red"))
         err.print("This is a bug in substratus. Please report it with the command you ran; "
                   "set SUBSTRATUS_DEBUG=1 to see the traceback.")
         if os.environ.get("SUBSTRATUS_DEBUG"):

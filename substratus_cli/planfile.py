@@ -114,10 +114,18 @@ def _resource_to_json(r: Resource) -> dict[str, Any]:
     return {**r.to_document(), "source": source, "refs": [str(a) for a in r.refs]}
 
 
+def _mapping(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"{what}: expected an object, found {type(value).__name__}")
+    return value
+
+
 def _resource_from_json(d: Mapping[str, Any]) -> Resource:
     meta = d["metadata"]
-    return Resource(address=Address(d["kind"], meta["namespace"], meta["name"]), spec=d["spec"],
-                    labels=meta.get("labels", {}), file=d["source"]["file"],
+    return Resource(address=Address(d["kind"], meta["namespace"], meta["name"]),
+                    spec=_mapping(d["spec"], "a document's spec"),
+                    labels=_mapping(meta.get("labels", {}), "a document's labels"),
+                    file=d["source"]["file"],
                     line=d["source"]["line"], refs=tuple(map(Address.parse, d["refs"])),
                     stack=d["source"].get("stack"))
 

@@ -51,6 +51,14 @@ def _sha256(value: str) -> str:
 def _storage_url(value: str) -> str:
     if not value.startswith(_STORAGE_SCHEMES):
         raise ValueError(f"invalid location {value!r}: expected file://PATH or gs://BUCKET/PREFIX")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"invalid location {value!r}: control characters (a NUL, a newline) "
+                         "cannot be in a path or object name")
+    path = value.split("://", 1)[1]
+    # Linux's limits: PATH_MAX 4096 bytes, NAME_MAX 255 bytes a component (GCS: 1024 a name).
+    if len(path.encode()) > 1024 or any(len(part.encode()) > 255 for part in path.split("/")):
+        raise ValueError(f"invalid location {value[:60]!r}...: longer than a path can be (a "
+                         "folder or object name of at most 255 bytes, 1024 in all)")
     return value
 
 

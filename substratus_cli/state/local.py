@@ -64,6 +64,11 @@ class LocalStateBackend:
             raw = self._inventory.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as e:  # a file where the folder should be, no permission, …
+            raise SubstratusError(f"cannot read the state at {self.location}: "
+                                  f"{e.strerror or e}",
+                                  hint="the Environment's `state` must name a folder substratus "
+                                       "can write (file://PATH), or gs://BUCKET/PREFIX") from None
         try:
             return Inventory.from_dict(json.loads(raw))
         except (ValueError, KeyError, TypeError) as e:

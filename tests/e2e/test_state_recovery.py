@@ -186,3 +186,41 @@ def test_plan_works_on_a_full_disk(cli, quickstart_datasets, tmp_path):
     assert done.returncode == 0, done
     assert "No changes." in done.stdout
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("location, expected", [
+    ("file://\\0", "Error: env.yaml:6: spec.state: invalid location 'file://\\x00': control "
+                  "characters (a NUL, a newline) cannot be in a path or object name"),
+    ("file:///tmp/" + "a" * 5000, "Error: env.yaml:6: spec.state: invalid location "
+                                  "'file:///tmp/aaaaaaaaaaaa"),
+    ("file:///tmp/" + "a/" * 600, "longer than a path can be"),
+])
+def test_a_state_location_no_disk_can_hold_is_invalid_input(cli, tmp_path, location, expected):
+    (tmp_path / "env.yaml").write_text(f"""\
+apiVersion: substratus.ai/v1
+kind: Environment
+metadata: {{name: local}}
+spec:
+  runtime: local
+  state: "{location}"
+""")
+    result = cli("plan", tmp_path)
+    assert result.code == ExitCode.INVALID_INPUT, result
+    assert expected in result.err and "Internal error" not in result.err
+
+
+def test_a_state_location_that_is_a_file_is_a_clear_error(cli, tmp_path):
+    (tmp_path / "occupied").write_text("not a folder")
+    (tmp_path / "env.yaml").write_text(f"""\
+apiVersion: substratus.ai/v1
+kind: Environment
+metadata: {{name: local}}
+spec:
+  runtime: local
+  state: "file://{tmp_path}/occupied"
+""")
+    result = cli("plan", tmp_path)
+    assert result.code == ExitCode.ERROR, result
+    assert f"Error: cannot read the state at file://{tmp_path}/occupied: Not a directory" \
+        in result.err
+    assert "Internal error" not in result.err
