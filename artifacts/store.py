@@ -17,6 +17,7 @@ from typing import IO, Any, TypeVar
 
 from substratus_artifacts.backend import READ_ONLY, Backend, DigestMismatch, FileBackend
 from substratus_artifacts.files import CHUNK_SIZE as CHUNK
+from substratus_artifacts.files import hash_file
 from substratus_artifacts.layout import (
     StoreError,
     blob_key,
@@ -122,6 +123,51 @@ class Store:
 
         results = in_parallel(one, list(entries.values()), self.backend.parallelism)
         return [p for p, _ in results if p], sum(n for _, n in results)
+
+    def damaged(self, digest: str, cache: StatCache) -> list[ManifestEntry]:
+        """The blobs of a snapshot kept in a local folder that no longer hold their content (a
+        workload wrote through one, a byte flipped on disk). A blob the stat cache knows to be
+        unchanged since it was last hashed is not read again, so this costs a stat per blob once
+        each has been hashed. A flipped bit that changes no inode is `substratus verify`'s to
+        find. A remote store's blobs: none (every read of one is checked)."""
+        manifest = self.get_manifest(digest)
+        recorded = self.backend.local_path(manifest_key(digest))
+        if manifest is None or recorded is None:
+            return []
+        # Blobs are create-only and written before their manifest: one whose inode has not
+        # changed since the manifest was written (ctime, which no write or chmod leaves alone)
+        # holds what it held when it was hashed into the snapshot.
+        snapshotted_ns = os.stat(recorded).st_ctime_ns
+        out = []
+        for entry in {e.sha256: e for e in manifest.entries}.values():
+            path = self.backend.local_path(blob_key(entry.sha256))
+            if path is None:
+                return []
+            try:
+                st = os.stat(path)
+                if st.st_ctime_ns <= snapshotted_ns or cache.lookup(path, st) == entry.sha256:
+                    continue
+                started = time.time_ns()
+                actual, size = hash_file(path)
+            except FileNotFoundError:
+                continue  # missing, not damaged: has_snapshot says so
+            except OSError as exc:
+                raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+            if (actual, size) == (entry.sha256, entry.size):
+                cache.record(path, st, entry.sha256, read_started_ns=started)
+            else:
+                out.append(entry)
+        cache.save()
+        return out
+
+    def discard(self, entries: Iterable[ManifestEntry]) -> None:
+        """Remove damaged blobs from a local folder, so that the next snapshot of the same
+        content writes them again (a blob present is never rewritten)."""
+        for entry in entries:
+            path = self.backend.local_path(blob_key(entry.sha256))
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
     def materialize(self, digest: str, dest: Path, *, verify: bool = False,
                     copies: StatCache | None = None) -> Manifest:

@@ -18,7 +18,13 @@ from substratus_cli.provider import (
     Readiness,
 )
 from substratus_providers.local import secret_env
-from substratus_providers.local.machine import RecordedKind, artifact_readiness, user_labels
+from substratus_providers.local.machine import (
+    RecordedKind,
+    artifact_readiness,
+    damage_reason,
+    discard_damaged,
+    user_labels,
+)
 from substratus_providers.local.sources import fetch_snapshot, plan_digest
 
 # A snapshot is immutable: anything that changes what is fetched makes a new one.
@@ -53,6 +59,11 @@ class Datasets(RecordedKind):
             return PlannedChange(
                 a, Action.REPLACE, f"snapshot {live_digest} is missing from the artifact store",
                 (FieldChange("status.digest", live_digest, digest, True),), planned)
+        damaged = live_digest and self.machine.store.damaged(live_digest, self.machine.cache)
+        if damaged:
+            return PlannedChange(
+                a, Action.REPLACE, damage_reason(str(live_digest), damaged),
+                (FieldChange("status.digest", live_digest, digest, True),), planned)
         if changes:
             return PlannedChange(a, Action.UPDATE, "spec changed", tuple(changes),
                                  {"digest": live_digest})
@@ -63,6 +74,7 @@ class Datasets(RecordedKind):
         if request.action is Action.UPDATE and request.live is not None:
             status = dict(request.live.status)  # nothing fetched changed: the snapshot stays
         else:
+            discard_damaged(m.store, request.live, m.cache)
             status = self._snapshot(a, desired.spec, request.planned_status.get("digest"))
         return m.records.put(a, spec=desired.spec, status=status, labels=m.labels(desired),
                              new_object=request.action is not Action.UPDATE)

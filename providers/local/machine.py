@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from substratus_artifacts.manifest import ManifestEntry
 from substratus_artifacts.statcache import StatCache
 from substratus_artifacts.store import Store
 from substratus_cli.address import Address
@@ -127,6 +128,22 @@ def artifact_readiness(store: Store, live: LiveObject) -> Readiness:
     if digest and store.has_snapshot(str(digest)):
         return Readiness(True, message=f"artifact {digest}")
     return Readiness(False, failed=True, message=f"artifact {digest} is not in the store")
+
+
+def damage_reason(digest: str, damaged: Sequence[ManifestEntry]) -> str:
+    """Why a snapshot whose blobs no longer hold their content is made again."""
+    named = ", ".join(e.path for e in damaged[:3]) + (f" and {len(damaged) - 3} more"
+                                                     if len(damaged) > 3 else "")
+    return (f"snapshot {digest} is corrupt in the artifact store ({named}: the blob no longer "
+            "holds the content it was stored as); snapshot it again")
+
+
+def discard_damaged(store: Store, live: LiveObject | None, cache: StatCache) -> None:
+    """Before a snapshot is made again: its damaged blobs go, so that the new one writes them
+    (a blob present is never rewritten)."""
+    digest = live.status.get("digest") if live is not None else None
+    if isinstance(digest, str) and digest.startswith("sha256:"):
+        store.discard(store.damaged(digest, cache))
 
 
 def user_labels(labels: Mapping[str, str]) -> dict[str, str]:

@@ -30,6 +30,8 @@ from substratus_providers.local.host import check_fits, scratch_size, weights_si
 from substratus_providers.local.machine import (
     RecordedKind,
     artifact_readiness,
+    damage_reason,
+    discard_damaged,
     planned_status,
     user_labels,
 )
@@ -84,6 +86,11 @@ class Models(RecordedKind):
         if not reasons and live_digest and not self.machine.store.has_snapshot(str(live_digest)):
             changes.append(FieldChange("status.digest", live_digest, UNKNOWN, True))
             reasons.append(f"artifact {live_digest} is missing from the artifact store")
+        damaged = not reasons and live_digest and \
+            self.machine.store.damaged(str(live_digest), self.machine.cache)
+        if damaged:
+            changes.append(FieldChange("status.digest", live_digest, UNKNOWN, True))
+            reasons.append(damage_reason(str(live_digest), damaged))
         if reasons:
             return PlannedChange(a, Action.REPLACE, "; ".join(reasons), tuple(changes), planned,
                                  notes)
@@ -141,6 +148,7 @@ class Models(RecordedKind):
         if program is not None:  # before anything is stopped or recorded: a refusal changes nothing
             require_program(*program, tuple(desired.spec.get("command") or ()))
         m.book.stop_all(a)  # a build or training left running by a crashed apply
+        discard_damaged(m.store, request.live, m.cache)
         # Recorded before the run: a crash or failure leaves an object the next plan sees (and
         # rebuilds), and destroy finds the processes behind it.
         building = m.records.put(a, spec=desired.spec, status={"phase": "Building"},

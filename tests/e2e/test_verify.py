@@ -91,3 +91,49 @@ spec:
     checked = cli("verify", root)
     assert checked.code == 0, checked.output
     assert checked.out.startswith("Verified 3 snapshot(s)")
+
+
+def test_a_blob_written_through_is_planned_as_a_new_snapshot_and_apply_repairs_it(
+        cli, tmp_path: Path) -> None:
+    root = workspace(tmp_path / "ws")
+    assert cli("apply", "--auto-approve", root).code == 0
+    assert cli("plan", "--detailed-exitcode", root).code == 0
+
+    corrupt = blob(root, '{"a": 1}\n')
+    corrupt.chmod(0o644)
+    corrupt.write_text('{"a": 9}\n')  # what a workload writing through a hard link did
+    digest = next(line for line in cli("state", "list", root).out.splitlines()).split(
+        "digest=")[1].split("\t")[0]
+    planned = cli("plan", "--detailed-exitcode", root)
+    assert planned.code == 2, planned.output
+    assert (f"snapshot {digest} is corrupt in the artifact store (a.jsonl: the blob no longer "
+            "holds the content it was stored as); snapshot it again") in " ".join(
+                planned.out.split())
+    assert "-/+ Dataset/default/rows" in planned.out or "must be replaced" in planned.out, \
+        planned.out
+
+    assert cli("apply", "--auto-approve", root).code == 0
+    assert corrupt.read_text() == '{"a": 1}\n'  # written again from the source
+    assert cli("verify", root).code == 0
+    assert cli("plan", "--detailed-exitcode", root).code == 0
+
+
+def test_an_unchanged_snapshot_is_not_read_again_at_plan(cli, tmp_path: Path) -> None:
+    """The plan's check costs a stat per blob: a blob the snapshot wrote is trusted until its
+    inode changes (proved here by a blob whose bytes differ but whose inode never changed:
+    only `verify`, which reads everything, finds that)."""
+    root = workspace(tmp_path / "ws")
+    assert cli("apply", "--auto-approve", root).code == 0
+    target = blob(root, '{"b": 2}\n')
+    # Swap the content in without changing the blob's inode metadata: write a same-size
+    # corrupt copy, then restore the ctime ordering by re-linking the manifest afterwards.
+    manifests = list((root / ".substratus" / "artifacts" / "manifests").rglob("*"))
+    target.chmod(0o644)
+    target.write_text('{"b": 7}\n')
+    target.chmod(0o444)
+    for m in manifests:  # the manifest's inode changes after the blob's: as if written later
+        if m.is_file():
+            m.chmod(m.stat().st_mode)
+            m.touch()
+    assert cli("plan", "--detailed-exitcode", root).code == 0  # not read: trusted by ctime
+    assert cli("verify", root).code == 1  # the full read finds it
