@@ -12,6 +12,7 @@ from substratus_artifacts.store import Store, open_store
 from substratus_cli.config.schema import EnvironmentSpec
 from substratus_cli.diagnostics import Diagnostic, Subject
 from substratus_cli.errors import UsageError
+from substratus_cli.extras import install_command
 from substratus_cli.provider import Expander, Provider, ProviderContext, Registry
 from substratus_cli.resource import Resource
 from substratus_cli.secrets import resolve_from_environ
@@ -29,7 +30,7 @@ def open_state_backend(url: str, base: Path) -> StateBackend:
         from substratus_providers.gcp.state import GCSStateBackend
     except ImportError as e:
         raise UsageError(f"state backend {url} needs google-cloud-storage ({e.name} is missing)",
-                         hint="pip install 'substratus[gcp]'") from None
+                         hint=install_command("gcp")) from None
     return GCSStateBackend(url)
 
 
@@ -38,7 +39,7 @@ def open_artifact_store(url: str, base: Path) -> Store:
     try:
         return open_store(url, base)
     except StoreError as e:  # a URL no backend takes, or gs:// without google-cloud-storage
-        hint = "pip install 'substratus[gcp]'" if url.startswith("gs://") else e.hint
+        hint = install_command("gcp") if url.startswith("gs://") else e.hint
         raise UsageError(e.message, hint=hint) from None
 
 
@@ -70,7 +71,7 @@ def build_registry(loaded: Loaded, part_of: str) -> Registry:
             from substratus_providers.kubernetes.provider import KubernetesProvider
         except ImportError as e:
             raise UsageError(f"the kubernetes runtime needs the kubernetes client ({e.name} is "
-                             "missing)", hint="pip install 'substratus[kubernetes]'") from None
+                             "missing)", hint=install_command("kubernetes")) from None
         providers.append(KubernetesProvider(context))
     return Registry(providers)
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from substratus_cli.address import INFRA_KINDS
 from substratus_cli.config.schema import EnvironmentSpec
 from substratus_cli.errors import ProviderError, UsageError
+from substratus_cli.extras import install_command
 from substratus_cli.provider import (
     CheckRequest,
     CheckResponse,
@@ -164,7 +165,12 @@ class Handlers(Mapping[str, KindHandler]):
     def __getitem__(self, kind: str) -> KindHandler:
         with self._lock:
             if kind not in self._made:
-                self._made[kind] = self._makers[kind]()
+                try:
+                    self._made[kind] = self._makers[kind]()
+                except ImportError as e:  # a kind the state holds, though the files no longer do
+                    raise ProviderError(
+                        f"{kind} objects need the gcp extra ({e.name} is not installed): the "
+                        "state holds some", hint=install_command("gcp")) from None
             return self._made[kind]
 
     def __iter__(self) -> Iterator[str]:
@@ -198,7 +204,7 @@ def _missing_libraries(resources: Sequence[Resource]) -> list[ProviderDiagnostic
         if not found:
             out.append(ProviderDiagnostic(
                 f"{r.kind} {r.name!r} needs {package}, which is not installed",
-                "pip install 'substratus[gcp]'", r.address, "kind"))
+                install_command("gcp"), r.address, "kind"))
     return out
 
 

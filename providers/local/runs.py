@@ -8,11 +8,9 @@ import importlib.util
 import json
 import os
 import secrets
-import shlex
 import shutil
 import sys
 import time
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from typing import Any
 from substratus_artifacts.snapshots import SnapshotResult, snapshot_tree
 from substratus_artifacts.statcache import StatCache
 from substratus_artifacts.store import Store
-from substratus_cli import failpoints
+from substratus_cli import extras, failpoints
 from substratus_cli.address import Address
 from substratus_cli.errors import ProviderError
 from substratus_cli.secrets import ENV_PREFIX as SECRET_ENV_PREFIX
@@ -74,19 +72,7 @@ def require_program(program: str, what: str, command: Sequence[str] = ()) -> Non
 
 def install_command() -> str:
     """The exact command that installs the workloads extra into the Python running this."""
-    pip = f"{shlex.quote(sys.executable)} -m pip install -e '.[{EXTRA}]'"
-    if _is_checkout(_CHECKOUT):
-        return f"cd {shlex.quote(str(_CHECKOUT))} && {pip}"
-    return f"{pip}, run in the substratus repository"
-
-
-def _is_checkout(root: Path) -> bool:
-    try:
-        project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
-    except (OSError, ValueError, KeyError):
-        return False
-    return bool(project.get("name") == "substratus"
-                and EXTRA in project.get("optional-dependencies", {}))
+    return extras.install_command(EXTRA, _CHECKOUT)
 
 
 class Runtime:

@@ -208,3 +208,22 @@ def test_apply_snapshots_the_datasets_and_names_the_install_at_the_first_workloa
     assert again.code == ExitCode.CHANGES_PRESENT, again.output
     assert "# Model/default/base will be created (not in live state)" in again.out
     assert again.out.rstrip().endswith("Plan: 4 to add, 0 to change, 0 to destroy.")
+
+
+def test_a_gcp_object_in_the_state_without_the_gcp_extra_names_the_install(
+        core_cli, core_venv, quickstart_datasets):
+    """The files no longer declare the Cluster, but the state holds it: planning its deletion
+    needs the Google library, which the core install lacks."""
+    assert core_cli("apply", "--auto-approve", quickstart_datasets).code == 0
+    inventory = quickstart_datasets / ".substratus" / "state" / "inventory.json"
+    state = json.loads(inventory.read_text())
+    state["resources"].append({"address": "Cluster/default/gke", "provider": "gcp",
+                               "status": {"project": "p", "location": "us-central1"},
+                               "deps": []})
+    inventory.write_text(json.dumps(state))
+    planned = core_cli("plan", quickstart_datasets)
+    assert planned.code == 1, planned
+    assert "Error: Cluster objects need the gcp extra (google is not installed): the state " \
+           "holds some" in planned.err
+    assert f"cd {REPO} && {core_venv}/bin/python" in planned.err
+    assert "-m pip install -e '.[gcp]'" in planned.err and "Internal error" not in planned.err
