@@ -30,6 +30,7 @@ KANIKO_IMAGE = "gcr.io/kaniko-project/executor:v1.23.2"
 # builder, so one Workload Identity binding grants both.
 SERVICE_ACCOUNT = "default"
 BUILD_TIMEOUT_SECONDS = 60 * 60
+JOB_TTL_SECONDS = 60 * 60
 CONTEXTS = "image-contexts/sha256"
 
 
@@ -120,7 +121,8 @@ def job_manifest(*, name: str, namespace: str, part_of: str, labels: Mapping[str
     return {"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": job_name(name), "namespace": namespace,
                          "labels": {**labels, **own}},
-            "spec": {"backoffLimit": 0, "template": {
+            # Kept an hour after it ends, for `kubectl logs`; replaced by the next build.
+            "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": JOB_TTL_SECONDS, "template": {
                 "metadata": {"labels": {**labels, "substratus.ai/kind": "Image",
                                         "substratus.ai/name": name}},
                 "spec": {"serviceAccountName": SERVICE_ACCOUNT, "restartPolicy": "Never",
@@ -138,4 +140,4 @@ def run_build(jobs: ClusterJobs, manifest: Mapping[str, Any], what: str) -> None
     raise BuildError(f"building {what} in the cluster failed (kaniko Job "
                      f"{meta['namespace']}/{meta['name']}: {done.message}){tail}",
                      hint=f"kubectl logs -n {meta['namespace']} job/{meta['name']} has the "
-                          "whole log while the Job stands")
+                          "whole log while the Job stands (an hour after it ended)")

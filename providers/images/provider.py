@@ -87,6 +87,7 @@ class ImagesProvider(HandlerTable):
 
 
 # The Image a workload's spec.build makes is named after the workload (as its objects are).
+INFRASTRUCTURE = ("Cluster", "NodePool", "Bucket")
 BUILT_NAMES = {"Dataset": "dataset", "Model": "model", "ModelServer": "server",
                "Notebook": "notebook"}
 
@@ -110,9 +111,12 @@ def with_built_images(resources: Sequence[Resource]) -> list[Resource]:
             continue
         lines = {"spec" + k.removeprefix("spec.build"): v for k, v in r.field_lines.items()
                  if k == "spec.build" or k.startswith("spec.build.")}
-        # The workload's labels go on its Image (and on an in-cluster build's Job and pod).
+        # The workload's labels go on its Image (and on an in-cluster build's Job and pod); a
+        # build in the cluster depends on what the workload runs on (its Cluster, NodePools).
+        under = tuple(d for d in r.refs if d.kind in INFRASTRUCTURE) \
+            if build.get("builder") == "cluster" else ()
         out.append(Resource(a, dict(build), file=r.file, line=r.line_of("spec.build"),
-                            labels=dict(r.labels), field_lines=lines))
+                            labels=dict(r.labels), field_lines=lines, refs=under))
         out[n] = dataclasses.replace(r, refs=(*r.refs, a))
     taken.raise_if_errors()
     return out

@@ -196,6 +196,7 @@ def test_an_in_cluster_build_uploads_its_context_runs_kaniko_and_pins_the_regist
     # The Job: kaniko, as the namespace's ServiceAccount, with the build's arguments.
     job = seen["job"]
     assert job["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "substratus"
+    assert job["spec"]["backoffLimit"] == 0 and job["spec"]["ttlSecondsAfterFinished"] == 3600
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == KANIKO

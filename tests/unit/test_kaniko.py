@@ -88,3 +88,26 @@ def test_a_long_name_is_cut_to_a_label_value_with_a_hash() -> None:
     name = job_name(long)
     assert len(name) <= 63 and name.startswith("image-aaa")
     assert name != job_name("a" * 71)
+
+
+def test_an_in_cluster_build_waits_for_the_cluster_it_runs_on() -> None:
+    from substratus_cli.address import Address
+    from substratus_cli.resource import Resource
+    from substratus_providers.gcp.expand import with_infrastructure_edges
+    from substratus_providers.images.provider import with_built_images
+
+    cluster = Resource(Address("Cluster", "default", "gke"), {})
+    pool = Resource(Address("NodePool", "default", "cpu"), {"cluster": {"name": "gke"}})
+    declared = Resource(Address("Image", "ml", "app"), {"context": "app", "builder": "cluster"})
+    here = Resource(Address("Image", "ml", "tool"), {"context": "tool"})
+    server = Resource(Address("ModelServer", "ml", "s"),
+                      {"model": {"name": "m"}, "build": {"context": "s", "builder": "cluster"}})
+    local = Resource(Address("ModelServer", "ml", "t"),
+                     {"model": {"name": "m"}, "build": {"context": "t"}})
+    expanded = {r.address: r for r in with_built_images(with_infrastructure_edges(
+        [cluster, pool, declared, here, server, local], "gke", None))}
+    under = (cluster.address, pool.address)
+    assert expanded[declared.address].refs == under
+    assert expanded[here.address].refs == ()  # buildah on this machine needs no cluster
+    assert expanded[Address("Image", "ml", "server-s")].refs == under
+    assert expanded[Address("Image", "ml", "server-t")].refs == ()
