@@ -15,6 +15,7 @@ which writes "container failed" where the kubelet would put the end of kaniko's 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -158,6 +159,34 @@ def read_object(bucket: str, url: str) -> bytes:
     return bytes(client.bucket(bucket).blob(url.removeprefix(f"gs://{bucket}/")).download_as_bytes())
 
 
+@contextlib.contextmanager
+def kaniko_stand_in(cluster: ControlPlane, bucket: str, registry: RegistryServer, namespace: str,
+                    job: str, repository: str, tag: str) -> Iterator[dict[str, Any]]:
+    """While the block runs (an apply): holds the kaniko Job unscheduled (the nodes cordoned),
+    waits for it, records it and its uploaded context, pushes the image kaniko would have pushed
+    to `repository:tag`, and lets the Job run, which kwok then completes."""
+    seen: dict[str, Any] = {}
+
+    def stand_in() -> None:
+        try:
+            seen["job"] = wait_for("kaniko Job", lambda: cluster.request(
+                "GET", f"/apis/batch/v1/namespaces/{namespace}/jobs/{job}"))
+            args = seen["job"]["spec"]["template"]["spec"]["containers"][0]["args"]
+            context = args[0].removeprefix("--context=")
+            seen["context"] = (context, read_object(bucket, context))
+            seen["digest"] = push_scratch_image(registry, repository, tag)
+        finally:
+            set_schedulable(cluster, True)
+
+    set_schedulable(cluster, False)
+    helper = threading.Thread(target=stand_in)
+    helper.start()
+    try:
+        yield seen
+    finally:
+        helper.join()
+
+
 def test_an_in_cluster_build_uploads_its_context_runs_kaniko_and_pins_the_registry_digest(
         cli, cluster: ControlPlane, bucket: str, registry: RegistryServer,
         tmp_path: Path) -> None:
@@ -169,28 +198,9 @@ def test_an_in_cluster_build_uploads_its_context_runs_kaniko_and_pins_the_regist
             f"gs://{bucket}/artifacts") in planned.out
     tag = planned.out.split(f'{registry.host}/ml/kaniko-server-tiny:', 1)[1][:20]
 
-    seen: dict[str, Any] = {}
-
-    def kaniko_stand_in() -> None:
-        """Waits for the Job (held unscheduled), records it and its context, pushes the image
-        kaniko would have pushed, and lets the Job run."""
-        try:
-            seen["job"] = wait_for("kaniko Job", lambda: cluster.request(
-                "GET", f"/apis/batch/v1/namespaces/{NS}/jobs/image-server-tiny"))
-            args = seen["job"]["spec"]["template"]["spec"]["containers"][0]["args"]
-            context = args[0].removeprefix("--context=")
-            seen["context"] = (context, read_object(bucket, context))
-            seen["digest"] = push_scratch_image(registry, "ml/kaniko-server-tiny", tag)
-        finally:
-            set_schedulable(cluster, True)
-
-    set_schedulable(cluster, False)
-    helper = threading.Thread(target=kaniko_stand_in)
-    helper.start()
-    try:
+    with kaniko_stand_in(cluster, bucket, registry, NS, "image-server-tiny",
+                         "ml/kaniko-server-tiny", tag) as seen:
         applied = cli("apply", "--auto-approve", root)
-    finally:
-        helper.join()
     assert applied.code == 0, applied.output
 
     # The Job: kaniko, as the namespace's ServiceAccount, with the build's arguments.
@@ -266,3 +276,40 @@ spec:
     again = cli("plan", "--detailed-exitcode", root)
     assert again.code == 2
     assert "+ Image/kaniko-failing/server-broken" in again.out
+
+
+def test_a_git_sourced_build_uploads_the_commits_tree(
+        cli, cluster: ControlPlane, bucket: str, registry: RegistryServer,
+        tmp_path: Path) -> None:
+    from tests.e2e.test_images import commit, git
+
+    bare, work = tmp_path / "repo.git", tmp_path / "work"
+    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
+    git("clone", "-q", str(bare), str(work), cwd=tmp_path)
+    commit(work, {"app/Dockerfile": "FROM scratch\nCOPY main.py /main.py\n",
+                  "app/main.py": "print(1)\n", "README": "elsewhere\n"}, "one")
+    image = f"""\
+apiVersion: substratus.ai/v1
+kind: Image
+metadata: {{name: app}}
+spec:
+  git: {{url: 'file://{bare}', branch: main, path: app}}
+  builder: cluster
+"""
+    root = workspace(tmp_path / "ws", bucket, registry.host, image, "kaniko-git")
+    planned = cli("plan", root)
+    assert planned.code == 0, planned.output
+    tag = planned.out.split(f"{registry.host}/ml/kaniko-git-app:", 1)[1][:20]
+    with kaniko_stand_in(cluster, bucket, registry, "kaniko-git", "image-app",
+                         "ml/kaniko-git-app", tag) as seen:
+        applied = cli("apply", "--auto-approve", root)
+    assert applied.code == 0, applied.output
+    _, tarball = seen["context"]
+    with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as tar:
+        # The commit's folder `app`, not the workspace's files.
+        assert [m.name for m in tar.getmembers()] == ["Dockerfile", "main.py"]
+        assert tar.extractfile("main.py").read() == b"print(1)\n"  # type: ignore[union-attr]
+    inventory = json.loads((root / ".substratus" / "state" / "inventory.json").read_text())
+    (entry,) = inventory["resources"]
+    assert entry["status"]["digest"] == seen["digest"]
+    assert cli("plan", "--detailed-exitcode", root).code == 0
