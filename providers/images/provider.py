@@ -86,8 +86,9 @@ class ImagesProvider(HandlerTable):
 
 
 
-# The Image a workload's spec.build makes is named after the workload (as its objects are).
+# What a workload runs on, which its in-cluster build needs too.
 INFRASTRUCTURE = ("Cluster", "NodePool", "Bucket")
+# The Image a workload's spec.build makes is named after the workload (as its objects are).
 BUILT_NAMES = {"Dataset": "dataset", "Model": "model", "ModelServer": "server",
                "Notebook": "notebook"}
 
@@ -401,7 +402,9 @@ class Images:
             yield dataclasses.replace(inputs, context=folder)
 
     def _scratch(self) -> Path:
-        path = self.context.data_dir / "cache" / "git"
+        """Where a build's temporary files go (a git tree, a context tarball): beside the
+        workspace's data, not in a /tmp that may be memory."""
+        path = self.context.data_dir / "cache" / "scratch"
         path.mkdir(parents=True, exist_ok=True)
         return path
 
