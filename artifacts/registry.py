@@ -101,6 +101,12 @@ class Descriptor:
     size: int
 
 
+def is_google_registry(host: str) -> bool:
+    """Artifact Registry (`*-docker.pkg.dev`) or Container Registry (`gcr.io`, `*.gcr.io`)."""
+    name = host.rsplit(":", 1)[0].lower()
+    return name.endswith("-docker.pkg.dev") or name == "gcr.io" or name.endswith(".gcr.io")
+
+
 def docker_credentials(host: str, config: Path | None = None) -> Credentials:
     """The user and password a Docker config.json holds for `host`: from its credential helper
     (`credHelpers`, else `credsStore`; `gcloud auth configure-docker` sets one for Artifact
@@ -161,13 +167,15 @@ class RegistryClient:
 
     def __init__(self, host: str, *, credentials: Credentials = None,
                  token_source: Callable[[], str] | None = None, timeout: float = 30.0,
-                 retry: Retrying | None = None) -> None:
+                 retry: Retrying | None = None, endpoint: str | None = None) -> None:
         """`token_source`: a bearer token for registries that take one directly (Artifact
         Registry with an OAuth token), used instead of `credentials`. `retry`: when to send a
-        temporary failure again (None: never)."""
+        temporary failure again (None: never). `endpoint`: the URL `host` is reached at, when
+        not its own (tests stand a loopback server in for a remote host)."""
         self.host = host
         scheme = "http" if host.rsplit(":", 1)[0] in LOOPBACK or host in LOOPBACK else "https"
-        self.base = f"{scheme}://{host}"
+        self.base = (endpoint or f"{scheme}://{host}").rstrip("/")
+        self._netloc = urllib.parse.urlsplit(self.base).netloc
         self.credentials = credentials
         self.token_source = token_source
         self.timeout = timeout
@@ -241,7 +249,7 @@ class RegistryClient:
         """Sends, once more with credentials if the registry asks for them, and again under the
         retry policy when the answer is temporary (5xx, 429, a reset or timed-out connection)."""
         url = path if path.startswith(("http://", "https://")) else self.base + path
-        if urllib.parse.urlsplit(url).netloc != self.host:
+        if urllib.parse.urlsplit(url).netloc != self._netloc:
             # An upload Location elsewhere would carry our credentials to another host.
             raise RegistryError(f"registry {self.host} sent us to {url}; refused (another host)")
         scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
@@ -339,10 +347,13 @@ class RegistryClient:
         if e.code in (401, 403):
             anonymous = self.credentials is None and self.token_source is None
             why = "no credentials were given" if anonymous else "the credentials were refused"
+            login = (f"`gcloud auth application-default login` (substratus sends its token to "
+                     f"{self.host}) or `gcloud auth configure-docker {self.host}`"
+                     if is_google_registry(self.host) else
+                     f"`docker login {self.host}` (it writes ~/.docker/config.json)")
             return RegistryError(
                 f"registry {self.host} refused {method} {what}: HTTP {e.code} ({why})",
-                hint=f"log in to {self.host} (`docker login {self.host}` writes ~/.docker/"
-                     "config.json), or give the account access to the repository")
+                hint=f"log in with {login}, or give the account access to the repository")
         detail = e.read()[:300].decode(errors="replace").strip()
         return RegistryError(f"registry {self.host} answered {method} {what} with HTTP "
                              f"{e.code}{': ' + detail if detail else ''}")

@@ -25,7 +25,13 @@ from substratus_cli.diff import spec_hash
 from substratus_cli.errors import ExitCode
 from substratus_cli.plan import Change, Plan
 from substratus_cli.planner import recorded_statuses
-from substratus_cli.provider import ApplyRequest, LiveObject, Provider, Registry
+from substratus_cli.provider import (
+    ApplyRequest,
+    LiveObject,
+    Provider,
+    Registry,
+    wait_until_ready,
+)
 from substratus_cli.secrets import scrub
 from substratus_cli.state import StateSession
 
@@ -197,18 +203,7 @@ class Executor:
         return {a: dict(entries[a].status) for a in refs if a in entries}
 
     def _await_ready(self, provider: Provider, live: LiveObject) -> str | None:
-        deadline = time.monotonic() + self.ready_timeout
-        delay = 0.1
-        while True:
-            readiness = dispatch.ready(provider, live)
-            if readiness.ready:
-                return None
-            if readiness.failed:
-                return f"not ready: {readiness.message}"
-            if time.monotonic() + delay > deadline:
-                return f"not ready after {self.ready_timeout:.0f}s: {readiness.message}"
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        return wait_until_ready(lambda: dispatch.ready(provider, live), self.ready_timeout)
 
     def _record(self, change: Change, live: LiveObject) -> None:
         r = change.desired

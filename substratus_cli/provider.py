@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import graphlib
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -83,6 +84,43 @@ class ClusterAccess:
 
 
 @dataclasses.dataclass(frozen=True)
+class JobRun:
+    """How a Job run to its end by `ClusterJobs.run` ended."""
+
+    succeeded: bool
+    message: str  # "Job complete", or why it failed (the readiness gate's words)
+    last_lines: tuple[str, ...] = ()  # of its failed container (its termination message)
+
+
+class ClusterJobs(Protocol):
+    """Runs a Job to its end on the runtime's cluster: what the kubernetes runtime lends another
+    provider (the images provider's kaniko builds), so that it neither talks to the cluster
+    itself nor waits on Jobs its own way."""
+
+    def run(self, manifest: Mapping[str, Any], timeout: float) -> JobRun:
+        """Replaces the Job of that name (if this workspace owns it), creates `manifest` and waits
+        for it, through the runtime's own readiness gate, for `timeout` seconds at most."""
+        ...
+
+
+def wait_until_ready(check: Callable[[], Readiness], timeout: float) -> str | None:
+    """Asks `check` with a growing pause (0.1 s, doubling, 5 s at most) until it answers ready
+    (None), failed, or `timeout` seconds pass (why not, as a message)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while True:
+        readiness = check()
+        if readiness.ready:
+            return None
+        if readiness.failed:
+            return f"not ready: {readiness.message}"
+        if time.monotonic() + delay > deadline:
+            return f"not ready after {timeout:.0f}s: {readiness.message}"
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class ProviderContext:
     """What a provider is handed when it is built: where it runs and for whom."""
 
@@ -97,6 +135,8 @@ class ProviderContext:
     # The cluster the Environment names (`kubernetes.cluster`), None while it does not exist;
     # unset when the Environment gives a kubeconfig context instead.
     cluster_access: Callable[[], ClusterAccess | None] | None = None
+    # The kubernetes runtime's Jobs (None on the local runtime): in-cluster image builds.
+    cluster_jobs: ClusterJobs | None = None
 
     def artifact_store(self) -> Store:
         if self.open_artifacts is None:

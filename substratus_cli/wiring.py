@@ -55,24 +55,29 @@ def build_registry(loaded: Loaded, part_of: str) -> Registry:
     gcp = _gcp_provider(context)
     from substratus_providers.images.provider import ImagesProvider
 
-    # In the order they plan: what the runtime's kinds run on and run first.
-    providers: list[Provider] = [gcp, ImagesProvider(context)]
     cluster = _named_cluster(settings, loaded.resources)
     if cluster is not None:
         # The kubernetes runtime reaches the cluster a Cluster resource makes (endpoint, CA,
         # an ADC token), not a kubeconfig context.
         context = dataclasses.replace(context, cluster_access=lambda: gcp.cluster_access(cluster))
+    runtime: Provider
     if settings.runtime == "local":
         from substratus_providers.local import LocalProvider
 
-        providers.append(LocalProvider(context))
+        runtime = LocalProvider(context)
+        images = ImagesProvider(context)
     else:
         try:
             from substratus_providers.kubernetes.provider import KubernetesProvider
         except ImportError as e:
             raise UsageError(f"the kubernetes runtime needs the kubernetes client ({e.name} is "
                              "missing)", hint=install_command("kubernetes")) from None
-        providers.append(KubernetesProvider(context))
+        kubernetes = KubernetesProvider(context)
+        runtime = kubernetes
+        # In-cluster builds run as the runtime's Jobs.
+        images = ImagesProvider(dataclasses.replace(context, cluster_jobs=kubernetes.jobs))
+    # In the order they plan: what the runtime's kinds run on and run first.
+    providers: list[Provider] = [gcp, images, runtime]
     return Registry(providers)
 
 

@@ -29,7 +29,8 @@ def with_infrastructure_edges(resources: Sequence[Resource], cluster: str | None
                               bucket: str | None) -> list[Resource]:
     """ML resources depend on what they run on, though they do not name it: the Cluster the
     Environment names and its NodePools, and the Bucket its `artifacts` URL is in. So one plan
-    creates the cluster, its pools and the bucket first, and destroy removes them last."""
+    creates the cluster, its pools and the bucket first, and destroy removes them last. So do
+    Images built in the cluster (`builder: cluster`): a kaniko Job runs there."""
     under = []
     for r in resources:
         if ((r.kind == "Cluster" and r.name == cluster)
@@ -40,4 +41,8 @@ def with_infrastructure_edges(resources: Sequence[Resource], cluster: str | None
     if not under:
         return list(resources)
     return [dataclasses.replace(r, refs=tuple(dict.fromkeys([*r.refs, *under])))
-            if r.kind in ML_KINDS else r for r in resources]
+            if r.kind in ML_KINDS or in_cluster(r) else r for r in resources]
+
+
+def in_cluster(r: Resource) -> bool:
+    return r.kind == "Image" and r.spec.get("builder") == "cluster"

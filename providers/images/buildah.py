@@ -5,9 +5,12 @@ push that fails says so with the builder's last lines; nothing is recorded as bu
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import re
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +18,15 @@ from substratus_cli.errors import ProviderError
 from substratus_providers.images.context import BuildInputs, dockerfile_path
 
 LAST_LINES = 20
+# A push failing with one of these is tried again, PUSH_TRIES times in all (buildah's own
+# --retry does not take an unexpected 5xx for a passing failure).
+TEMPORARY = re.compile(r"HTTP status: (?:5\d\d|429)[^\n]*|connection reset by peer|"
+                       r"unexpected EOF|i/o timeout")
+PUSH_TRIES = 3
+PUSH_RETRY_DELAY = 1.0
+# What buildah's push says when the registry refuses the credentials (401/403).
+AUTH_WORDS = ("unauthorized", "authentication required", "denied", "403 forbidden")
+logger = logging.getLogger(__name__)
 INSTALL_HINT = ("install buildah (Debian/Ubuntu: apt-get install buildah; Fedora: dnf install "
                 "buildah), which builds images without a Docker daemon")
 
@@ -59,8 +71,34 @@ class Buildah:
             command += ["--authfile", str(authfile)]
         if destination.split("/", 1)[0] in self.insecure:
             command.append("--tls-verify=false")
-        self._run([*command, tag, f"docker://{destination}"], log, f"pushing {destination}")
+        try:
+            self._push([*command, tag, f"docker://{destination}"], log, destination)
+        except BuildError as e:
+            if not any(word in e.message.lower() for word in AUTH_WORDS):
+                raise
+            host = destination.split("/", 1)[0]
+            raise BuildError(f"registry {host} refused the push: {e.message}",
+                             hint=f"log in to {host} (`docker login {host}`, or for Google's "
+                                  "registries `gcloud auth configure-docker`), or give the "
+                                  f"account push access to the repository; {e.hint}") from None
         return digestfile.read_text().strip()
+
+    def _push(self, args: list[str], log: Path, destination: str) -> None:
+        """A push, made again (blobs already there are skipped) while it fails with what a
+        registry answers when it is briefly unwell: a 5xx, a 429, a connection reset."""
+        for attempt in range(1, PUSH_TRIES + 1):
+            try:
+                self._run(args, log, f"pushing {destination}")
+                return
+            except BuildError as e:
+                if attempt == PUSH_TRIES or not TEMPORARY.search(e.message):
+                    raise
+                delay = PUSH_RETRY_DELAY * attempt
+                logger.warning("pushing %s failed for a reason that passes (%s); trying again in "
+                             "%.0f s (try %d of %d)", destination,
+                             TEMPORARY.search(e.message).group(0),  # type: ignore[union-attr]
+                             delay, attempt + 1, PUSH_TRIES)
+                time.sleep(delay)
 
     def _run(self, args: list[str], log: Path, what: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ the registry."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
@@ -16,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from substratus_artifacts.registry import LOOPBACK, RegistryClient, docker_credentials
+from substratus_artifacts.registry import LOOPBACK, RegistryClient
 from substratus_artifacts.statcache import StatCache
 from substratus_cli.action import UNKNOWN, Action, FieldChange
 from substratus_cli.address import IMAGE_KINDS, Address
@@ -43,6 +44,7 @@ from substratus_cli.provider import (
 )
 from substratus_cli.resource import Resource
 from substratus_cli.retry import RetryPolicy
+from substratus_providers.images import kaniko
 from substratus_providers.images.buildah import Buildah
 from substratus_providers.images.context import (
     BuildInputs,
@@ -55,6 +57,7 @@ from substratus_providers.images.context import (
     identity,
 )
 from substratus_providers.images.git import checkout, resolve
+from substratus_providers.images.google_token import credentials_and_source
 
 # A registry's 5xx, 429 and reset connections are sent again, a plan's reads for 15 s at most.
 REGISTRY_RETRY = RetryPolicy(first_delay=0.5, max_delay=4.0, tries=5, deadline=30.0,
@@ -77,11 +80,14 @@ class ImagesProvider(HandlerTable):
         return with_built_images(resources)
 
     def check(self, request: CheckRequest) -> CheckResponse:
+        in_cluster = self.context.cluster_jobs is not None
         return CheckResponse(tuple(d for r in request.resources for d in check_image(
-            r, self.context.workdir, self.context.settings.get("registry"))))
+            r, self.context.workdir, self.context.settings.get("registry"), in_cluster)))
 
 
 
+# What a workload runs on, which its in-cluster build needs too.
+INFRASTRUCTURE = ("Cluster", "NodePool", "Bucket")
 # The Image a workload's spec.build makes is named after the workload (as its objects are).
 BUILT_NAMES = {"Dataset": "dataset", "Model": "model", "ModelServer": "server",
                "Notebook": "notebook"}
@@ -106,21 +112,32 @@ def with_built_images(resources: Sequence[Resource]) -> list[Resource]:
             continue
         lines = {"spec" + k.removeprefix("spec.build"): v for k, v in r.field_lines.items()
                  if k == "spec.build" or k.startswith("spec.build.")}
+        # The workload's labels go on its Image (and on an in-cluster build's Job and pod); a
+        # build in the cluster depends on what the workload runs on (its Cluster, NodePools).
+        under = tuple(d for d in r.refs if d.kind in INFRASTRUCTURE) \
+            if build.get("builder") == "cluster" else ()
         out.append(Resource(a, dict(build), file=r.file, line=r.line_of("spec.build"),
-                            field_lines=lines))
+                            labels=dict(r.labels), field_lines=lines, refs=under))
         out[n] = dataclasses.replace(r, refs=(*r.refs, a))
     taken.raise_if_errors()
     return out
 
 
-def check_image(r: Resource, workdir: Path, registry: Any) -> list[ProviderDiagnostic]:
-    """What cannot be built as declared, each at its field (the files are walked, not read)."""
+def check_image(r: Resource, workdir: Path, registry: Any,
+                in_cluster: bool = False) -> list[ProviderDiagnostic]:
+    """What cannot be built as declared, each at its field (the files are walked, not read).
+    `in_cluster`: the runtime can run builds in its cluster (the kubernetes runtime)."""
     def problem(summary: str, path: str, detail: str = "") -> list[ProviderDiagnostic]:
         return [ProviderDiagnostic(f"Image {r.name!r}: {summary}", detail, r.address, path)]
 
     if not registry:
         return problem("there is no registry to push it to", "kind",
                        "set `registry: HOST/REPOSITORY` in the Environment")
+    if r.spec.get("builder") == "cluster" and not in_cluster:
+        return problem("`builder: cluster` builds with a kaniko Job, which needs the kubernetes "
+                       "runtime", "spec.builder",
+                       "set `runtime: kubernetes` in the Environment, or remove `builder` to "
+                       "build on this machine with buildah")
     git = r.spec.get("git")
     if git:
         path = PurePosixPath(str(git.get("path") or "."))
@@ -165,6 +182,7 @@ class Images:
         registry = str(context.settings.get("registry") or "")
         self.host, _, self.prefix = registry.partition("/")
         self._client: RegistryClient | None = None
+        self._adc = False  # the client's credentials are an Application Default Credentials token
         self._identities = context.data_dir / "cache" / "images"
         # What a read computed, for the plan of the same run (apply computes it again).
         self._read: dict[Address, Identity] = {}
@@ -179,7 +197,8 @@ class Images:
     @property
     def client(self) -> RegistryClient:
         if self._client is None:
-            self._client = RegistryClient(self.host, credentials=docker_credentials(self.host),
+            credentials, self._adc = credentials_and_source(self.host)
+            self._client = RegistryClient(self.host, credentials=credentials,
                                           retry=REGISTRY_RETRY)
         return self._client
 
@@ -240,8 +259,10 @@ class Images:
         repository = f"{self.host}/{self.repository(r.address)}"
         status = {"image": f"{repository}:{want.tag}", "tag": want.tag, "digest": UNKNOWN}
         private = {"identity": want.digest}
+        notes = (self._builder(r),)
         if live is None:
-            return PlannedChange(r.address, Action.CREATE, "", (), status, private=private)
+            return PlannedChange(r.address, Action.CREATE, "", (), status, private=private,
+                                 notes=notes)
         pushed = live.private.get("pushed")
         if live.spec.get("identity") == want.tag and pushed in (None, live.status["digest"]):
             return PlannedChange(r.address, Action.NOOP, "", (), dict(live.status),
@@ -250,12 +271,25 @@ class Images:
             why = (f"{live.status['image']} is not the image substratus pushed there (it was "
                    f"{pushed}): push again")
             return PlannedChange(r.address, Action.UPDATE, why, (FieldChange(
-                "status.digest", pushed, live.status["digest"]),), status, private=private)
+                "status.digest", pushed, live.status["digest"]),), status, private=private,
+                notes=notes)
         changes = (FieldChange("spec.identity", live.spec.get("identity"), want.tag),
                    FieldChange("status.digest", live.status.get("digest"), UNKNOWN))
         return PlannedChange(r.address, Action.UPDATE, self._why(str(live.spec["identity"]),
                                                                  want, r),
-                             changes, status, private=private)
+                             changes, status, private=private, notes=notes)
+
+    def _builder(self, r: Resource) -> str:
+        """Which builder an apply uses, as the plan shows it."""
+        if r.spec.get("builder") == "cluster":
+            return (f"built by a kaniko Job in namespace {r.address.namespace} "
+                    f"({self._kaniko_image()}), its context uploaded to "
+                    f"{self.context.artifacts_url}")
+        return "built by buildah on this machine"
+
+    def _kaniko_image(self) -> str:
+        settings = self.context.settings.get("kubernetes") or {}
+        return str(settings.get("kanikoImage") or kaniko.KANIKO_IMAGE)
 
     def _why(self, old_tag: str, want: Identity, r: Resource) -> str:
         """Which files changed, when this machine remembers what the old image was built from."""
@@ -284,20 +318,71 @@ class Images:
             raise ProviderError(f"the context of Image {r.name!r} changed since the plan",
                                 hint="plan again")
         a = r.address
+        destinations = [f"{self.host}/{self.repository(a)}:{tag}"
+                        for tag in (built.tag, *(r.spec.get("tags") or ()))]
+        if r.spec.get("builder") == "cluster":
+            digest = self._build_in_cluster(r, built, destinations)
+        else:
+            digest = self._build_here(r, built, destinations)
+        self._remember(built)
+        return self._live(a, built.tag, digest, self.context.part_of, pushed=digest)
+
+    def _build_here(self, r: Resource, built: Identity, destinations: list[str]) -> str:
+        """buildah on this machine; the digest buildah pushed."""
+        a = r.address
         logs = self.context.data_dir / "runtime" / "logs" / "Image" / a.namespace / a.name
         builder = Buildah.find(self.context.data_dir / "buildah",
                                insecure=[self.host] if self._loopback() else [])
         local = f"localhost/{self.repository(a)}:{built.tag}"
         with self._context(r, built) as inputs:
             builder.build(inputs, local, logs / f"{built.tag}.build.log")
-        destination = f"{self.host}/{self.repository(a)}:{built.tag}"
-        digest = builder.push(local, destination, logs / f"{built.tag}.push.log",
-                              authfile=self._authfile())
-        for tag in r.spec.get("tags") or ():
-            builder.push(local, f"{self.host}/{self.repository(a)}:{tag}",
-                         logs / f"{built.tag}.push.log", authfile=self._authfile())
-        self._remember(built)
-        return self._live(a, built.tag, digest, self.context.part_of, pushed=digest)
+        push_log = logs / f"{built.tag}.push.log"
+        with self._push_auth() as authfile:
+            digest = builder.push(local, destinations[0], push_log, authfile=authfile)
+            for destination in destinations[1:]:
+                builder.push(local, destination, push_log, authfile=authfile)
+        return digest
+
+    @contextlib.contextmanager
+    def _push_auth(self) -> Iterator[Path | None]:
+        """What buildah logs in with: Docker's config.json; or, when the credentials are an
+        Application Default Credentials token, a file of its own (0600) for the push alone,
+        removed after it."""
+        credentials = self.client.credentials
+        if not self._adc or credentials is None:
+            yield self._authfile()
+            return
+        pair = base64.b64encode(":".join(credentials).encode()).decode()
+        with tempfile.TemporaryDirectory(prefix="substratus-auth-") as folder:  # 0700
+            path = Path(folder) / "auth.json"
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+                json.dump({"auths": {self.host: {"auth": pair}}}, f)
+            yield path
+
+    def _build_in_cluster(self, r: Resource, built: Identity, destinations: list[str]) -> str:
+        """A kaniko Job on the runtime's cluster, its context uploaded to the artifact store;
+        the digest the registry serves afterwards (the Job's log is not trusted for it)."""
+        jobs = self.context.cluster_jobs
+        if jobs is None:
+            raise ProviderError(f"Image {r.name!r}: `builder: cluster` needs the kubernetes "
+                                "runtime")
+        a = r.address
+        with self._context(r, built) as inputs:
+            url = kaniko.upload_context(self.context.artifact_store(), inputs, built,
+                                        self._scratch())
+            manifest = kaniko.job_manifest(
+                name=a.name, namespace=a.namespace,
+                part_of=self.context.part_of, labels=r.labels, image=self._kaniko_image(),
+                context_url=url, inputs=inputs, destinations=destinations,
+                insecure=self._loopback())
+        kaniko.run_build(jobs, manifest, destinations[0])
+        found = self.client.head_manifest(self.repository(a), built.tag)
+        if found is None:
+            raise ProviderError(f"the kaniko Job building {destinations[0]} completed, but "
+                                f"registry {self.host} has no such image",
+                                hint="the builder pushed elsewhere, or the push was removed: "
+                                     "apply again")
+        return found.digest
 
     @contextlib.contextmanager
     def _context(self, r: Resource, built: Identity) -> Iterator[BuildInputs]:
@@ -317,7 +402,9 @@ class Images:
             yield dataclasses.replace(inputs, context=folder)
 
     def _scratch(self) -> Path:
-        path = self.context.data_dir / "cache" / "git"
+        """Where a build's temporary files go (a git tree, a context tarball): beside the
+        workspace's data, not in a /tmp that may be memory."""
+        path = self.context.data_dir / "cache" / "scratch"
         path.mkdir(parents=True, exist_ok=True)
         return path
 

@@ -21,6 +21,7 @@ from substratus_cli.provider import (
 )
 from substratus_providers.kubernetes.client import Client
 from substratus_providers.kubernetes.connection import Connection
+from substratus_providers.kubernetes.jobs import Jobs
 from substratus_providers.kubernetes.pods import user_env
 from substratus_providers.kubernetes.workloads import Artifacts, Notebooks, Workloads
 
@@ -33,6 +34,7 @@ class KubernetesProvider(HandlerTable):
     def __init__(self, context: ProviderContext, client: Client | None = None) -> None:
         self.context = context
         self.connection = Connection(context, client)
+        self.jobs = Jobs(self.connection)  # lent to the images provider (wiring)
         artifacts = Artifacts(self.connection)
         self.handlers: dict[str, KindHandler] = {
             "Dataset": artifacts, "Model": artifacts,

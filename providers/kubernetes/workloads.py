@@ -26,6 +26,7 @@ from substratus_cli.provider import (
 from substratus_cli.resource import Resource
 from substratus_cli.sizing import declared_size
 from substratus_providers.kubernetes import readiness
+from substratus_providers.kubernetes.client import Client
 from substratus_providers.kubernetes.compare import planned_change
 from substratus_providers.kubernetes.connection import Connection, PlanContext
 from substratus_providers.kubernetes.desired import (
@@ -149,18 +150,29 @@ class Workloads:
         return self._ready(a, kind, name, obj)
 
     def _ready(self, a: Address, kind: str, name: str, obj: Obj) -> Readiness:
-        gate = {"Job": readiness.job, "Deployment": readiness.deployment,
-                "StatefulSet": readiness.statefulset}[kind]
-        answer = gate(obj, [])
-        if answer.ready:
-            return answer
-        return gate(obj, self._pods(a, kind, name))
-
-    def _pods(self, a: Address, kind: str, name: str) -> list[Obj]:
-        selector = (f"batch.kubernetes.io/job-name={name}" if kind == "Job"
+        selector = (None if kind == "Job"
                     else f"{KIND_LABEL}={a.kind},{NAME_LABEL}={a.name}")
-        pods, _ = self.connection.client.list("v1", "Pod", a.namespace, label_selector=selector)
-        return pods
+        return gated(self.connection.client, kind, a.namespace, name, obj, selector)
+
+
+def gated(client: Client, kind: str, namespace: str, name: str, obj: Obj,
+          selector: str | None = None) -> Readiness:
+    """The readiness of a Job, Deployment or StatefulSet; its pods (a Job's by its job-name, others
+    by `selector`) are listed only when it is not ready, to say why."""
+    gate = {"Job": readiness.job, "Deployment": readiness.deployment,
+            "StatefulSet": readiness.statefulset}[kind]
+    answer = gate(obj, [])
+    if answer.ready:
+        return answer
+    return gate(obj, pods_of(client, kind, namespace, name, selector))
+
+
+def pods_of(client: Client, kind: str, namespace: str, name: str,
+            selector: str | None = None) -> list[Obj]:
+    if kind == "Job":
+        selector = f"batch.kubernetes.io/job-name={name}"
+    pods, _ = client.list("v1", "Pod", namespace, label_selector=selector)
+    return pods
 
 
 class Artifacts(Workloads):

@@ -162,6 +162,8 @@ class EnvironmentKubernetes(_Model):
     context: str | None = None
     namespace: Name = "default"
     cluster: Ref | None = None
+    # The executor image of in-cluster builds (`builder: cluster`); a pinned kaniko by default.
+    kaniko_image: str | None = Field(None, alias="kanikoImage")
 
 
 class EnvironmentSpec(_Model):
@@ -247,6 +249,9 @@ class Build(_Model):
     dockerfile: str | None = None  # in the context; `Dockerfile` when not given
     build_args: dict[str, str] | None = Field(None, alias="buildArgs")
     target: str | None = None
+    # Where it is built: buildah on this machine (the default), or a kaniko Job in the cluster
+    # of the kubernetes runtime.
+    builder: Literal["local", "cluster"] | None = None
 
     @classmethod
     def _problems(cls, data: dict[Any, Any]) -> list[str]:

@@ -261,3 +261,14 @@ def test_a_saved_plan_builds_what_it_planned_and_refuses_files_changed_since(
     stale = cli("apply", saved)
     assert stale.code == 6, stale.output
     assert "the context of Image 'trainer' changed since the plan (plan again)" in stale.output
+
+
+def test_an_in_cluster_build_on_the_local_runtime_is_refused_at_its_field(
+        cli, registry: RegistryServer, tmp_path: Path) -> None:
+    root = workspace(tmp_path / "ws", f"{registry.host}/ml",
+                     image=IMAGE + "  builder: cluster\n")
+    refused = cli("validate", root)
+    assert refused.code == 3, refused.output
+    assert ("Error: images.yaml:6: spec.builder: Image 'trainer': `builder: cluster` builds with "
+            "a kaniko Job, which needs the kubernetes runtime") in refused.err
+    assert "set `runtime: kubernetes` in the Environment" in refused.err
