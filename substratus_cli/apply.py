@@ -120,7 +120,8 @@ class Executor:
                 self._record(change, live[a])
             elif a in live and self.plan.refresh_only:  # what was applied is kept
                 self.session.refresh(a, fingerprint=live[a].fingerprint,
-                                     status=dict(live[a].status))
+                                     status=dict(live[a].status),
+                                     content=live[a].content or None)
             elif a not in live:
                 self.session.forget(a)
 
@@ -212,7 +213,7 @@ class Executor:
             spec_hash=spec_hash(r.spec, r.labels) if r else None,
             fingerprint=live.fingerprint,
             status={k: scrub(v) if isinstance(v, str) else v for k, v in live.status.items()},
-            deps=r.refs if r else (),
+            deps=r.refs if r else (), content=live.content or None,
         )
 
     def _failed(self, change: Change, started: float, message: str) -> StepResult:

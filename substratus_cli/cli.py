@@ -118,6 +118,9 @@ def validate(directory: Path, loading: LoadOptions) -> None:
               help="Exit 2 when there are changes, 0 when there are none.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--destroy", is_flag=True, help="Plan the destruction of everything managed.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also print the notes that say nothing is done (e.g. a server sized for no "
+                   "GPU because its model's size is not known yet).")
 @REFRESH_ONLY
 @TARGET
 @REPLACE
@@ -126,8 +129,9 @@ def validate(directory: Path, loading: LoadOptions) -> None:
 @INPUT
 @with_loading
 def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_json: bool,
-         destroy: bool, refresh_only: bool, targets: tuple[str, ...], replace: tuple[str, ...],
-         lock: bool, lock_timeout: str, ask: bool, loading: LoadOptions) -> None:
+         destroy: bool, verbose: bool, refresh_only: bool, targets: tuple[str, ...],
+         replace: tuple[str, ...], lock: bool, lock_timeout: str, ask: bool,
+         loading: LoadOptions) -> None:
     """Show what apply would change: read the files and the live state, diff them.
 
     A plan never asks for input; --input is accepted for scripts written for Terraform."""
@@ -140,7 +144,7 @@ def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_jso
     if as_json:
         click.echo(json.dumps(plan_to_json(the_plan), indent=2))
     else:
-        render_plan(the_plan, out)
+        render_plan(the_plan, out, verbose=verbose)
         if out_file is not None:
             what = "update the state" if the_plan.refresh_only else "perform exactly these actions"
             out.print(f"\nSaved the plan to: {out_file}\n\nTo {what}, run:"

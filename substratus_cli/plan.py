@@ -58,6 +58,7 @@ class Change:
     live: LiveObject | None = None  # as read for the plan, None if absent
     planned_status: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     notes: tuple[str, ...] = ()  # the provider's lines under the change (sizing arithmetic)
+    details: tuple[str, ...] = ()  # more of them, shown by `plan --verbose` only
     private: Private = dataclasses.field(default_factory=dict)  # the provider's, for its apply
     # Addresses that must be done first (creates/updates) or after (deletes run in reverse).
     depends_on: tuple[Address, ...] = ()

@@ -71,7 +71,8 @@ def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: 
         changes[a] = Change(
             address=a, provider=registry[a.kind].name, action=action, reason=reason,
             field_changes=pc.field_changes, desired=desired.get(a), live=live.get(a),
-            planned_status=pc.planned_status, notes=pc.notes, private=pc.private,
+            planned_status=pc.planned_status, notes=pc.notes, details=pc.details,
+            private=pc.private,
         )
     changes = _with_order(changes, deps, recorded)
     if options.targets:
@@ -83,6 +84,7 @@ def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: 
                     environment=environment, documents=tuple(resources), refresh_only=True)
     order = _apply_order(changes)
     drift = _drift(changes, live, entries, desired)
+    changes = _explained(changes, drift)
     refresh = _refresh(changes, live, entries, set(changes))
     return Plan(target=target, changes=tuple(changes[a] for a in order), drift=tuple(drift),
                 destroy=options.destroy, refresh=tuple(refresh), environment=environment,
@@ -164,16 +166,28 @@ def _apply_order(changes: Mapping[Address, Change]) -> list[Address]:
     return Graph({a: c.depends_on for a, c in changes.items()}).order()
 
 
+def changed_outside(obj: LiveObject, entry: InventoryEntry) -> bool:
+    """Whether what substratus manages in `obj` changed since the last apply recorded `entry`:
+    its content digest where the provider gives one (another tool's annotation or label is not
+    drift), else any write (the fingerprint). The fingerprint alone tells a saved plan's
+    staleness."""
+    if obj.content and entry.content:
+        return obj.content != entry.content
+    return obj.fingerprint != entry.fingerprint
+
+
 def _drift(changes: Mapping[Address, Change], live: Mapping[Address, LiveObject],
            entries: Mapping[Address, InventoryEntry],
            desired: Mapping[Address, Resource]) -> list[Drift]:
+    """What changed outside since the last apply and the plan puts back: nothing where the plan
+    changes nothing (what changed outside, if anything, already matches the files)."""
     out = []
     for a, c in changes.items():
         entry = entries.get(a)
-        if entry is None or entry.pending is not None:
+        if entry is None or entry.pending is not None or c.action is Action.NOOP:
             continue
         obj = live.get(a)
-        if obj is not None and obj.fingerprint == entry.fingerprint:
+        if obj is not None and not changed_outside(obj, entry):
             continue
         r = desired.get(a)
         unchanged_files = r is not None and spec_hash(r.spec, r.labels) == entry.spec_hash
@@ -188,12 +202,32 @@ def _drift(changes: Mapping[Address, Change], live: Mapping[Address, LiveObject]
     return out
 
 
+# How many changed fields a change's reason names at most.
+REASON_FIELDS = 3
+
+
+def _explained(changes: dict[Address, Change], drift: Sequence[Drift]) -> dict[Address, Change]:
+    """A change its provider gave no reason for, whose fields changed outside substratus (the
+    files did not change since the last apply), says which."""
+    out = dict(changes)
+    for d in drift:
+        c = out.get(d.address)
+        if c is None or c.reason or not d.field_changes:
+            continue
+        paths = list(dict.fromkeys(f.path for f in d.field_changes))
+        named = ", ".join(paths[:REASON_FIELDS])
+        more = f" and {len(paths) - REASON_FIELDS} more" if len(paths) > REASON_FIELDS else ""
+        out[d.address] = dataclasses.replace(c, reason=f"changed outside substratus: {named}"
+                                                       f"{more}")
+    return out
+
+
 def _refresh_only(changes: Mapping[Address, Change], live: Mapping[Address, LiveObject],
                   entries: Mapping[Address, InventoryEntry], desired: Mapping[Address, Resource],
                   scope: set[Address] | None) -> tuple[list[Drift], list[Address]]:
     """A refresh-only plan: each inventory entry the live objects no longer match, and what
-    refreshing it does to the state. An object changed outside gets its fingerprint and status
-    recorded (the spec last applied stays: the next plan still puts the object back to the
+    refreshing it does to the state. An object changed outside gets its fingerprint, content
+    digest and status recorded (the spec last applied stays: the next plan still puts the object back to the
     files); one that is gone is forgotten (the next plan creates it). Entries marked pending
     (an operation did not finish) are left to the next apply, unless their object is gone."""
     out: list[Drift] = []
@@ -207,7 +241,7 @@ def _refresh_only(changes: Mapping[Address, Change], live: Mapping[Address, Live
             reason = "deleted outside substratus since the last apply" if entry.pending is None \
                 else f"not found (its {entry.pending.operation} did not finish)"
             out.append(Drift(a, f"{reason}: {FORGOTTEN}"))
-        elif entry.pending is None and obj.fingerprint != entry.fingerprint:
+        elif entry.pending is None and changed_outside(obj, entry):
             refresh.append(a)
             c = changes.get(a)
             r = desired.get(a)
@@ -231,6 +265,7 @@ def _refresh(changes: Mapping[Address, Change], live: Mapping[Address, LiveObjec
         if obj is None or r is None:
             continue
         if (entry is None or entry.pending is not None or entry.fingerprint != obj.fingerprint
+                or entry.content != (obj.content or None)
                 or entry.spec_hash != spec_hash(r.spec, r.labels)):
             out.append(a)
     for a in entries:

@@ -43,8 +43,12 @@ class LiveObject:
     # Outputs that are not part of the spec: snapshot digest, endpoint, pid, port.
     status: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    # Changes whenever anyone writes the object (uid + version, resourceVersion, generation).
+    # Changes whenever anyone writes the object (uid + version, resourceVersion, generation):
+    # what tells a saved plan it is stale.
     fingerprint: str = ""
+    # A digest of what substratus manages in the object (its fields, not another tool's
+    # annotations): what tells drift. Empty: any write is drift (the fingerprint stands for it).
+    content: str = ""
     # The provider's own view of the object (the raw API objects), for its plan and apply.
     private: Private = dataclasses.field(default_factory=dict)
 
@@ -210,6 +214,8 @@ class PlannedChange:
     notes: tuple[str, ...] = ()
     # What apply must render again exactly as planned (versions, chosen GPU); saved with a plan.
     private: Private = dataclasses.field(default_factory=dict)
+    # Lines printed under it only when asked (`plan --verbose`): notes that say nothing is done.
+    details: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -192,6 +192,20 @@ class Client:
         answer = self._request(call, query, body=obj, content_type="application/apply-patch+yaml")
         return answer or {}
 
+    def merge_patch(self, obj: Manifest, patch: Manifest | None = None, *,
+                    dry_run: bool = False) -> Manifest:
+        """A JSON merge patch (RFC 7386) of the object `obj` names: `patch`, else `obj` itself,
+        which replaces each list it holds whole (server-side apply merges lists item by item).
+        The object the server answers (what it would be, with dry_run)."""
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace") or self.namespace
+        call = self._call("patch", "PATCH", obj.get("apiVersion", ""), obj.get("kind", ""),
+                          namespace, meta["name"])
+        query = [("fieldManager", FIELD_MANAGER)] + ([("dryRun", "All")] if dry_run else [])
+        answer = self._request(call, query, body=obj if patch is None else patch,
+                               content_type="application/merge-patch+json")
+        return answer or {}
+
     def delete(self, api_version: str, kind: str, namespace: str | None, name: str, *,
                propagation: str = "Background") -> bool:
         """True when deleted (or being deleted), False when it was already gone."""

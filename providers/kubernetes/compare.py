@@ -1,6 +1,8 @@
 """What a kubernetes plan shows: the changes applying a resource's manifests would make to the
 objects read, each with its reason. An object whose normalized live form matches its manifest
-costs no request; any other is compared with a server-side apply dry run's answer."""
+costs no request; any other is compared with a server-side apply dry run's answer (or, where
+another field manager's edit makes that apply impossible, the answer of the one that takes the
+object back: see workloads.write)."""
 
 from __future__ import annotations
 
@@ -9,27 +11,31 @@ from typing import Any
 
 from substratus_cli.action import Action, FieldChange
 from substratus_cli.diff import field_changes, spec_hash
+from substratus_cli.errors import ProviderError
 from substratus_cli.provider import PlanItem, PlannedChange
 from substratus_cli.resource import Resource
 from substratus_providers.kubernetes.desired import Desired
+from substratus_providers.kubernetes.errors import KubernetesError
 from substratus_providers.kubernetes.live import Obj, key, objects_of
-from substratus_providers.kubernetes.manifests import SPEC_HASH, uploads
+from substratus_providers.kubernetes.manifests import SPEC_HASH, VERSION, uploads
 from substratus_providers.kubernetes.normalize import normalize
 
 # Annotations that say which spec and version an object was written for: they change with
 # every change, and the change itself is what a plan shows.
-QUIET_PATHS = (f"metadata.annotations.{SPEC_HASH}",)
+QUIET_PATHS = (f"metadata.annotations.{SPEC_HASH}", f"metadata.annotations.{VERSION}")
 # The server's answer to a server-side apply dry run of a manifest.
 DryRun = Callable[[Obj], Obj]
 
 
 def planned_change(dry_run: DryRun, item: PlanItem, r: Resource, want: Desired) -> PlannedChange:
     """The change that turns the objects `item` was read with into `want`'s manifests."""
-    notes = (want.note,) if want.note else ()
+    notes = (want.note,) if want.note and not want.quiet_note else ()
+    details = (want.note,) if want.note and want.quiet_note else ()
     status, private = want.planned_status, want.planned.to_private()
     live = objects_of(item.live)
     if not live:
-        return PlannedChange(item.address, Action.CREATE, "", (), status, notes, private)
+        return PlannedChange(item.address, Action.CREATE, "", (), status, notes, private,
+                             details)
     changes: list[FieldChange] = []
     replace = False
     wanted = {m["kind"]: m for m in want.manifests}
@@ -39,7 +45,10 @@ def planned_change(dry_run: DryRun, item: PlanItem, r: Resource, want: Desired) 
             changes.append(FieldChange(key(manifest), None, "(new object)"))
             replace = replace or kind == "Job"
             continue
-        diff = object_diff(dry_run, manifest, obj)
+        try:
+            diff = object_diff(dry_run, manifest, obj)
+        except KubernetesError as e:
+            raise refused(item, manifest, e) from None
         changes.extend(diff)
         replace = replace or (kind == "Job" and bool(diff))
     for kind, obj in live.items():
@@ -47,10 +56,20 @@ def planned_change(dry_run: DryRun, item: PlanItem, r: Resource, want: Desired) 
             changes.append(FieldChange(key(obj), "(object)", None, forces_replacement=True))
             replace = True
     if not changes:
-        return PlannedChange(item.address, Action.NOOP, "", (), status, notes, private)
+        return PlannedChange(item.address, Action.NOOP, "", (), status, notes, private, details)
     action = Action.REPLACE if replace else Action.UPDATE
     return PlannedChange(item.address, action, _reason(r, live, want, replace),
-                         tuple(changes), status, notes, private)
+                         tuple(changes), status, notes, private, details)
+
+
+def refused(item: PlanItem, manifest: Obj, e: KubernetesError) -> ProviderError:
+    """A plan error for a dry run the cluster refused (a policy, a webhook, a permission)."""
+    meta = manifest.get("metadata") or {}
+    return ProviderError(
+        f"cannot plan {item.address}: the cluster refused a dry run of the change to "
+        f"{manifest.get('kind')} {meta.get('namespace')}/{meta.get('name')}: {e.detail}",
+        hint=e.hint or "the cluster refuses what apply would send: change what the message "
+                       "names (or the resource files), then plan again")
 
 
 def object_diff(dry_run: DryRun, manifest: Obj, obj: Obj) -> tuple[FieldChange, ...]:
@@ -79,10 +98,13 @@ def _reason(r: Resource, live: Mapping[str, Obj], want: Desired, replace: bool) 
     primary = next(iter(live.values()))
     annotations = (primary.get("metadata") or {}).get("annotations") or {}
     same_spec = annotations.get(SPEC_HASH) == spec_hash(r.spec, r.labels)
+    # The version covers the spec, the inputs' versions and the files' digest: the same one
+    # means none of them changed, so what did changed outside (the engine's drift says so).
+    new_version = annotations.get(VERSION) != want.version
     why = ""
-    if same_spec and uploads(r):
+    if same_spec and new_version and uploads(r):
         why = f"the files at {r.spec['source']['path']} changed"
-    elif same_spec:
+    elif same_spec and new_version:
         live_inputs = _input_urls(primary)
         changed = sorted(role for role, url in want.inputs.items() if live_inputs.get(role) != url)
         if changed:

@@ -19,7 +19,7 @@ from substratus_cli.resource import Resource
 from substratus_cli.sizing import declared_gpus
 from substratus_providers.kubernetes.client import Client
 from substratus_providers.kubernetes.desired import Cluster
-from substratus_providers.kubernetes.gpus import catalogued, offered
+from substratus_providers.kubernetes.gpus import catalogued, offered, pools_to_come
 from substratus_providers.kubernetes.live import Obj, get_any, key
 from substratus_providers.kubernetes.manifests import MANAGED_BY, PART_OF
 
@@ -85,6 +85,7 @@ class Connection:
         """The workspace, and the GPU types the cluster's nodes offer (one LIST of Nodes) and the
         NodePools among `resources` will; with no resources (apply), the workspace only."""
         per_node: dict[str, int] = {}
+        to_come: dict[str, str] = {}
         if resources:
             client = self.connect()
             # A cluster still to be created offers no GPU yet.
@@ -92,12 +93,15 @@ class Connection:
             # What the nodes offer, and what declared node pools will (scaled to zero, or not
             # created yet): a workload sized for such a pool is scheduled when a node comes.
             per_node = declared_gpus(resources)
-            for kind, count in offered(nodes).items():
+            on_nodes = offered(nodes)
+            for kind, count in on_nodes.items():
                 per_node[kind] = max(count, per_node.get(kind, 0))
+            to_come = pools_to_come(resources, on_nodes)
         accelerators, _ = catalogued(per_node)
         return Cluster(part_of=self.context.part_of,
                        registry=str(self.context.settings.get("registry") or "substratus"),
-                       image_tag=__version__, accelerators=accelerators, per_node=per_node)
+                       image_tag=__version__, accelerators=accelerators, per_node=per_node,
+                       to_come=to_come)
 
     def planning(self, batch: Batch) -> PlanContext:
         """The context `batch` is planned in (plans run one at a time)."""

@@ -17,7 +17,7 @@ from substratus_cli.address import Address
 from substratus_cli.diff import spec_hash
 from substratus_cli.resource import Resource, references
 from substratus_cli.sizing import Accelerator, ModelSize
-from substratus_providers.kubernetes.gpus import gpu_request
+from substratus_providers.kubernetes.gpus import UNSIZED, gpu_request
 from substratus_providers.kubernetes.manifests import RenderContext, render, uploads
 
 
@@ -29,7 +29,9 @@ class Cluster:
     registry: str
     image_tag: str
     accelerators: Sequence[Accelerator]
-    per_node: Mapping[str, int]
+    per_node: Mapping[str, int]  # GPU type -> the most one node has (nodes and node pools)
+    # GPU type -> the node pools that will offer it, where no node does yet (gpus.pools_to_come)
+    to_come: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Desired:
     gpu: Mapping[str, Any] | None
     manifests: list[dict[str, Any]]
     note: str  # GPU sizing
+    quiet_note: bool = False  # the note says nothing is done: shown only by `plan --verbose`
 
     @property
     def planned_status(self) -> dict[str, Any]:
@@ -100,11 +103,12 @@ def desired(resource: Resource, cluster: Cluster, store: Store,
     writes = resource.kind in ("Dataset", "Model")
     artifact = store.ref_url(ref_name(resource.address, version)) if writes else None
     inputs = {role: store.ref_url(name) for role, (name, _) in input_versions.items()}
-    gpu, note = gpu_request(resource, size, cluster.accelerators, cluster.per_node)
+    gpu, note = gpu_request(resource, size, cluster.accelerators, cluster.per_node,
+                            cluster.to_come)
     planned = Planned(version, artifact, inputs, digest, gpu,
                       built.image if built else None, str(built.address) if built else None,
                       built.pinned if built else False)
-    return build(resource, cluster, planned, note)
+    return dataclasses.replace(build(resource, cluster, planned, note), quiet_note=note == UNSIZED)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,16 +42,18 @@ class Call:
 
 class KubernetesError(ProviderError):
     """A ProviderError with the server's answer kept apart: the HTTP status (None when the server
-    was not reached), its reason, the (field, message) causes and conflicting field managers."""
+    was not reached), its reason, its message (`detail`), the (field, message) causes and
+    conflicting field managers."""
 
     def __init__(self, message: str, *, hint: str | None = None, status: int | None = None,
                  reason: str = "", causes: tuple[tuple[str, str], ...] = (),
-                 managers: tuple[str, ...] = ()) -> None:
+                 managers: tuple[str, ...] = (), detail: str = "") -> None:
         super().__init__(message, hint=hint)
         self.status = status
         self.reason = reason
         self.causes = causes
         self.managers = managers
+        self.detail = detail or message
 
 
 def status_of(exc: ApiException) -> dict[str, Any]:
@@ -134,7 +136,8 @@ def from_answer(exc: ApiException, call: Call, server: str, context: str) -> Kub
     """The error for a permanent HTTP answer, by status."""
     status = status_of(exc)
     message = str(status.get("message", ""))
-    fields = {"status": exc.status, "reason": str(status["reason"]), "causes": causes_of(status)}
+    fields = {"status": exc.status, "reason": str(status["reason"]), "causes": causes_of(status),
+              "detail": message}
     if exc.status == 401:
         return KubernetesError(
             f"the Kubernetes API server at {server} did not accept the credentials of context "

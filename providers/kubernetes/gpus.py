@@ -24,6 +24,10 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 # GKE taints GPU nodes so that only pods asking for a GPU land on them.
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+# The note of a server sized for no GPU because its model's size is not known: it says nothing
+# is done, so a plan shows it only when asked (`plan --verbose`).
+UNSIZED = ("sizing: the model's size is known only after it is built or fetched (or set "
+           "spec.size on the Model); no GPU requested")
 
 
 def offered(nodes: Sequence[Mapping[str, Any]]) -> dict[str, int]:
@@ -48,24 +52,46 @@ def catalogued(per_node: Mapping[str, int]) -> tuple[list[Accelerator], list[str
             sorted(k for k in per_node if k not in known))
 
 
+def pools_to_come(resources: Sequence[Resource], on_nodes: Mapping[str, int]) -> dict[str, str]:
+    """GPU type -> the declared (or derived) NodePools that offer more of it than any node does
+    now, in words: where a workload's GPUs come from once its pod asks for them."""
+    out: dict[str, list[str]] = {}
+    for pool in resources:
+        accelerator = pool.spec.get("accelerator") if pool.kind == "NodePool" else None
+        if not accelerator or on_nodes.get(str(accelerator["type"]), 0) >= \
+                int(accelerator.get("count", 1)):
+            continue
+        scaling = pool.spec.get("autoscaling")
+        how = (f"autoscaling {scaling['min']}-{scaling['max']} nodes" if scaling
+               else "when it is created")
+        out.setdefault(str(accelerator["type"]), []).append(f"NodePool {pool.name} ({how})")
+    return {kind: ", ".join(pools) for kind, pools in out.items()}
+
+
 def gpu_request(resource: Resource, size: ModelSize | None,
                 accelerators: Sequence[Accelerator],
-                per_node: Mapping[str, int] | None = None) -> tuple[dict[str, Any] | None, str]:
+                per_node: Mapping[str, int] | None = None,
+                to_come: Mapping[str, str] | None = None) -> tuple[dict[str, Any] | None, str]:
     """The GPU `resource` runs on ({"type", "count"} or None for none) and the plan's note.
 
-    spec.resources.gpu wins. Otherwise a training Model or a ModelServer of known size gets the
+    spec.resources.gpu wins; with `per_node` (what the cluster's nodes and node pools offer, see
+    `offered`), a type or count no node offers is refused, and `to_come` (`pools_to_come`) names
+    the pool that will. Otherwise a training Model or a ModelServer of known size gets the
     offered accelerator that holds it in the fewest GPUs; ProviderError when none does."""
     declared = ((resource.spec.get("resources") or {}).get("gpu"))
     estimate = _estimate(resource, size)
     if declared:
         gpu = {"type": declared["type"], "count": int(declared.get("count", 1))}
         asked = f"spec.resources.gpu asks for {gpu['count']} x {gpu['type']}"
+        if per_node is not None:
+            _check_offered(resource, asked, gpu, per_node)
+        if to_come and gpu["type"] in to_come:
+            asked += f"; no node has them yet: {to_come[gpu['type']]} adds one when the pod asks"
         return gpu, (f"sizing: {_needs(estimate)}; {asked}" if estimate else f"sizing: {asked}")
     if not needs_gpu(resource):
         return None, ""
     if estimate is None:
-        return None, ("sizing: the model's size is known only after it is built or fetched "
-                      "(or set spec.size on the Model); no GPU requested")
+        return None, UNSIZED
     if not accelerators:
         return None, f"sizing: {_needs(estimate)}; the cluster offers no GPU, so it runs on CPU"
     picked = _pick_per_node(estimate, accelerators, per_node)
@@ -73,8 +99,29 @@ def gpu_request(resource: Resource, size: ModelSize | None,
         raise _does_not_fit(resource, estimate, accelerators, per_node)
     accelerator, count = picked
     room = human_bytes(count * accelerator.memory_bytes)
+    coming = (f"; no node has them yet: {to_come[accelerator.name]} adds one when the pod asks"
+              if to_come and accelerator.name in to_come else "")
     return ({"type": accelerator.name, "count": count},
-            f"sizing: {_needs(estimate)}: {count} x {accelerator.label} ({room})")
+            f"sizing: {_needs(estimate)}: {count} x {accelerator.label} ({room}){coming}")
+
+
+def _check_offered(resource: Resource, asked: str, gpu: Mapping[str, Any],
+                   per_node: Mapping[str, int]) -> None:
+    where = f"{resource.file}:{resource.line_of('spec.resources.gpu')}: " if resource.file else ""
+    what = f"{where}{resource.kind} {resource.name!r}: {asked}"
+    kind, count = str(gpu["type"]), int(gpu["count"])
+    if kind not in per_node:
+        offers = ", ".join(f"{n} x {k} per node" for k, n in sorted(per_node.items()))
+        raise ProviderError(
+            f"{what}, which no node or node pool of the cluster offers "
+            f"({f'it offers: {offers}' if offers else 'it offers no GPU'})",
+            hint="ask for a type it offers, or declare a NodePool with that accelerator "
+                 "(autoscaling from min: 0 adds nodes only when a workload needs them)")
+    if count > per_node[kind]:
+        raise ProviderError(
+            f"{what}, but no node of the cluster has more than {per_node[kind]} x {kind}",
+            hint=f"ask for at most {per_node[kind]}, or declare a NodePool whose nodes have "
+                 f"{count} (accelerator count)")
 
 
 def _pick_per_node(estimate: Estimate, accelerators: Sequence[Accelerator],

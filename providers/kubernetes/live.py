@@ -9,6 +9,7 @@ from typing import Any
 from substratus_cli.address import Address
 from substratus_cli.provider import LiveObject
 from substratus_providers.kubernetes.client import Client
+from substratus_providers.kubernetes.managed import content_digest
 from substratus_providers.kubernetes.manifests import (
     KIND_LABEL,
     NAME_LABEL,
@@ -65,8 +66,9 @@ def get_any(client: Client, address: Address) -> dict[str, Obj]:
 
 def live_object(address: Address, objects: Mapping[str, Obj]) -> LiveObject:
     """The engine's view: labels of the object that stands for the resource, a fingerprint that
-    changes when anyone changes a spec (generation; resourceVersion for kinds without one, so
-    a controller's status updates never read as a change), and outputs."""
+    changes when anyone changes a spec or metadata (generation; resourceVersion for kinds without
+    one, so a controller's status updates never read as a change: a saved plan's staleness), the
+    digest of the fields substratus manages (drift, see managed.py), and outputs."""
     order = [k for _, k in OBJECT_KINDS[address.kind] if k in objects]
     primary = objects[order[0]]
     meta = primary.get("metadata") or {}
@@ -92,6 +94,7 @@ def live_object(address: Address, objects: Mapping[str, Obj]) -> LiveObject:
                               f":{SERVER_PORT}")
     return LiveObject(address, {k: normalize(objects[k]) for k in order}, status,
                       dict(meta.get("labels") or {}), ";".join(parts),
+                      content_digest([objects[k] for k in order]),
                       private={"objects": {k: objects[k] for k in order}})
 
 

@@ -142,7 +142,7 @@ def _command(resource: Resource) -> list[str] | None:
 
 def _pod_template(resource: Resource, ctx: RenderContext, program: str, env: Env,
                   **extra: Any) -> dict[str, Any]:
-    gpu = (gpu_request(resource, ctx.size, ctx.accelerators, ctx.per_node)[0]
+    gpu = (gpu_request(resource, ctx.size, ctx.accelerators, ctx.per_node or None)[0]
            if ctx.gpu == "size" else ctx.gpu)
     resources = resource.spec.get("resources") or {}
     # The user's env comes last and wins, as on the local runtime.

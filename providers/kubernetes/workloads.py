@@ -26,7 +26,7 @@ from substratus_cli.provider import (
 from substratus_cli.resource import Resource
 from substratus_cli.sizing import declared_size
 from substratus_providers.kubernetes import readiness
-from substratus_providers.kubernetes.client import Client
+from substratus_providers.kubernetes.client import FIELD_MANAGER, Client
 from substratus_providers.kubernetes.compare import planned_change
 from substratus_providers.kubernetes.connection import Connection, PlanContext
 from substratus_providers.kubernetes.desired import (
@@ -38,6 +38,7 @@ from substratus_providers.kubernetes.desired import (
     path_digest,
     ref_name,
 )
+from substratus_providers.kubernetes.errors import KubernetesError
 from substratus_providers.kubernetes.live import Obj, get_any, list_owned, live_object, objects_of
 from substratus_providers.kubernetes.manifests import (
     KIND_LABEL,
@@ -93,7 +94,7 @@ class Workloads:
         return planned_change(self._dry_run, item, r, want)
 
     def _dry_run(self, manifest: Obj) -> Obj:
-        return self.connection.client.apply(manifest, dry_run=True, force=True)
+        return write(self.connection.client, manifest, dry_run=True)
 
     def _digest(self, r: Resource, context: PlanContext) -> str | None:
         """The snapshot digest of the files the resource declares on this machine, if any."""
@@ -116,7 +117,7 @@ class Workloads:
         self._alongside(r)
         answers = {}
         for manifest in want.manifests:
-            answer = self.connection.client.apply(manifest, force=True)
+            answer = write(self.connection.client, manifest)
             answers[manifest["kind"]] = {"apiVersion": manifest["apiVersion"],
                                          "kind": manifest["kind"], **answer}
         return live_object(a, answers)
@@ -226,6 +227,35 @@ class Notebooks(Workloads):
         if secret is None or not self.connection.ours(secret):
             return {}
         return {"Secret": {"apiVersion": "v1", "kind": "Secret", **secret}}
+
+
+def write(client: Client, manifest: Obj, *, dry_run: bool = False) -> Obj:
+    """Server-side apply of `manifest`, taking its fields back from any other field manager.
+
+    Where another manager changed the key of an item in a list substratus sets (a `kubectl edit`
+    of a Service's port or a containerPort), apply would keep that manager's item beside ours and
+    the server refuses the result (`Duplicate value`). Then the lists are taken back whole: a JSON
+    merge patch of the manifest (which replaces lists), the apply again, and the claim that patch
+    gave substratus as an update dropped (else a field the files stop setting would stay, owned
+    by it). A dry run answers what the merge patch would make; a refusal of that too is the
+    apply's."""
+    try:
+        return client.apply(manifest, dry_run=dry_run, force=True)
+    except KubernetesError as e:
+        if e.status != 422:
+            raise
+        refused = e
+    try:
+        patched = client.merge_patch(manifest, dry_run=dry_run)
+    except KubernetesError:
+        raise refused from None
+    if dry_run:
+        return patched
+    answer = client.apply(manifest, force=True)
+    managers = (answer.get("metadata") or {}).get("managedFields") or []
+    kept = [m for m in managers
+            if (m.get("manager"), m.get("operation")) != (FIELD_MANAGER, "Update")]
+    return client.merge_patch(manifest, {"metadata": {"managedFields": kept}})
 
 
 def built_image(r: Resource, batch: Batch) -> BuiltImage | None:

@@ -18,7 +18,8 @@ NO_CHANGES = "No changes. Live state matches the resource files."
 NO_REFRESH = "No changes. The state matches the live objects."
 
 
-def render_plan(plan: Plan, console: Console) -> None:
+def render_plan(plan: Plan, console: Console, *, verbose: bool = False) -> None:
+    """The plan as Terraform prints one; `verbose`: with each change's details (see Change)."""
     where = "the local runtime" if plan.target.runtime == "local" else plan.target.runtime
     console.print(Text(f"Substratus read the resource files in {plan.target.workdir} and the "
                        f"live state of {where}."))
@@ -43,7 +44,7 @@ def render_plan(plan: Plan, console: Console) -> None:
     console.print("Substratus will perform the following actions:")
     for change in plan.actionable:
         console.print()
-        _render_change(change, console)
+        _render_change(change, console, verbose)
     console.print()
     console.print(Text(summary_line(plan), style="bold"))
 
@@ -53,7 +54,7 @@ def summary_line(plan: Plan) -> str:
     return f"Plan: {s.add} to add, {s.change} to change, {s.destroy} to destroy."
 
 
-def _render_change(change: Change, console: Console) -> None:
+def _render_change(change: Change, console: Console, verbose: bool) -> None:
     style = STYLE[change.action]
     reason = f" ({change.reason})" if change.reason else ""
     console.print(Text(f"  # {change.address} {VERB[change.action]}{reason}", style="bold"))
@@ -63,7 +64,7 @@ def _render_change(change: Change, console: Console) -> None:
                            f"{change.desired.line}", style="dim"))
     for line in _field_lines(change):
         console.print(line)
-    for note in change.notes:
+    for note in (*change.notes, *(change.details if verbose else ())):
         console.print(Text(f"      # {note}", style="dim"))
 
 
@@ -120,7 +121,7 @@ def _render_drift(drift: tuple[Drift, ...], console: Console, *,
         console.print("Substratus noticed that these objects changed since its last apply. This "
                       "is a refresh-only plan: substratus will not change any object to undo "
                       "this; applying it records the objects as they are in the state.")
-    else:
+    else:  # drift is only what the plan changes back (planner._drift)
         console.print("Substratus noticed that these objects changed since its last apply; the "
                       "plan below puts them back to the resource files.")
     for d in drift:

@@ -35,12 +35,17 @@ class InventoryEntry:
     status: dict[str, Any] = dataclasses.field(default_factory=dict)  # digest, endpoint, …
     pending: Pending | None = None
     deps: tuple[Address, ...] = ()  # what it depended on when applied: destroy runs in reverse
+    # The live content digest (LiveObject.content) seen right after the last apply; None: the
+    # provider gives none (or an older substratus recorded the entry), the fingerprint tells drift.
+    content: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["address"], d["deps"] = str(self.address), [str(a) for a in self.deps]
         if self.pending is None:
             d.pop("pending")
+        if self.content is None:
+            d.pop("content")
         return d
 
     @classmethod
@@ -50,7 +55,7 @@ class InventoryEntry:
             address=Address.parse(d["address"]), provider=d["provider"],
             spec_hash=d.get("spec_hash"), fingerprint=d.get("fingerprint"),
             status=dict(d.get("status") or {}), pending=Pending(**pending) if pending else None,
-            deps=tuple(map(Address.parse, d.get("deps", ()))),
+            deps=tuple(map(Address.parse, d.get("deps", ()))), content=d.get("content"),
         )
 
 

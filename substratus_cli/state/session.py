@@ -37,19 +37,22 @@ class StateSession:
             self._commit(self._inventory.with_entry(dataclasses.replace(entry, pending=pending)))
 
     def record(self, address: Address, provider: str, *, spec_hash: str | None,
-               fingerprint: str | None, status: dict[str, Any], deps: tuple[Address, ...]) -> None:
-        entry = InventoryEntry(address, provider, spec_hash, fingerprint, status, None, deps)
+               fingerprint: str | None, status: dict[str, Any], deps: tuple[Address, ...],
+               content: str | None = None) -> None:
+        entry = InventoryEntry(address, provider, spec_hash, fingerprint, status, None, deps,
+                               content)
         with self._mutex:
             self._commit(self._inventory.with_entry(entry))
 
     def refresh(self, address: Address, *, fingerprint: str | None,
-                status: dict[str, Any]) -> None:
+                status: dict[str, Any], content: str | None = None) -> None:
         """Record what is live now, keeping what was applied (spec hash, deps, pending mark)."""
         with self._mutex:
             entry = self._inventory.entries.get(address)
             if entry is not None:
                 self._commit(self._inventory.with_entry(
-                    dataclasses.replace(entry, fingerprint=fingerprint, status=status)))
+                    dataclasses.replace(entry, fingerprint=fingerprint, status=status,
+                                        content=content)))
 
     def forget(self, address: Address) -> None:
         with self._mutex:

@@ -17,7 +17,7 @@ from substratus_cli.diff import spec_hash
 from substratus_cli.errors import ProviderError
 from substratus_cli.resource import Resource
 from substratus_cli.sizing import CATALOG, ModelSize
-from substratus_providers.kubernetes.gpus import gpu_request
+from substratus_providers.kubernetes.gpus import gpu_request, pools_to_come
 from substratus_providers.kubernetes.manifests import (
     RenderContext,
     object_name,
@@ -330,6 +330,37 @@ def test_sizing_without_a_size_or_without_gpus_requests_none() -> None:
     assert gpu is None and note.endswith("the cluster offers no GPU, so it runs on CPU")
     dataset = resource("Dataset", "d", {"source": {"path": "x"}})
     assert gpu_request(dataset, ModelSize(1_000_000, 32, "spec.size"), (L4,)) == (None, "")
+
+
+def pool(name: str, kind: str, count: int, scaling: dict[str, int] | None = None) -> Resource:
+    spec: dict[str, Any] = {"cluster": {"name": "gke"}, "machineType": "g2-standard-8",
+                            "accelerator": {"type": kind, "count": count}}
+    if scaling:
+        spec["autoscaling"] = scaling
+    return resource("NodePool", name, spec)
+
+
+def test_a_declared_gpu_no_node_or_pool_offers_is_refused() -> None:
+    with pytest.raises(ProviderError) as refused:
+        gpu_request(gpu_server(), None, (L4,), {"nvidia-tesla-t4": 1})
+    assert refused.value.message == (
+        "ModelServer 'llama': spec.resources.gpu asks for 1 x nvidia-l4, which no node or node pool "
+        "of the cluster offers (it offers: 1 x nvidia-tesla-t4 per node)")
+    assert "declare a NodePool with that accelerator" in (refused.value.hint or "")
+    with pytest.raises(ProviderError, match=r"\(it offers no GPU\)"):
+        gpu_request(gpu_server(), None, (), {})
+
+
+def test_a_declared_gpu_only_an_autoscaling_pool_offers_is_planned_with_that_pool() -> None:
+    pools = [pool("gpu-l4-x1", "nvidia-l4", 1, {"min": 0, "max": 3}),
+             pool("t4s", "nvidia-tesla-t4", 1)]
+    to_come = pools_to_come(pools, {"nvidia-tesla-t4": 1})
+    assert to_come == {"nvidia-l4": "NodePool gpu-l4-x1 (autoscaling 0-3 nodes)"}
+    gpu, note = gpu_request(gpu_server(), None, (L4, T4), {"nvidia-l4": 1, "nvidia-tesla-t4": 1},
+                            to_come)
+    assert gpu == {"type": "nvidia-l4", "count": 1}
+    assert note == ("sizing: spec.resources.gpu asks for 1 x nvidia-l4; no node has them yet: "
+                    "NodePool gpu-l4-x1 (autoscaling 0-3 nodes) adds one when the pod asks")
 
 
 def test_a_command_in_substratus_image_runs_under_the_pod_entrypoint() -> None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from substratus_cli.action import Action, FieldChange
+from substratus_cli.address import Address
 from substratus_cli.plan import Drift, Plan
 from substratus_cli.planner import PlanOptions, UnmanagedObjectError, build_plan
 from substratus_cli.provider import Registry
@@ -215,6 +216,45 @@ def test_drift_when_the_files_changed_too_lists_no_field_changes(provider: Simpl
     # The state keeps only the applied spec's hash: unknown, not the files' new one.
     assert p.drift[0].applied == {"metadata": None, "spec": None,
                                   "status": dict(inv.entries[addr("Model/m")].status)}
+
+
+def with_content(provider: SimpleProvider, address: Address, content: str) -> None:
+    """The object as a provider that tells what it manages (LiveObject.content) reads it."""
+    provider.objects[address] = dataclasses.replace(provider.objects[address], content=content)
+
+
+def test_a_write_that_leaves_what_substratus_manages_alone_is_not_drift(
+        provider: SimpleProvider) -> None:
+    r = res("Model/m", {"replicas": 1})
+    inv = applied(provider, r)
+    recorded = inv.entries[r.address]
+    inv = inventory(dataclasses.replace(recorded, content="c1"))
+    provider.put(r.address, r.spec, labels={"example.com/team": "ml"})  # another tool's label
+    with_content(provider, r.address, "c1")
+    # The files changed: the plan has a change, and still no drift to show above it.
+    p = plan(provider, [res("Model/m", {"replicas": 2})], inv)
+    assert actions(p) == {"Model/default/m": Action.UPDATE}
+    assert p.drift == ()
+    # The fingerprint still tells a saved plan's staleness.
+    assert p.changes[0].before_fingerprint != recorded.fingerprint
+
+
+def test_a_changed_content_is_drift_where_the_plan_changes_the_object(
+        provider: SimpleProvider) -> None:
+    r = res("Model/m", {"replicas": 1})
+    inv = inventory(dataclasses.replace(applied(provider, r).entries[r.address], content="c1"))
+    provider.put(r.address, {"replicas": 5})
+    with_content(provider, r.address, "c2")
+    p = plan(provider, [r], inv)
+    assert p.drift == (Drift(r.address, "changed outside substratus since the last apply",
+                             (FieldChange("spec.replicas", 5, 1),)),)
+    # Put back by hand: the content differs from the recorded one, but nothing is to be done,
+    # so there is nothing to report (and the state is refreshed).
+    provider.put(r.address, {"replicas": 1})
+    with_content(provider, r.address, "c3")
+    p = plan(provider, [r], inv)
+    assert actions(p) == {"Model/default/m": Action.NOOP}
+    assert p.drift == () and p.refresh == (r.address,)
 
 
 def test_object_deleted_outside_is_drift_and_is_created_again(provider: SimpleProvider) -> None:
