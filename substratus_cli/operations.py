@@ -391,7 +391,7 @@ def import_objects(directory: Path, addresses: tuple[Address, ...], *,
             # No spec hash: the next plan compares the object with the files and shows the diff.
             session.record(obj.address, registry[obj.address.kind].name, spec_hash=None,
                            fingerprint=obj.fingerprint, status=dict(obj.status),
-                           deps=tuple(sorted(r.refs)), content=obj.content)
+                           deps=tuple(sorted(r.refs)), content=obj.content or None)
         return adoption
 
 
