@@ -443,9 +443,21 @@ def force_unlock(lock_id: str, directory: Path, loading: LoadOptions) -> None:
 
 
 @cli.command()
-def schema() -> None:
-    """Print the JSON Schema of the resource files (for editors: yaml-language-server)."""
-    click.echo(json.dumps(json_schema(), indent=2))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the schema to FILE instead of printing it.")
+def schema(out_file: Path | None) -> None:
+    """Print the JSON Schema of the resource files, for editors: save it with --out FILE and put
+    `# yaml-language-server: $schema=FILE` at the top of a resource file for completion, hover
+    and validation as you type."""
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if out_file is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        out_file.write_text(text)
+    except OSError as error:
+        raise SubstratusError(f"cannot write the schema to {out_file}: {error.strerror}") from None
+    out.print(f"Wrote the JSON Schema of the resource files to {out_file}.")
 
 
 def _scalar(value: Any) -> str:
