@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import json
@@ -10,7 +11,7 @@ import re
 import sys
 import traceback
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from substratus_cli.operations import open_workspace
 from substratus_cli.outputs import as_json as outputs_as_json
 from substratus_cli.plan import Plan
 from substratus_cli.planner import PlanOptions
+from substratus_cli.render.diagnostics_json import diagnostics_to_json
 from substratus_cli.render.human import render_plan
 from substratus_cli.render.json_plan import plan_to_json
 from substratus_cli.render.progress import ConsoleReporter, render_outcome
@@ -94,14 +96,39 @@ def cli() -> None:
     from a directory of YAML resource files, the way Terraform does."""
 
 
+JSON_DIAGNOSTICS = click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print the result as JSON; invalid files give a diagnostics document in the shape of "
+         "`terraform validate -json` (exit 3).")
+
+
 @cli.command()
 @DIRECTORY
+@JSON_DIAGNOSTICS
 @with_loading
-def validate(directory: Path, loading: LoadOptions) -> None:
+def validate(directory: Path, as_json: bool, loading: LoadOptions) -> None:
     """Check the resource files: syntax, schema, references, cycles. Reads no live state."""
-    ws = open_workspace(directory, loading)
+    with _diagnostics_as_json(as_json, directory):
+        ws = open_workspace(directory, loading)
+    if as_json:
+        click.echo(json.dumps(diagnostics_to_json([], directory), indent=2))
+        return
     n = len(ws.resources) + (1 if ws.environment else 0)
     out.print(f"Success! The resource files are valid ({n} resource{'s' if n != 1 else ''}).")
+
+
+@contextlib.contextmanager
+def _diagnostics_as_json(as_json: bool, directory: Path) -> Iterator[None]:
+    """With --json, the errors in the resource files become a JSON document on stdout (and their
+    count on stderr) instead of lines on stderr; the exit code stays 3."""
+    try:
+        yield
+    except DiagnosticsError as e:
+        if not as_json:
+            raise
+        click.echo(json.dumps(diagnostics_to_json(e.diagnostics, directory), indent=2))
+        err.print(Text(e.message + ".", style="bold"))
+        raise click.exceptions.Exit(e.exit_code) from None
 
 
 @cli.command()
@@ -110,7 +137,9 @@ def validate(directory: Path, loading: LoadOptions) -> None:
               help="Save the plan to FILE; `substratus apply FILE` applies exactly it.")
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 2 when there are changes, 0 when there are none.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the plan as JSON (the shape of `terraform show -json`); invalid files "
+                   "give a diagnostics document (`terraform validate -json`'s shape, exit 3).")
 @click.option("--destroy", is_flag=True, help="Plan the destruction of everything managed.")
 @REFRESH_ONLY
 @TARGET
@@ -124,7 +153,8 @@ def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_jso
 
     A plan never asks for input; --input is accepted for scripts written for Terraform."""
     options = _plan_options(destroy, refresh_only, targets, replace)
-    the_plan = operations.plan_directory(directory, options, loading)
+    with _diagnostics_as_json(as_json, directory):
+        the_plan = operations.plan_directory(directory, options, loading)
     if out_file is not None:
         planfile.save(the_plan, out_file)
     if as_json:
