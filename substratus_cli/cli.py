@@ -33,6 +33,7 @@ from substratus_cli.outputs import as_json as outputs_as_json
 from substratus_cli.plan import Plan
 from substratus_cli.planner import PlanOptions
 from substratus_cli.render.diagnostics_json import diagnostics_to_json
+from substratus_cli.render.dot import FORMATS, graph_dot, plan_graph, render_image
 from substratus_cli.render.human import render_plan
 from substratus_cli.render.json_plan import plan_to_json
 from substratus_cli.render.progress import ConsoleReporter, render_outcome
@@ -235,17 +236,40 @@ def show(plan_path: Path, as_json: bool) -> None:
 
 @cli.command()
 @DIRECTORY
+@click.option("--plan", "with_plan", is_flag=True,
+              help="Plan first (reading live state, as `plan` does) and colour each resource by "
+                   "its planned action: create, update, replace, delete, no-op.")
+@click.option("--format", "image_format", type=click.Choice(FORMATS), default="dot",
+              show_default=True, help="svg and png are drawn by Graphviz's `dot`, which must "
+                                      "be installed.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the graph to FILE instead of standard output.")
+@TARGET
 @with_loading
-def graph(directory: Path, loading: LoadOptions) -> None:
-    """Print the dependency graph in DOT (pipe it to `dot -Tsvg`)."""
-    ws = open_workspace(directory, loading)
-    g = Graph.from_resources(ws.resources)
-    click.echo("digraph substratus {\n  rankdir = \"RL\";\n  node [shape = box];")
-    for a in g.order():
-        click.echo(f'  "{a}";')
-        for d in sorted(g.deps[a]):
-            click.echo(f'  "{a}" -> "{d}";')
-    click.echo("}")
+def graph(directory: Path, with_plan: bool, image_format: str, out_file: Path | None,
+          targets: tuple[str, ...], loading: LoadOptions) -> None:
+    """Print the dependency graph in DOT: an edge from a resource to what it depends on, none
+    that a longer path implies. --format svg|png draws it with Graphviz."""
+    if targets and not with_plan:
+        raise UsageError("--target needs --plan", hint="the graph of the files shows them all")
+    if with_plan:
+        the_plan = operations.plan_directory(
+            directory, _plan_options(False, False, targets, ()), loading)
+        text = graph_dot(*plan_graph(the_plan))
+    else:
+        text = graph_dot(Graph.from_resources(open_workspace(directory, loading).resources))
+    data = text.encode() if image_format == "dot" else render_image(text, image_format)
+    if out_file is not None:
+        try:
+            out_file.write_bytes(data)
+        except OSError as error:
+            raise SubstratusError(f"cannot write the graph to {out_file}: {error.strerror}") \
+                from None
+        return
+    if image_format == "png" and sys.stdout.isatty():
+        raise UsageError("not writing a PNG image to the terminal",
+                         hint="give --out FILE.png, or redirect standard output to a file")
+    click.echo(text if image_format == "dot" else data, nl=False)
 
 
 @cli.group()
