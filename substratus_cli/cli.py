@@ -8,6 +8,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import sys
 import traceback
 import webbrowser
@@ -36,6 +37,7 @@ from substratus_cli.render.diagnostics_json import diagnostics_to_json
 from substratus_cli.render.dot import FORMATS, graph_dot, plan_graph, render_image
 from substratus_cli.render.human import render_plan
 from substratus_cli.render.json_plan import plan_to_json
+from substratus_cli.render.plot import chart, metric_points
 from substratus_cli.render.progress import ConsoleReporter, render_outcome
 from substratus_cli.secrets import redact, scrub
 from substratus_cli.stacks import VariableInput, scaffold
@@ -453,13 +455,28 @@ def _size(n: int) -> str:
 @click.argument("address", metavar="ADDR")
 @DIRECTORY
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the workload exits.")
+@click.option("--plot", is_flag=True,
+              help="Draw the loss curve the run logged (step=N ... loss=X lines) as a text chart.")
 @with_loading
-def logs(address: str, directory: Path, follow: bool, loading: LoadOptions) -> None:
+def logs(address: str, directory: Path, follow: bool, plot: bool, loading: LoadOptions) -> None:
     """Print the logs of a resource's most recent run (training loss, server requests).
 
     ADDR is Kind/name, e.g. Model/colors."""
-    for line in operations.logs(directory, Address.parse(address), follow, loading):
-        click.echo(line)
+    parsed = Address.parse(address)
+    if not plot:
+        for line in operations.logs(directory, parsed, follow, loading):
+            click.echo(line)
+        return
+    if follow:
+        raise UsageError("--plot cannot be used with --follow",
+                         hint="it draws the lines logged so far; run it again to see more")
+    points = metric_points(operations.logs(directory, parsed, False, loading), "loss")
+    if not points:
+        raise SubstratusError(f"{address}'s most recent run logged no loss (no `step=N ... "
+                              "loss=X` lines)", hint="--plot draws a training run's loss; "
+                              f"`substratus logs {address}` shows what it logged")
+    width = shutil.get_terminal_size((80, 24)).columns - 12
+    click.echo("\n".join(chart(points, "loss", width)))
 
 
 @cli.group()
