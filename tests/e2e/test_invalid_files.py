@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from substratus_cli.errors import ExitCode
+from tests.support.goldens import check_golden
 
 CASES = {
     "bad yaml": (
@@ -117,7 +118,9 @@ def test_json_on_invalid_files_is_a_diagnostics_document_exit_3(cli, tmp_path: P
     assert not (tmp_path / ".substratus").exists()
 
 
-def test_diagnostics_document_ranges_point_at_the_field(cli, tmp_path: Path):
+def test_diagnostics_document_ranges_point_at_the_field(cli, tmp_path: Path, update_goldens):
+    """Also the golden test_tfjson.py hands to terraform-json's reader of `terraform validate
+    -json` (tests/unit/goldens/tfjson/diagnostics.json)."""
     (tmp_path / "a.yaml").write_text(CASES["unknown kind"][0])
     (tmp_path / "b.yaml").write_text(
         "apiVersion: substratus.ai/v1\nkind: Dataset\nmetadata:\n  name: b\nspec:\n"
@@ -145,6 +148,7 @@ def test_diagnostics_document_ranges_point_at_the_field(cli, tmp_path: Path):
              "range": {"filename": "b.yaml", "start": {"line": 10, "column": 3},
                        "end": {"line": 10, "column": 6}}},
         ]}
+    check_golden("tfjson/diagnostics.json", result.out, update_goldens)
 
 
 def test_diagnostics_document_of_an_unreadable_file_never_reads_it(cli, tmp_path: Path):
