@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import json
 import os
 import re
+import shutil
 import sys
 import traceback
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +34,11 @@ from substratus_cli.outputs import as_json as outputs_as_json
 from substratus_cli.plan import Plan
 from substratus_cli.planner import PlanOptions
 from substratus_cli.provider import MANAGED_BY_LABEL, PART_OF_LABEL
+from substratus_cli.render.diagnostics_json import diagnostics_to_json
+from substratus_cli.render.dot import FORMATS, graph_dot, plan_graph, render_image
 from substratus_cli.render.human import render_plan
 from substratus_cli.render.json_plan import plan_to_json
+from substratus_cli.render.plot import chart, metric_points
 from substratus_cli.render.progress import ConsoleReporter, render_outcome
 from substratus_cli.render.terminal import safe
 from substratus_cli.secrets import redact, scrub
@@ -100,14 +105,39 @@ def cli() -> None:
     from a directory of YAML resource files, the way Terraform does."""
 
 
+JSON_DIAGNOSTICS = click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print the result as JSON; invalid files give a diagnostics document in the shape of "
+         "`terraform validate -json` (exit 3).")
+
+
 @cli.command()
 @DIRECTORY
+@JSON_DIAGNOSTICS
 @with_loading
-def validate(directory: Path, loading: LoadOptions) -> None:
+def validate(directory: Path, as_json: bool, loading: LoadOptions) -> None:
     """Check the resource files: syntax, schema, references, cycles. Reads no live state."""
-    ws = open_workspace(directory, loading)
+    with _diagnostics_as_json(as_json, directory):
+        ws = open_workspace(directory, loading)
+    if as_json:
+        click.echo(json.dumps(diagnostics_to_json([], directory), indent=2))
+        return
     n = len(ws.resources) + (1 if ws.environment else 0)
     out.print(f"Success! The resource files are valid ({n} resource{'s' if n != 1 else ''}).")
+
+
+@contextlib.contextmanager
+def _diagnostics_as_json(as_json: bool, directory: Path) -> Iterator[None]:
+    """With --json, the errors in the resource files become a JSON document on stdout (and their
+    count on stderr) instead of lines on stderr; the exit code stays 3."""
+    try:
+        yield
+    except DiagnosticsError as e:
+        if not as_json:
+            raise
+        click.echo(json.dumps(diagnostics_to_json(e.diagnostics, directory), indent=2))
+        err.print(Text(e.message + ".", style="bold"))
+        raise click.exceptions.Exit(e.exit_code) from None
 
 
 @cli.command()
@@ -116,7 +146,9 @@ def validate(directory: Path, loading: LoadOptions) -> None:
               help="Save the plan to FILE; `substratus apply FILE` applies exactly it.")
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 2 when there are changes, 0 when there are none.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the plan as JSON (the shape of `terraform show -json`); invalid files "
+                   "give a diagnostics document (`terraform validate -json`'s shape, exit 3).")
 @click.option("--destroy", is_flag=True, help="Plan the destruction of everything managed.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Also print the notes that say nothing is done (e.g. a server sized for no "
@@ -136,9 +168,10 @@ def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_jso
 
     A plan never asks for input; --input is accepted for scripts written for Terraform."""
     options = _plan_options(destroy, refresh_only, targets, replace)
-    the_plan = operations.plan_directory(directory, options, loading, lock=lock,
-                                         lock_timeout=parse_duration(lock_timeout),
-                                         warn=_warn)
+    with _diagnostics_as_json(as_json, directory):
+        the_plan = operations.plan_directory(directory, options, loading, lock=lock,
+                                             lock_timeout=parse_duration(lock_timeout),
+                                             warn=_warn)
     if out_file is not None:
         planfile.save(the_plan, out_file)
     if as_json:
@@ -219,17 +252,40 @@ def show(plan_path: Path, as_json: bool) -> None:
 
 @cli.command()
 @DIRECTORY
+@click.option("--plan", "with_plan", is_flag=True,
+              help="Plan first (reading live state, as `plan` does) and colour each resource by "
+                   "its planned action: create, update, replace, delete, no-op.")
+@click.option("--format", "image_format", type=click.Choice(FORMATS), default="dot",
+              show_default=True, help="svg and png are drawn by Graphviz's `dot`, which must "
+                                      "be installed.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the graph to FILE instead of standard output.")
+@TARGET
 @with_loading
-def graph(directory: Path, loading: LoadOptions) -> None:
-    """Print the dependency graph in DOT (pipe it to `dot -Tsvg`)."""
-    ws = open_workspace(directory, loading)
-    g = Graph.from_resources(ws.resources)
-    click.echo("digraph substratus {\n  rankdir = \"RL\";\n  node [shape = box];")
-    for a in g.order():
-        click.echo(f'  "{a}";')
-        for d in sorted(g.deps[a]):
-            click.echo(f'  "{a}" -> "{d}";')
-    click.echo("}")
+def graph(directory: Path, with_plan: bool, image_format: str, out_file: Path | None,
+          targets: tuple[str, ...], loading: LoadOptions) -> None:
+    """Print the dependency graph in DOT: an edge from a resource to what it depends on, none
+    that a longer path implies. --format svg|png draws it with Graphviz."""
+    if targets and not with_plan:
+        raise UsageError("--target needs --plan", hint="the graph of the files shows them all")
+    if with_plan:
+        the_plan = operations.plan_directory(
+            directory, _plan_options(False, False, targets, ()), loading)
+        text = graph_dot(*plan_graph(the_plan))
+    else:
+        text = graph_dot(Graph.from_resources(open_workspace(directory, loading).resources))
+    data = text.encode() if image_format == "dot" else render_image(text, image_format)
+    if out_file is not None:
+        try:
+            out_file.write_bytes(data)
+        except OSError as error:
+            raise SubstratusError(f"cannot write the graph to {out_file}: {error.strerror}") \
+                from None
+        return
+    if image_format == "png" and sys.stdout.isatty():
+        raise UsageError("not writing a PNG image to the terminal",
+                         hint="give --out FILE.png, or redirect standard output to a file")
+    click.echo(text if image_format == "dot" else data, nl=False)
 
 
 @cli.group()
@@ -454,13 +510,28 @@ def _size(n: int) -> str:
 @click.argument("address", metavar="ADDR")
 @DIRECTORY
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the workload exits.")
+@click.option("--plot", is_flag=True,
+              help="Draw the loss curve the run logged (step=N ... loss=X lines) as a text chart.")
 @with_loading
-def logs(address: str, directory: Path, follow: bool, loading: LoadOptions) -> None:
+def logs(address: str, directory: Path, follow: bool, plot: bool, loading: LoadOptions) -> None:
     """Print the logs of a resource's most recent run (training loss, server requests).
 
     ADDR is Kind/name, e.g. Model/colors."""
-    for line in operations.logs(directory, Address.parse(address), follow, loading):
-        click.echo(line)
+    parsed = Address.parse(address)
+    if not plot:
+        for line in operations.logs(directory, parsed, follow, loading):
+            click.echo(line)
+        return
+    if follow:
+        raise UsageError("--plot cannot be used with --follow",
+                         hint="it draws the lines logged so far; run it again to see more")
+    points = metric_points(operations.logs(directory, parsed, False, loading), "loss")
+    if not points:
+        raise SubstratusError(f"{address}'s most recent run logged no loss (no `step=N ... "
+                              "loss=X` lines)", hint="--plot draws a training run's loss; "
+                              f"`substratus logs {address}` shows what it logged")
+    width = shutil.get_terminal_size((80, 24)).columns - 12
+    click.echo("\n".join(chart(points, "loss", width)))
 
 
 @cli.group()
@@ -498,9 +569,21 @@ def force_unlock(lock_id: str, directory: Path, loading: LoadOptions) -> None:
 
 
 @cli.command()
-def schema() -> None:
-    """Print the JSON Schema of the resource files (for editors: yaml-language-server)."""
-    click.echo(json.dumps(json_schema(), indent=2))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the schema to FILE instead of printing it.")
+def schema(out_file: Path | None) -> None:
+    """Print the JSON Schema of the resource files, for editors: save it with --out FILE and put
+    `# yaml-language-server: $schema=FILE` at the top of a resource file for completion, hover
+    and validation as you type."""
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if out_file is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        out_file.write_text(text)
+    except OSError as error:
+        raise SubstratusError(f"cannot write the schema to {out_file}: {error.strerror}") from None
+    out.print(f"Wrote the JSON Schema of the resource files to {out_file}.")
 
 
 def _scalar(value: Any) -> str:

@@ -1,4 +1,5 @@
-"""The dependency graph: references between resources, cycles reported with their path, order."""
+"""The dependency graph: references between resources, cycles reported with their path, order,
+and the transitive reduction that is drawn."""
 
 from __future__ import annotations
 
@@ -45,6 +46,16 @@ class Graph:
                 seen.add(a)
                 stack.extend(self.deps.get(a, ()))
         return seen
+
+    def reduced(self) -> Graph:
+        """The transitive reduction: the same reachability with no edge a longer path implies (a
+        server -> its model -> the base model, without server -> base model). What is drawn, as
+        `terraform graph` draws. Needs an acyclic graph (the loader refuses cycles)."""
+        below: dict[Address, frozenset[Address]] = {}  # everything reachable, not itself
+        for a in self.order():
+            below[a] = frozenset().union(*(below[d] | {d} for d in self.deps[a]))
+        return Graph({a: [d for d in ds if not any(d in below[o] for o in ds if o != d)]
+                      for a, ds in self.deps.items()})
 
     def order(self) -> list[Address]:
         """A deterministic topological order: dependencies first, ties by address."""

@@ -158,7 +158,8 @@ def diagnostics(document):
         place = where.get("filename") or ""
         line = (where.get("start") or {}).get("line")
         place = "%s:%s" % (place, line) if place and line else place
-        text = ": ".join(t for t in (place, d.get("summary"), d.get("detail")) if t)
+        text = ": ".join(t for t in (place, d.get("field"), d.get("summary"), d.get("detail"))
+                         if t)
         lines.append("%s: %s" % ((d.get("severity") or "error").capitalize(), text))
     return lines
 

@@ -182,6 +182,11 @@ def _http_status(url: str, timeout: float) -> int | None:
         return None
 
 
+# Read from /proc (ps elsewhere) rather than through psutil, on purpose: the start token is
+# recorded in process books and must keep its format (psutil's create_time is another one, so a
+# process recorded before a switch would read as gone and be started twice, the old one orphaned
+# on its port), psutil has no process-group id for the group scan below, and it would be a
+# compiled dependency of the core install for about 20 lines.
 def _probe(pid: int) -> tuple[str, str] | None:
     """(state, start token) of pid, None when there is no such process."""
     if _PROC.is_dir():

@@ -20,6 +20,7 @@ from pydantic import (
     create_model,
     model_validator,
 )
+from pydantic.fields import ComputedFieldInfo, FieldInfo
 from pydantic_core import PydanticCustomError
 
 from substratus_cli.address import DNS_LABEL, KINDS
@@ -29,6 +30,8 @@ from substratus_cli.stacks.parameters import IDENTIFIER, Parameter
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _STORAGE_SCHEMES = ("file://", "gs://")
+# Where the schema says it lives (its `$id`): one per apiVersion.
+SCHEMA_ID = "https://substratus.ai/schemas/v1/resource.schema.json"
 # The pydantic error type of a rule across fields (see `_Model._cross_field`).
 CROSS_FIELD = "cross_field"
 
@@ -103,8 +106,15 @@ PlainURL = Annotated[str, AfterValidator(_no_secret_refs)]
 Quantity = Annotated[str | int | float, BeforeValidator(_quantity)]
 
 
+def _written_name(name: str, field: FieldInfo | ComputedFieldInfo) -> str:
+    """A field's title is the key written in files (hover shows it): releaseChannel, not Release
+    Channel."""
+    return (field.alias if isinstance(field, FieldInfo) else None) or name
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True,
+                              field_title_generator=_written_name)
 
     @classmethod
     def _problems(cls, data: dict[Any, Any]) -> list[str]:
@@ -152,49 +162,84 @@ def _one_of(data: dict[Any, Any], *keys: str, required: bool = True) -> list[str
 class Ref(_Model):
     """A reference to another resource by name, in the referrer's namespace."""
 
-    name: Name
+    name: Name = Field(description="The referenced resource's `metadata.name`.",
+                       examples=["favorite-colors"])
 
 
 # Environment
 
 
 class EnvironmentKubernetes(_Model):
-    context: str | None = None
-    namespace: Name = "default"
-    cluster: Ref | None = None
-    # The executor image of in-cluster builds (`builder: cluster`); a pinned kaniko by default.
-    kaniko_image: str | None = Field(None, alias="kanikoImage")
+    """Where on Kubernetes the workspace's resources run: a kubeconfig context, or a declared
+    `Cluster` reached with the endpoint and CA GKE reports."""
+
+    context: str | None = Field(default=None, description=(
+        "The kubeconfig context to use; the current context when not given."))
+    namespace: Name = Field(default="default", description=(
+        "The namespace the resources go in (created if missing)."), examples=["ml"])
+    cluster: Ref | None = Field(default=None, description=(
+        "A `Cluster` resource of this workspace to run on instead of a kubeconfig context: every "
+        "workload then depends on it and its NodePools."))
+    kaniko_image: str | None = Field(default=None, alias="kanikoImage", description=(
+        "The executor image of in-cluster builds (`builder: cluster`); a pinned kaniko release "
+        "when not given."), examples=["gcr.io/kaniko-project/executor:v1.23.2"])
 
 
 class EnvironmentSpec(_Model):
-    runtime: Literal["local", "kubernetes"] = "local"
-    kubernetes: EnvironmentKubernetes | None = None
-    artifacts: StorageURL | None = None
-    state: StorageURL | None = None
-    registry: str | None = None
+    """Where the workspace runs and keeps its state and artifacts (all defaults: the local
+    runtime, state and artifacts under `.substratus/`)."""
+
+    runtime: Literal["local", "kubernetes"] = Field(default="local", description=(
+        "`local`: workloads run as processes on this machine. `kubernetes`: as Jobs, "
+        "Deployments and StatefulSets on a cluster (see `kubernetes`)."))
+    kubernetes: EnvironmentKubernetes | None = Field(default=None, description=(
+        "The cluster and namespace of the kubernetes runtime."))
+    artifacts: StorageURL | None = Field(default=None, description=(
+        "The artifact store for dataset and model snapshots: `file://PATH` or "
+        "`gs://BUCKET/PREFIX`; `.substratus/artifacts` when not given."),
+        examples=["gs://my-bucket/ml"])
+    state: StorageURL | None = Field(default=None, description=(
+        "Where the state (and its lock) is kept: `file://PATH` or `gs://BUCKET/PREFIX` to share it "
+        "with a team and CI; `.substratus/state` when not given."),
+        examples=["gs://my-bucket/state"])
+    registry: str | None = Field(default=None, description=(
+        "The container registry workload images are pulled from and `Image`s are pushed to."),
+        examples=["us-docker.pkg.dev/my-project/substratus"])
 
 
 # Infrastructure (GCP)
 
 
 class ClusterSpec(_Model):
-    project: str
-    location: str
+    """A GKE cluster. Its default node pool is removed once it is up: declare NodePools."""
+
+    project: str = Field(description="The Google Cloud project ID (changing it replaces the "
+                         "cluster).", examples=["my-project"])
+    location: str = Field(description="A region or a zone (changing it replaces the cluster).",
+                          examples=["us-central1"])
     release_channel: Literal["RAPID", "REGULAR", "STABLE", "EXTENDED"] = Field(
-        "REGULAR", alias="releaseChannel")
-    workload_identity: bool = Field(True, alias="workloadIdentity")
-    image_streaming: bool = Field(False, alias="imageStreaming")
-    gcs_fuse_csi_driver: bool = Field(False, alias="gcsFuseCsiDriver")
+        default="REGULAR", alias="releaseChannel", description="GKE's release channel.")
+    workload_identity: bool = Field(default=True, alias="workloadIdentity", description=(
+        "Enable Workload Identity (pods act as Google service accounts)."))
+    image_streaming: bool = Field(default=False, alias="imageStreaming", description=(
+        "Enable image streaming (containers start before their image is fully pulled)."))
+    gcs_fuse_csi_driver: bool = Field(default=False, alias="gcsFuseCsiDriver", description=(
+        "Enable the Cloud Storage FUSE CSI driver (buckets mounted as volumes)."))
 
 
 class Accelerator(_Model):
-    type: str
-    count: int = Field(1, ge=1)
+    """The GPUs attached to each node of a pool."""
+
+    type: str = Field(description="The GKE accelerator type (changing it replaces the pool).",
+                      examples=["nvidia-l4", "nvidia-tesla-t4"])
+    count: int = Field(default=1, ge=1, description="GPUs per node.")
 
 
 class Autoscaling(_Model):
-    min: int = Field(ge=0)
-    max: int = Field(ge=1)
+    """The node count range the pool scales within (from zero with `min: 0`)."""
+
+    min: int = Field(ge=0, description="The fewest nodes (per zone).")
+    max: int = Field(ge=1, description="The most nodes (per zone); at least `min`.")
 
     @classmethod
     def _problems(cls, data: dict[Any, Any]) -> list[str]:
@@ -205,36 +250,60 @@ class Autoscaling(_Model):
 
 
 class Taint(_Model):
-    key: str
-    value: str = ""
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+    """A Kubernetes taint on the pool's nodes: only pods tolerating it are scheduled there."""
+
+    key: str = Field(description="The taint's key.", examples=["nvidia.com/gpu"])
+    value: str = Field(default="", description="The taint's value.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = Field(
+        description="What happens to pods that do not tolerate it.")
 
 
 class NodePoolSpec(_Model):
-    cluster: Ref
-    machine_type: str = Field(alias="machineType")
-    accelerator: Accelerator | None = None
-    spot: bool = False
-    autoscaling: Autoscaling | None = None
-    zones: list[str] | None = None
-    taints: list[Taint] | None = None
+    """A node pool of a GKE `Cluster`: created after its cluster, destroyed before it."""
+
+    cluster: Ref = Field(description="The `Cluster` resource the pool belongs to.")
+    machine_type: str = Field(alias="machineType", description="The Compute Engine machine type.",
+                              examples=["n1-standard-4", "g2-standard-8"])
+    accelerator: Accelerator | None = Field(default=None, description=(
+        "GPUs per node (changing them replaces the pool)."))
+    spot: bool = Field(default=False, description=(
+        "Use Spot VMs: cheaper, can be reclaimed at any time (changing it replaces the pool)."))
+    autoscaling: Autoscaling | None = Field(default=None, description=(
+        "Scale the pool between `min` and `max` nodes; a fixed single node when not given."))
+    zones: list[str] | None = Field(default=None, description=(
+        "The zones of the cluster's region the nodes go in; GKE's choice when not given."),
+        examples=[["us-central1-a"]])
+    taints: list[Taint] | None = Field(default=None, description="Taints put on every node of the pool.")
 
 
 class BucketSpec(_Model):
-    project: str | None = None
-    location: str = "US"
-    storage_class: str = Field("STANDARD", alias="storageClass")
+    """A Cloud Storage bucket (its name is `metadata.name`). A bucket that still holds objects is
+    never deleted."""
+
+    project: str | None = Field(default=None, description=(
+        "The Google Cloud project ID; Application Default Credentials' project when not given."))
+    location: str = Field(default="US", description="A multi-region, dual-region or region.",
+                          examples=["US", "us-central1"])
+    storage_class: str = Field(default="STANDARD", alias="storageClass", description=(
+        "The default storage class of its objects."), examples=["STANDARD", "NEARLINE"])
 
 
 # Fields shared by the ML kinds
 
 
 class GitSource(_Model):
-    url: str
-    ref: str | None = None
-    branch: str | None = None
-    tag: str | None = None
-    path: str | None = None
+    """A build context taken from a git repository: the plan resolves `branch`, `tag` or `ref` to a
+    commit with `git ls-remote`, and that commit is the build's identity."""
+
+    url: str = Field(description="The repository's clone URL.",
+                     examples=["https://github.com/org/repo.git"])
+    ref: str | None = Field(default=None, description="A commit or a ref name (at most one of ref, "
+                            "branch, tag; the default branch when none is given).")
+    branch: str | None = Field(default=None, description="A branch: moving it plans a rebuild.",
+                               examples=["main"])
+    tag: str | None = Field(default=None, description="A tag.", examples=["v1.2.0"])
+    path: str | None = Field(default=None, description="The context's folder in the repository; its "
+                             "root when not given.", examples=["app"])
 
     @classmethod
     def _problems(cls, data: dict[Any, Any]) -> list[str]:
@@ -244,14 +313,21 @@ class GitSource(_Model):
 class Build(_Model):
     """An image built from a context: a folder of the workspace, or a path in a git repository."""
 
-    git: GitSource | None = None
-    context: str | None = None
-    dockerfile: str | None = None  # in the context; `Dockerfile` when not given
-    build_args: dict[str, str] | None = Field(None, alias="buildArgs")
-    target: str | None = None
-    # Where it is built: buildah on this machine (the default), or a kaniko Job in the cluster
-    # of the kubernetes runtime.
-    builder: Literal["local", "cluster"] | None = None
+    git: GitSource | None = Field(default=None, description=(
+        "Build from a git repository (give exactly one of git, context)."))
+    context: str | None = Field(default=None, description=(
+        "Build from this folder of the workspace (its `.dockerignore` is honoured; give exactly "
+        "one of git, context)."), examples=["trainer"])
+    dockerfile: str | None = Field(default=None, description=(
+        "The Dockerfile, relative to the context; `Dockerfile` when not given."))
+    build_args: dict[str, str] | None = Field(default=None, alias="buildArgs", description=(
+        "Build arguments (`ARG` values)."), examples=[{"PYTHON": "3.11"}])
+    target: str | None = Field(default=None, description=(
+        "The stage of a multi-stage Dockerfile to build; its last stage when not given."))
+    builder: Literal["local", "cluster"] | None = Field(default=None, description=(
+        "Where the image is built: `local` (buildah on this machine, the default) or `cluster` "
+        "(a kaniko Job on the kubernetes runtime's cluster, its context uploaded to the "
+        "artifact store)."))
 
     @classmethod
     def _problems(cls, data: dict[Any, Any]) -> list[str]:
@@ -265,30 +341,53 @@ class ImageSpec(Build):
     """An Image: a build whose result is pushed to the Environment's registry, tagged with its
     identity and with `tags` (a version a stack pins, for instance)."""
 
-    tags: list[ImageTag] | None = None
+    tags: list[ImageTag] | None = Field(default=None, description=(
+        "More tags to push the image under, besides the one derived from its identity."),
+        examples=[["v1", "latest"]])
 
 
 class GPU(_Model):
-    type: str
-    count: int = Field(1, ge=1)
+    """GPUs for the workload."""
+
+    type: str = Field(description="The GPU type (on GKE, an accelerator type).",
+                      examples=["nvidia-l4"])
+    count: int = Field(default=1, ge=1, description="How many GPUs.")
 
 
 class Resources(_Model):
-    cpu: Quantity | None = None
-    memory: str | None = None
-    disk: str | None = None
-    gpu: GPU | None = None
+    """What the workload's container asks for (on Kubernetes: its requests and limits)."""
+
+    cpu: Quantity | None = Field(default=None, description="CPU cores, as a number or a Kubernetes "
+                                 "quantity.", examples=[2, "500m"])
+    memory: str | None = Field(default=None, description="Memory, as a Kubernetes quantity.",
+                               examples=["8Gi"])
+    disk: str | None = Field(default=None, description="Scratch disk space, as a Kubernetes quantity.",
+                             examples=["20Gi"])
+    gpu: GPU | None = Field(default=None, description=(
+        "GPUs; for a Model with `size`, sized from it when not given."))
 
 
 class WorkloadSpec(_Model):
     """What Dataset, Model, ModelServer and Notebook share: the container and its resources."""
 
-    image: str | None = None
-    build: Build | None = None
-    command: list[str] | None = None
-    env: dict[str, MaybeSecret] | None = None
-    params: dict[str, Any] | None = None
-    resources: Resources | None = None
+    image: str | None = Field(default=None, description=(
+        "The container image to run instead of substratus's own workload image (at most one of "
+        "image, build)."), examples=["us-docker.pkg.dev/my-project/substratus/trainer:v1"])
+    build: Build | None = Field(default=None, description=(
+        "Build the image to run from a folder or a git repository (kubernetes runtime; at most "
+        "one of image, build)."))
+    command: list[str] | None = Field(default=None, description=(
+        "The program to run instead of the image's own, with its arguments."),
+        examples=[["python", "train.py"]])
+    env: dict[str, MaybeSecret] | None = Field(default=None, description=(
+        "Environment variables; a value can be a secret reference "
+        "`${{ secrets.NAME.KEY }}`, never printed or stored."),
+        examples=[{"HF_TOKEN": "${{ secrets.hf.token }}"}])
+    params: dict[str, Any] | None = Field(default=None, description=(
+        "Parameters for the workload, given to it as `/content/params.json` and `PARAM_<KEY>` "
+        "environment variables."), examples=[{"epochs": 3, "learning_rate": 0.0001}])
+    resources: Resources | None = Field(default=None, description=(
+        "CPU, memory, disk and GPUs for the workload."))
 
     @classmethod
     def _problems(cls, data: dict[Any, Any]) -> list[str]:
@@ -296,16 +395,30 @@ class WorkloadSpec(_Model):
 
 
 class HuggingFace(_Model):
-    name: str
-    revision: str | None = None
+    """A repository on the Hugging Face Hub."""
+
+    name: str = Field(description="The repository's ID.", examples=["facebook/opt-125m"])
+    revision: str | None = Field(default=None, description=(
+        "A branch, tag or commit; the default branch when not given (pin a commit for "
+        "reproducible plans)."), examples=["main"])
 
 
 class DatasetSource(_Model):
-    url: PlainURL | None = None
-    sha256: Sha256 | None = None
-    headers: dict[str, MaybeSecret] | None = None
-    path: str | None = None
-    huggingface: HuggingFace | None = None
+    """Where a dataset's files come from (exactly one of url, path, huggingface)."""
+
+    url: PlainURL | None = Field(default=None, description=(
+        "Download one file (a `.tar.gz` or `.zip` is unpacked). It is shown in plans: put "
+        "credentials in `headers`."), examples=["https://example.com/data.jsonl"])
+    sha256: Sha256 | None = Field(default=None, description=(
+        "The downloaded file's expected sha256 (a url source only); a mismatch fails the apply."))
+    headers: dict[str, MaybeSecret] | None = Field(default=None, description=(
+        "HTTP headers sent with the download (a url source only); values can be secret "
+        "references."), examples=[{"Authorization": "Bearer ${{ secrets.data.token }}"}])
+    path: str | None = Field(default=None, description=(
+        "A file or folder of the workspace, relative to it."),
+        examples=["data/favorite-colors.jsonl"])
+    huggingface: HuggingFace | None = Field(default=None, description=(
+        "A dataset repository on the Hugging Face Hub."))
 
     @classmethod
     def _problems(cls, data: dict[Any, Any]) -> list[str]:
@@ -316,7 +429,11 @@ class DatasetSource(_Model):
 
 
 class DatasetSpec(WorkloadSpec):
-    source: DatasetSource | None = None
+    """A Dataset: a content-addressed snapshot of files, from a source or made by a workload
+    (an image or build that loads the data)."""
+
+    source: DatasetSource | None = Field(default=None, description=(
+        "Where the files come from; without it, `image` or `build` loads the data."))
 
     @classmethod
     def _problems(cls, data: dict[Any, Any]) -> list[str]:
@@ -327,15 +444,26 @@ class DatasetSpec(WorkloadSpec):
 
 
 class Scratch(_Model):
-    config: dict[str, Any] = Field(default_factory=dict)
+    """A small model built from a config, randomly initialised."""
+
+    config: dict[str, Any] = Field(default_factory=dict, description=(
+        "The architecture's settings (for the built-in workload: architecture, n_layer, n_head, "
+        "n_embd, n_positions, seed)."), examples=[{"n_layer": 2, "n_embd": 64}])
 
 
 class ModelSource(_Model):
-    huggingface: HuggingFace | None = None
-    url: PlainURL | None = None
-    sha256: Sha256 | None = None
-    path: str | None = None
-    scratch: Scratch | None = None
+    """Where a model comes from (exactly one of huggingface, url, path, scratch)."""
+
+    huggingface: HuggingFace | None = Field(default=None, description=(
+        "A model repository on the Hugging Face Hub."))
+    url: PlainURL | None = Field(default=None, description=(
+        "Download one file (a `.tar.gz` or `.zip` is unpacked)."),
+        examples=["https://example.com/model.tar.gz"])
+    sha256: Sha256 | None = Field(default=None, description=(
+        "The downloaded file's expected sha256 (a url source only)."))
+    path: str | None = Field(default=None, description="A folder of the workspace, relative to it.",
+                             examples=["models/base"])
+    scratch: Scratch | None = Field(default=None, description="Build a new model from a config.")
 
     @classmethod
     def _problems(cls, data: dict[Any, Any]) -> list[str]:
@@ -346,20 +474,35 @@ class ModelSource(_Model):
 
 
 class Training(_Model):
-    base_model: Ref = Field(alias="baseModel")
-    dataset: Ref
-    params: dict[str, Any] | None = None
+    """Fine-tune a base model on a dataset: the result is a new model artifact."""
+
+    base_model: Ref = Field(alias="baseModel", description="The `Model` to start from.")
+    dataset: Ref = Field(description="The `Dataset` to train on.")
+    params: dict[str, Any] | None = Field(default=None, description=(
+        "Training parameters (for the built-in trainer: epochs, max_steps, learning_rate, "
+        "batch_size, seq_len, seed, log_every)."), examples=[{"epochs": 3, "learning_rate": 5e-05}])
 
 
 class Size(_Model):
-    parameter_count: int = Field(gt=0, alias="parameterCount")
-    parameter_bits: Literal[4, 8, 16, 32] = Field(alias="parameterBits")
+    """The model's size, which sizes its memory and GPUs without loading it."""
+
+    parameter_count: int = Field(gt=0, alias="parameterCount", description=(
+        "The number of parameters."), examples=[125000000])
+    parameter_bits: Literal[4, 8, 16, 32] = Field(alias="parameterBits", description=(
+        "Bits per parameter as stored."), examples=[16])
 
 
 class ModelSpec(WorkloadSpec):
-    source: ModelSource | None = None
-    training: Training | None = None
-    size: Size | None = None
+    """A Model: an immutable artifact, imported (`source`) or trained (`training`); any change
+    replaces it."""
+
+    source: ModelSource | None = Field(default=None, description=(
+        "Import or build the model (exactly one of source, training)."))
+    training: Training | None = Field(default=None, description=(
+        "Fine-tune a base model on a dataset (exactly one of source, training)."))
+    size: Size | None = Field(default=None, description=(
+        "The model's size: plans show the memory it needs to train and serve, and GPUs are "
+        "sized from it."))
 
     @classmethod
     def _problems(cls, data: dict[Any, Any]) -> list[str]:
@@ -367,25 +510,40 @@ class ModelSpec(WorkloadSpec):
 
 
 class Quantization(_Model):
-    bits: Literal[4, 8, 16]
+    """Serve the model's weights at fewer bits."""
+
+    bits: Literal[4, 8, 16] = Field(description="Bits per parameter when serving.")
 
 
 class Rollout(_Model):
-    max_surge: int = Field(1, ge=1, alias="maxSurge")
-    readiness_timeout_seconds: int = Field(300, gt=0, alias="readinessTimeoutSeconds")
+    """How a new version replaces the old: started beside it, switched to once ready."""
+
+    max_surge: int = Field(default=1, ge=1, alias="maxSurge", description=(
+        "Replicas of the new version started at a time."))
+    readiness_timeout_seconds: int = Field(default=300, gt=0, alias="readinessTimeoutSeconds", description=(
+        "How long the new version may take to answer `/health`; then the apply fails and the "
+        "old version keeps serving."))
 
 
 class ModelServerSpec(WorkloadSpec):
-    model: Ref
-    replicas: int = Field(1, ge=0)
-    quantization: Quantization | None = None
-    rollout: Rollout | None = None
+    """A ModelServer: replicas serving a model over HTTP (`/v1/completions`, `/generate`) on a
+    stable endpoint, rolled out without downtime."""
+
+    model: Ref = Field(description="The `Model` to serve.")
+    replicas: int = Field(default=1, ge=0, description="How many server processes or pods.")
+    quantization: Quantization | None = Field(default=None, description=(
+        "Serve the weights quantized."))
+    rollout: Rollout | None = Field(default=None, description="How a changed server is rolled out.")
 
 
 class NotebookSpec(WorkloadSpec):
-    model: Ref | None = None
-    dataset: Ref | None = None
-    suspend: bool = False
+    """A Notebook: JupyterLab with a model and a dataset in it."""
+
+    model: Ref | None = Field(default=None, description="A `Model` to put in the notebook "
+                              "(`/content/model`).")
+    dataset: Ref | None = Field(default=None, description="A `Dataset` to put in the notebook "
+                                "(`/content/data`).")
+    suspend: bool = Field(default=False, description="Stop the notebook, keeping its definition.")
 
 
 SPEC_MODELS: dict[str, type[BaseModel]] = {
@@ -405,31 +563,52 @@ assert tuple(SPEC_MODELS) == KINDS, "every kind needs a spec model"
 # Documents
 
 
+def _labels() -> Any:
+    return Field(default=None, description=(
+        "Labels (key: value) recorded with the resource and put on the objects it becomes."),
+        examples=[{"team": "ml"}])
+
+
 class Metadata(_Model):
-    name: Name
-    namespace: Name | None = None
-    labels: dict[str, str] | None = None
+    """The resource's identity: its address is Kind/namespace/name."""
+
+    name: Name = Field(description=(
+        "The resource's name, unique per kind and namespace: at most 63 lowercase letters, "
+        "digits and '-'."), examples=["favorite-colors"])
+    namespace: Name | None = Field(default=None, description=(
+        "The namespace; the Environment's (`default` when not set) when not given."))
+    labels: dict[str, str] | None = _labels()
 
 
 def _empty_spec_is_default(value: Any) -> Any:
     return {} if value is None else value
 
 
+def _envelope(kind: str, what: str, metadata: type[BaseModel], spec: Any) -> type[BaseModel]:
+    """The document around a spec: apiVersion, kind, metadata and spec."""
+    model: type[BaseModel] = create_model(
+        f"{kind}Document", __base__=_Model, __doc__=what,
+        api_version=(Literal[API_VERSION],  # type: ignore[arg-type]
+                     Field(alias="apiVersion", description=f"Always `{API_VERSION}`.")),
+        kind=(Literal[kind],  # type: ignore[arg-type]
+              Field(description="The kind of resource; it decides what `spec` holds.")),
+        metadata=(metadata, Field(description=_doc(metadata))),
+        spec=spec)
+    return model
+
+
 def _document_model(kind: str, spec: type[BaseModel]) -> type[BaseModel]:
-    spec_field: Any = (spec, ...)
+    spec_field: Any = (spec, Field(description=_doc(spec)))
     if kind == "Environment":
         # An Environment with no spec (or `spec:` left empty) means all defaults.
         spec_field = (Annotated[spec, BeforeValidator(_empty_spec_is_default)],
-                      Field(default_factory=spec))
-    model: type[BaseModel] = create_model(
-        f"{kind}Document",
-        __base__=_Model,
-        api_version=(Literal[API_VERSION], Field(alias="apiVersion")),  # type: ignore[arg-type]
-        kind=(Literal[kind], ...),  # type: ignore[arg-type]
-        metadata=(Metadata, ...),
-        spec=spec_field,
-    )
-    return model
+                      Field(default_factory=spec, description=_doc(spec)))
+    return _envelope(kind, f"A substratus {kind} resource.", Metadata, spec_field)
+
+
+def _doc(model: type[BaseModel]) -> str:
+    """A model's docstring on one line: the description of a field holding it."""
+    return " ".join((model.__doc__ or "").split())
 
 
 DOCUMENT_MODELS: dict[str, type[BaseModel]] = {k: _document_model(k, m) for k, m in SPEC_MODELS.items()}
@@ -439,32 +618,37 @@ class StackSpec(_Model):
     """A stack instance: the stack's folder (./PATH) or a shipped stack's name, and its values
     (checked against the stack's stack.yaml when it is rendered)."""
 
-    source: str
-    values: dict[str, Any] | None = None
+    source: str = Field(description=(
+        "A shipped stack's name, or `./PATH` to a folder with a `stack.yaml`."),
+        examples=["finetune-and-serve", "./stacks/mine"])
+    values: dict[str, Any] | None = Field(default=None, description=(
+        "The stack's parameters (its `stack.yaml` declares them; `substratus init STACK` "
+        "writes them all with their defaults)."), examples=[{"epochs": 50}])
 
 
 class StackMetadata(_Model):
-    name: Name
-    namespace: Name | None = None
-    labels: dict[str, str] | None = None
+    """The instance's identity: its resources are named after it (`NAME-...`)."""
+
+    name: Name = Field(description="The instance's name; `--target Stack/NAME` selects every "
+                       "resource it renders.", examples=["colors"])
+    namespace: Name | None = Field(default=None, description="The namespace of what it renders.")
+    labels: dict[str, str] | None = _labels()
 
 
 class VariableMetadata(_Model):
-    name: Annotated[str, Field(pattern=f"^{IDENTIFIER.pattern}$")]
+    """The variable's name."""
 
-
-def _config_document(kind: str, metadata: type[BaseModel], spec: type[BaseModel]) -> Any:
-    return create_model(
-        f"{kind}Document", __base__=_Model,
-        api_version=(Literal[API_VERSION], Field(alias="apiVersion")),  # type: ignore[arg-type]
-        kind=(Literal[kind], ...),  # type: ignore[arg-type]
-        metadata=(metadata, ...), spec=(spec, ...))
+    name: Annotated[str, Field(pattern=f"^{IDENTIFIER.pattern}$")] = Field(description=(
+        "Used as `${{ var.NAME }}`, set with `--var NAME=VALUE` or `SUBSTRATUS_VAR_NAME`."),
+        examples=["epochs"])
 
 
 # Documents the loader expands before validation (stacks/): in the editors' schema only.
 CONFIG_DOCUMENT_MODELS: dict[str, type[BaseModel]] = {
-    "Stack": _config_document("Stack", StackMetadata, StackSpec),
-    "Variable": _config_document("Variable", VariableMetadata, Parameter),
+    "Stack": _envelope("Stack", "A stack instance: the resources a stack renders with these "
+                       "values.", StackMetadata, (StackSpec, Field(description=_doc(StackSpec)))),
+    "Variable": _envelope("Variable", "A workspace variable, declared with its type and default.",
+                          VariableMetadata, (Parameter, Field(description=_doc(Parameter)))),
 }
 
 
@@ -477,6 +661,7 @@ def json_schema() -> dict[str, Any]:
     schema = adapter.json_schema(by_alias=True)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
         "title": "substratus resource",
         "description": f"A substratus resource document (apiVersion {API_VERSION}).",
         **schema,

@@ -20,16 +20,28 @@ _PYTHON = {"string": (str,), "number": (int, float), "integer": (int,), "boolean
 
 
 class Parameter(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A parameter: its type, default and the rules a given value must follow."""
 
-    type: Literal["string", "number", "integer", "boolean", "list", "map"] = "string"
-    description: str = ""
-    default: Any = None
-    enum: list[Any] | None = None
-    pattern: str | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    sensitive: bool = False
+    # Titles are the keys as written (hover shows them in editors).
+    model_config = ConfigDict(extra="forbid", field_title_generator=lambda name, _: name)
+
+    type: Literal["string", "number", "integer", "boolean", "list", "map"] = Field(
+        default="string", description="The type a value must have.")
+    description: str = Field(default="", description="What the parameter is for (shown by `substratus "
+                             "init`).")
+    default: Any = Field(default=None, description=(
+        "The value when none is given; without a default the parameter is required "
+        "(`default: null` makes it optional, its value null)."))
+    enum: list[Any] | None = Field(default=None, description="The only values allowed.",
+                                   examples=[["small", "large"]])
+    pattern: str | None = Field(default=None, description=(
+        "A regular expression a string value must match in full."), examples=["^[a-z]+$"])
+    minimum: float | None = Field(default=None, description="The smallest number allowed.")
+    maximum: float | None = Field(default=None, description="The largest number allowed.")
+    sensitive: bool = Field(default=False, description=(
+        "Marks a secret value. Not built yet: a Variable with `sensitive: true` is refused (its "
+        "value would be written into plans and state); keep secrets in "
+        "`${{ secrets.NAME.KEY }}`."))
 
     @model_validator(mode="after")
     def _consistent(self) -> Parameter:

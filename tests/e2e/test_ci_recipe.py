@@ -181,16 +181,19 @@ def test_invalid_files_exit_1_with_the_cli_error_lines(workspace: Path):
     direct = subprocess.run([str(VENV_BIN / "substratus"), "plan", "--detailed-exitcode", "--json",
                              str(workspace)], capture_output=True, text=True, env=run_env())
     assert direct.returncode == 3, "substratus's own exit code for invalid files"
+    assert json.loads(direct.stdout)["valid"] is False, "a diagnostics document"
 
     done = drift_check("workspace", cwd=workspace.parent)
     assert done.returncode == 1, done.stdout + done.stderr
+    # The error from the diagnostics document, then what substratus said on stderr.
     assert done.stdout == "\n".join([
         TITLE, "",
         "**Error:** `substratus plan` exited 3 (invalid resource files or usage).", "",
         "```text",
         'Error: bad.yaml:2: kind: unknown kind "Datasett" (did you mean "Dataset"?)',
+        "1 error in the resource files.",
         "```", ""])
-    assert "Error: bad.yaml:2:" in done.stderr, "substratus's messages stay in the log"
+    assert "1 error in the resource files." in done.stderr, "substratus's messages stay in the log"
     assert done.stderr.splitlines()[-1] == (
         "drift-check.sh: error (exit 1; substratus plan exited 3)")
     assert not (workspace / ".substratus").exists()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
 
 from substratus_cli.errors import ExitCode
+from tests.support.goldens import check_golden
 
 CASES = {
     "bad yaml": (
@@ -88,3 +91,82 @@ def test_validate_accepts_the_quickstart(cli, quickstart):
     result = cli("validate", quickstart)
     assert result.code == 0
     assert "Success! The resource files are valid (7 resources)." in result.out
+
+
+def _line_of(diagnostic: dict) -> str:
+    """A diagnostic of the JSON document written as the terminal's `Error:` line."""
+    where = diagnostic.get("range")
+    place = f"{where['filename']}:{where['start']['line']}" if where else ""
+    return "Error: " + ": ".join(
+        t for t in (place, diagnostic.get("field"), diagnostic["summary"]) if t)
+
+
+@pytest.mark.parametrize("command", ["validate", "plan"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_json_on_invalid_files_is_a_diagnostics_document_exit_3(cli, tmp_path: Path, case: str,
+                                                                command: str):
+    text, expected = CASES[case]
+    (tmp_path / "a.yaml").write_text(text)
+    result = cli(command, tmp_path, "--json")
+    assert result.code == ExitCode.INVALID_INPUT
+    document = json.loads(result.out)
+    assert {k: v for k, v in document.items() if k != "diagnostics"} == {
+        "format_version": "1.0", "valid": False, "error_count": 1, "warning_count": 0}
+    assert [_line_of(d) for d in document["diagnostics"]] == [expected]
+    assert document["diagnostics"][0]["severity"] == "error"
+    assert result.err == "1 error in the resource files.\n", "the errors are in the document"
+    assert not (tmp_path / ".substratus").exists()
+
+
+def test_diagnostics_document_ranges_point_at_the_field(cli, tmp_path: Path, update_goldens):
+    """Also the golden test_tfjson.py hands to terraform-json's reader of `terraform validate
+    -json` (tests/unit/goldens/tfjson/diagnostics.json)."""
+    (tmp_path / "a.yaml").write_text(CASES["unknown kind"][0])
+    (tmp_path / "b.yaml").write_text(
+        "apiVersion: substratus.ai/v1\nkind: Dataset\nmetadata:\n  name: b\nspec:\n"
+        "  source:\n    path: x\n    'sha256': abc\n  command:\n  - 7\n")
+    result = cli("plan", "--json", tmp_path)
+    assert result.code == ExitCode.INVALID_INPUT
+    assert json.loads(result.out) == {
+        "format_version": "1.0", "valid": False, "error_count": 4, "warning_count": 0,
+        "diagnostics": [
+            {"severity": "error", "summary": 'unknown kind "Datasett" (did you mean "Dataset"?)',
+             "detail": "", "field": "kind",
+             "range": {"filename": "a.yaml", "start": {"line": 2, "column": 1},
+                       "end": {"line": 2, "column": 5}}},
+            {"severity": "error", "summary": "sha256 and headers apply only to a url source",
+             "detail": "", "field": "spec.source",
+             "range": {"filename": "b.yaml", "start": {"line": 6, "column": 3},
+                       "end": {"line": 6, "column": 9}}},
+            {"severity": "error", "detail": "", "field": "spec.source.sha256",
+             "summary": "invalid sha256 'abc': expected 64 lowercase hexadecimal digits",
+             "range": {"filename": "b.yaml", "start": {"line": 8, "column": 5},
+                       "end": {"line": 8, "column": 13}}},
+            # A list item has no key: the range is the item's text.
+            {"severity": "error", "detail": "", "field": "spec.command.0",
+             "summary": "Input should be a valid string, got 7",
+             "range": {"filename": "b.yaml", "start": {"line": 10, "column": 3},
+                       "end": {"line": 10, "column": 6}}},
+        ]}
+    check_golden("tfjson/diagnostics.json", result.out, update_goldens)
+
+
+def test_diagnostics_document_of_an_unreadable_file_never_reads_it(cli, tmp_path: Path):
+    """A FIFO named like a resource file is refused by the loader; the document's range does not
+    read it either (reading a FIFO waits for a writer forever)."""
+    (tmp_path / "a.yaml").write_text(CASES["unknown kind"][0])
+    os.mkfifo(tmp_path / "pipe.yaml")
+    result = cli("validate", "--json", tmp_path)
+    assert result.code == ExitCode.INVALID_INPUT
+    document = json.loads(result.out)
+    assert [(d["range"]["filename"], d["range"]["start"], d["summary"])
+            for d in document["diagnostics"]] == [
+        ("a.yaml", {"line": 2, "column": 1}, CASES["unknown kind"][1].split(": ", 3)[3]),
+        ("pipe.yaml", {"line": 1, "column": 1}, "not a regular file")]
+
+
+def test_validate_json_of_valid_files(cli, quickstart):
+    result = cli("validate", "--json", quickstart)
+    assert result.code == 0
+    assert json.loads(result.out) == {"format_version": "1.0", "valid": True, "error_count": 0,
+                                      "warning_count": 0, "diagnostics": []}

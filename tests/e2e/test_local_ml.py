@@ -93,6 +93,36 @@ def test_training_loss_decreases_and_the_artifact_digest_is_in_state(cli, applie
     assert base["status"]["parameterCount"] == scratch_size(config).parameter_count == 124_736
 
 
+def test_logs_plot_draws_the_loss_curve_of_the_training_run(cli, applied, monkeypatch):
+    """The loss the trainer logged during the quickstart's real training run, drawn as a text
+    chart: the curve falls from the top row to the bottom one."""
+    workdir, _ = applied
+    logged = cli("logs", "Model/colors", workdir).out
+    points = [(int(s), float(v)) for s, v in
+              re.findall(r"^step=(\d+) .*loss=([\d.]+)", logged, re.M)]
+    monkeypatch.setenv("COLUMNS", "72")  # a 60-column chart beside its 12 columns of labels
+    plot = cli("logs", "Model/colors", workdir, "--plot")
+    assert plot.code == 0, plot.err
+    lines = plot.out.splitlines()
+    assert lines[0] == f"loss over {len(points)} logged steps (step 1 to {points[-1][0]})"
+    lowest = min(points, key=lambda p: p[1])
+    assert lines[-1] == (f"last loss {points[-1][1]:.4g} at step {points[-1][0]}; lowest "
+                         f"{lowest[1]:.4g} at step {lowest[0]}")
+    rows = [line.split("┤", 1)[1] if "┤" in line else "" for line in lines[1:13]]
+    assert lines[13].endswith("└" + "─" * 60)
+    assert all(len(row) <= 60 for row in rows)
+    # Cells each column fills: the first steps' loss reaches the top row, the last steps' is a
+    # sliver in the bottom one, and the first half stands higher than the second.
+    filled = [sum(len(r) > c and r[c] != " " for r in rows) for c in range(60)]
+    assert filled[0] == 12 and filled[-1] == 1, filled
+    assert sum(filled[:30]) > sum(filled[30:]), filled
+
+    base = cli("logs", "Model/base", workdir, "--plot")  # a build: no loss logged
+    assert base.code == ExitCode.ERROR
+    assert base.err.startswith("Error: Model/base's most recent run logged no loss")
+    assert cli("logs", "Model/colors", workdir, "--plot", "-f").code == ExitCode.INVALID_INPUT
+
+
 def test_notebook_open_prints_a_url_that_answers_with_its_token(cli, applied):
     workdir, _ = applied
     opened = cli("notebook", "open", "explore", workdir, "--no-browser")

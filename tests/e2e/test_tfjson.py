@@ -44,6 +44,34 @@ def test_terraform_json_reads_and_checks_every_golden_plan(tfjson_check: Path) -
     assert "github.com/hashicorp/terraform-json v0." in done.stdout
     for plan in plans:
         assert f"tfjson-check: {plan.name}: ok" in done.stdout, done.stdout
+    # test_invalid_files.py's diagnostics document, read as `terraform validate -json`.
+    assert "tfjson-check: diagnostics.json: ok (diagnostics: 4 error(s), 0 warning(s))" in done.stdout
+
+
+def test_a_diagnostics_document_that_breaks_the_shape_fails_naming_what(
+        tfjson_check: Path, tmp_path: Path) -> None:
+    doc = json.loads((GOLDENS / "tfjson" / "diagnostics.json").read_text())
+    doc["error_count"] = 2
+    doc["diagnostics"][0]["severity"] = "fatal"
+    doc["diagnostics"][1]["range"]["start"]["column"] = 0
+    doc["diagnostics"][2]["range"]["end"]["column"] = 1
+    (tmp_path / "diagnostics.json").write_text(json.dumps(doc))
+    done = run(tfjson_check, tmp_path / "diagnostics.json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.splitlines()[:4] == [
+        'tfjson-check: diagnostics.json: diagnostics[0]: severity "fatal" is neither error nor '
+        "warning",
+        'tfjson-check: diagnostics.json: diagnostics[1]: range "b.yaml" 6:0 is not a position in '
+        "a file",
+        "tfjson-check: diagnostics.json: diagnostics[2]: range ends (8:1) before it starts (8:5)",
+        "tfjson-check: diagnostics.json: error_count 2 and warning_count 0, but the diagnostics "
+        "hold 3 and 0"]
+
+    doc["format_version"] = "2.0"
+    (tmp_path / "diagnostics.json").write_text(json.dumps(doc))
+    done = run(tfjson_check, tmp_path / "diagnostics.json")
+    assert done.returncode == 1 and "unsupported validation output format" in done.stderr, \
+        done.stderr
 
 
 def test_a_plan_that_breaks_the_shape_fails_naming_what(tfjson_check: Path, tmp_path: Path) -> None:

@@ -6,7 +6,8 @@
 // sensitivity objects that mirror the values (true exactly where "(sensitive value)" is shown),
 // after_unknown marking only what `after` leaves out, and an action_reason from Terraform's
 // keywords that fits the action. A plan whose file name is known (the goldens of
-// tests/unit/goldens/) is also checked against what that scenario must plan.
+// tests/unit/goldens/) is also checked against what that scenario must plan. A diagnostics
+// document (invalid files) is read as tfjson.ValidateOutput, `terraform validate -json`'s type.
 //
 // Usage: tfjson-check PLAN.json...; exits 1 naming each mismatch, 2 on bad usage.
 package main
@@ -146,6 +147,11 @@ func (c *checker) checkFile(path string) {
 		c.fail("%v", err)
 		return
 	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(data, &top) == nil && top["valid"] != nil {
+		c.checkDiagnostics(data) // `plan --json` on invalid files
+		return
+	}
 	var plan tfjson.Plan
 	// tfjson.Plan's UnmarshalJSON validates the format version too; Validate says so plainly.
 	if err := json.Unmarshal(data, &plan); err != nil {
@@ -168,6 +174,59 @@ func (c *checker) checkFile(path string) {
 	if len(c.problems) == 0 {
 		fmt.Printf("tfjson-check: %s: ok (%d resource changes, %d drift)\n", c.file,
 			len(plan.ResourceChanges), len(plan.ResourceDrift))
+	}
+}
+
+// checkDiagnostics reads a diagnostics document (`plan --json` and `validate --json` on invalid
+// files) as terraform-json reads `terraform validate -json`, and checks that its counts, validity
+// and severities agree and that every range is a real position (1-based, end not before start).
+func (c *checker) checkDiagnostics(data []byte) {
+	var out tfjson.ValidateOutput
+	if err := json.Unmarshal(data, &out); err != nil {
+		c.fail("tfjson.ValidateOutput does not unmarshal it: %v", err)
+		return
+	}
+	if err := out.Validate(); err != nil {
+		c.fail("tfjson.ValidateOutput.Validate: %v", err)
+	}
+	if out.FormatVersion == "" {
+		c.fail("format_version is missing")
+	}
+	errorCount, warningCount := 0, 0
+	for i, d := range out.Diagnostics {
+		where := fmt.Sprintf("diagnostics[%d]", i)
+		switch d.Severity {
+		case tfjson.DiagnosticSeverityError:
+			errorCount++
+		case tfjson.DiagnosticSeverityWarning:
+			warningCount++
+		default:
+			c.fail("%s: severity %q is neither error nor warning", where, d.Severity)
+		}
+		if d.Summary == "" {
+			c.fail("%s: empty summary", where)
+		}
+		if r := d.Range; r != nil {
+			if r.Filename == "" || r.Start.Line < 1 || r.Start.Column < 1 {
+				c.fail("%s: range %q %d:%d is not a position in a file", where, r.Filename,
+					r.Start.Line, r.Start.Column)
+			}
+			if r.End.Line < r.Start.Line || (r.End.Line == r.Start.Line && r.End.Column < r.Start.Column) {
+				c.fail("%s: range ends (%d:%d) before it starts (%d:%d)", where, r.End.Line,
+					r.End.Column, r.Start.Line, r.Start.Column)
+			}
+		}
+	}
+	if out.ErrorCount != errorCount || out.WarningCount != warningCount {
+		c.fail("error_count %d and warning_count %d, but the diagnostics hold %d and %d",
+			out.ErrorCount, out.WarningCount, errorCount, warningCount)
+	}
+	if out.Valid != (errorCount == 0) {
+		c.fail("valid is %v with %d error(s)", out.Valid, errorCount)
+	}
+	if len(c.problems) == 0 {
+		fmt.Printf("tfjson-check: %s: ok (diagnostics: %d error(s), %d warning(s))\n", c.file,
+			errorCount, warningCount)
 	}
 }
 

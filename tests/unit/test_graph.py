@@ -3,6 +3,9 @@ and cycles reported with a readable path and where they are in the files."""
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from substratus_cli.address import Address
 from substratus_cli.diagnostics import Subject
 from substratus_cli.graph import Graph, find_cycles
@@ -111,3 +114,56 @@ def test_cycle_points_at_the_file_and_line_of_the_reference() -> None:
         "models.yaml:7: spec.training.baseModel.name: dependency cycle: "
         "Model/default/a -> Model/default/b -> Model/default/a\n"
         "  each resource in the cycle waits for the next; remove one of the references")
+
+
+# Transitive reduction (what `substratus graph` draws)
+
+
+def test_reduction_drops_the_edge_a_longer_path_implies() -> None:
+    reduced = Graph(DEPS).reduced()
+    # model -> data is implied by model -> base -> data.
+    assert reduced.deps == {a("server", "ModelServer"): {a("model")}, a("model"): {a("base")},
+                            a("base"): {a("data", "Dataset")}, a("data", "Dataset"): frozenset(),
+                            a("tool"): frozenset()}
+
+
+def test_reduction_keeps_a_diamond() -> None:
+    # server -> {x, y} -> data: no edge implies another.
+    g = Graph({a("server"): [a("x"), a("y")], a("x"): [a("data")], a("y"): [a("data")]})
+    assert g.reduced().deps == g.deps
+
+
+def _reachable(deps: dict[Address, frozenset[Address]], start: Address,
+               without: tuple[Address, Address] | None = None) -> set[Address]:
+    """What `start` reaches in one or more steps, optionally without the edge `without`."""
+    seen: set[Address] = set()
+    stack = [start]
+    while stack:
+        node = stack.pop()
+        for d in deps[node]:
+            if (node, d) != without and d not in seen:
+                seen.add(d)
+                stack.append(d)
+    return seen
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> Graph:
+    """A random DAG: edges only from a later node to an earlier one."""
+    n = draw(st.integers(min_value=0, max_value=14))
+    nodes = [a(f"n{i:02d}") for i in range(n)]
+    return Graph({nodes[i]: draw(st.sets(st.sampled_from(nodes[:i]))) if i else set()
+                  for i in range(n)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(dags())
+def test_reduction_keeps_reachability_and_no_edge_a_path_implies(graph: Graph) -> None:
+    reduced = graph.reduced()
+    assert reduced.deps.keys() == graph.deps.keys()
+    for node in graph.deps:
+        assert reduced.deps[node] <= graph.deps[node], "only edges are dropped"
+        assert _reachable(reduced.deps, node) == _reachable(graph.deps, node)
+        for d in reduced.deps[node]:
+            assert d not in _reachable(reduced.deps, node, without=(node, d)), (
+                f"{node} -> {d} is implied by a longer path")

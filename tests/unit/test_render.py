@@ -15,6 +15,7 @@ from substratus_cli.action import UNKNOWN, Action
 from substratus_cli.plan import Plan
 from substratus_cli.planner import PlanOptions, build_plan
 from substratus_cli.provider import Registry
+from substratus_cli.render.dot import COLOURS, graph_dot, plan_graph
 from substratus_cli.render.human import NO_CHANGES, render_plan, summary_line
 from substratus_cli.render.json_plan import plan_to_json
 from tests.support.builders import LINEAGE, addr, applied, context, res, target
@@ -235,3 +236,15 @@ def test_json_values_of_an_unchanged_object_are_the_same_before_and_after() -> N
     assert change["change"]["before"] == change["change"]["after"] == {
         "metadata": {"labels": {"substratus.ai/stack": "s", "team": "ml"}},
         "spec": {"image": "x"}, "status": {}}
+
+
+def test_plan_graph_matches_golden(plan: Plan, update_goldens: bool) -> None:
+    """`substratus graph --plan`: each node filled with its action's colour and marked with the
+    plan's symbol; the deleted resource is drawn too."""
+    graph, actions = plan_graph(plan)
+    assert actions == {c.address: c.action for c in plan.changes}
+    text = graph_dot(graph, actions)
+    check_golden("plan_every_action.dot", text, update_goldens)
+    for action, (fill, border) in COLOURS.items():
+        assert text.count(f'fillcolor = "{fill}", color = "{border}"') == 1, action
+    assert '"Model/default/server" -> "Dataset/default/data";' in text
