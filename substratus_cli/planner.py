@@ -71,7 +71,8 @@ def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: 
         changes[a] = Change(
             address=a, provider=registry[a.kind].name, action=action, reason=reason,
             field_changes=pc.field_changes, desired=desired.get(a), live=live.get(a),
-            planned_status=pc.planned_status, notes=pc.notes, private=pc.private,
+            planned_status=pc.planned_status, notes=pc.notes, cost=pc.cost,
+            private=pc.private,
         )
     changes = _with_order(changes, deps, recorded)
     if options.targets:

@@ -16,8 +16,8 @@ from substratus_artifacts.store import Store
 from substratus_cli.address import Address
 from substratus_cli.diff import spec_hash
 from substratus_cli.resource import Resource, references
-from substratus_cli.sizing import Accelerator, ModelSize
-from substratus_providers.kubernetes.gpus import gpu_request
+from substratus_cli.sizing import Accelerator, ModelSize, PoolCapacity
+from substratus_providers.kubernetes.gpus import gpu_request, rollout_capacity
 from substratus_providers.kubernetes.manifests import RenderContext, render, uploads
 
 
@@ -29,7 +29,9 @@ class Cluster:
     registry: str
     image_tag: str
     accelerators: Sequence[Accelerator]
-    per_node: Mapping[str, int]
+    # The GPU NodePools the workspace declares or sizes, at their autoscaling maximum: what a
+    # ModelServer's rollout is checked against.
+    pools: Sequence[PoolCapacity] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +102,9 @@ def desired(resource: Resource, cluster: Cluster, store: Store,
     writes = resource.kind in ("Dataset", "Model")
     artifact = store.ref_url(ref_name(resource.address, version)) if writes else None
     inputs = {role: store.ref_url(name) for role, (name, _) in input_versions.items()}
-    gpu, note = gpu_request(resource, size, cluster.accelerators, cluster.per_node)
+    gpu, note = gpu_request(resource, size, cluster.accelerators)
+    rollout = rollout_capacity(resource, gpu, cluster.pools)
+    note = "; ".join(filter(None, [note, rollout]))
     planned = Planned(version, artifact, inputs, digest, gpu,
                       built.image if built else None, str(built.address) if built else None,
                       built.pinned if built else False)

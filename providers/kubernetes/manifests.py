@@ -54,7 +54,6 @@ class RenderContext:
     accelerators: Sequence[Accelerator] = ()  # the GPU types the cluster's node pools offer
     size: ModelSize | None = None  # the model's size when known, for GPU sizing
     built_image: str | None = None  # the image built from spec.build, once built
-    per_node: Mapping[str, int] = dataclasses.field(default_factory=dict)  # GPUs per node, by type
     version: str = ""  # see VERSION
     digest: str | None = None  # the snapshot a path source uploads (its record holds it)
     # The GPU chosen when the plan was made ({"type", "count"} or None for none); SIZE: choose
@@ -142,7 +141,7 @@ def _command(resource: Resource) -> list[str] | None:
 
 def _pod_template(resource: Resource, ctx: RenderContext, program: str, env: Env,
                   **extra: Any) -> dict[str, Any]:
-    gpu = (gpu_request(resource, ctx.size, ctx.accelerators, ctx.per_node)[0]
+    gpu = (gpu_request(resource, ctx.size, ctx.accelerators)[0]
            if ctx.gpu == "size" else ctx.gpu)
     resources = resource.spec.get("resources") or {}
     # The user's env comes last and wins, as on the local runtime.

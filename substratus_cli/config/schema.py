@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import operator
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -167,9 +168,59 @@ class EnvironmentSpec(_Model):
 # Infrastructure (GCP)
 
 
+def _matching(pattern: str, what: str, example: str) -> Callable[[str], str]:
+    """A validator: the value fully matches `pattern`, or it is refused with what it should be."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"invalid {what} {value!r}: expected {example}")
+        return value
+
+    return check
+
+
+def _pattern(pattern: str) -> Any:
+    return Field(json_schema_extra={"pattern": f"^{pattern}$"})
+
+
+_REGION = r"[a-z]+-[a-z]+[0-9]+"
+_PROJECT = r"(?:[a-z][-a-z0-9.]*[a-z0-9]:)?[a-z][-a-z0-9]{4,28}[a-z0-9]"
+_LOCATION = f"{_REGION}(?:-[a-z])?"
+_ZONE = f"{_REGION}-[a-z]"
+_MACHINE = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)+"
+_BUCKET_LOCATION = r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*"
+_TAINT_KEY = (r"(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
+              r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+ProjectID = Annotated[str, AfterValidator(_matching(
+    _PROJECT, "GCP project ID", "6 to 30 lowercase letters, digits and '-', starting with a "
+    "letter, like my-project-123")), _pattern(_PROJECT)]
+GKELocation = Annotated[str, AfterValidator(_matching(
+    _LOCATION, "location", "a GCP region or zone, like us-central1 or europe-west4-a")),
+    _pattern(_LOCATION)]
+Zone = Annotated[str, AfterValidator(_matching(
+    _ZONE, "zone", "a GCP zone, like us-central1-a")), _pattern(_ZONE)]
+MachineType = Annotated[str, AfterValidator(_matching(
+    _MACHINE, "machine type", "a Compute Engine machine type, like g2-standard-8")),
+    _pattern(_MACHINE)]
+GPUType = Annotated[str, AfterValidator(_matching(
+    _MACHINE, "GPU type", "a GKE accelerator type, like nvidia-l4")), _pattern(_MACHINE)]
+BucketLocation = Annotated[str, AfterValidator(_matching(
+    _BUCKET_LOCATION, "bucket location", "a Cloud Storage location, like US, EU or "
+    "us-central1")), _pattern(_BUCKET_LOCATION)]
+# Cloud Storage's classes, in any case (the bucket is given them upper-cased).
+StorageClass = Annotated[
+    Literal["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE", "MULTI_REGIONAL", "REGIONAL",
+            "DURABLE_REDUCED_AVAILABILITY"],
+    BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)]
+TaintKey = Annotated[str, AfterValidator(_matching(
+    _TAINT_KEY, "taint key", "a Kubernetes label key, like nvidia.com/gpu")),
+    _pattern(_TAINT_KEY)]
+
+
 class ClusterSpec(_Model):
-    project: str
-    location: str
+    project: ProjectID
+    location: GKELocation
     release_channel: Literal["RAPID", "REGULAR", "STABLE", "EXTENDED"] = Field(
         "REGULAR", alias="releaseChannel")
     workload_identity: bool = Field(True, alias="workloadIdentity")
@@ -178,8 +229,12 @@ class ClusterSpec(_Model):
 
 
 class Accelerator(_Model):
-    type: str
+    type: GPUType
     count: int = Field(1, ge=1)
+    # GKE's GPUDriverInstallationConfig.GPUDriverVersion: LATEST or DEFAULT have GKE install that
+    # driver on every node; INSTALLATION_DISABLED leaves it to you (a driver DaemonSet).
+    gpu_driver_version: Literal["LATEST", "DEFAULT", "INSTALLATION_DISABLED"] = Field(
+        "LATEST", alias="gpuDriverVersion")
 
 
 class Autoscaling(_Model):
@@ -195,25 +250,25 @@ class Autoscaling(_Model):
 
 
 class Taint(_Model):
-    key: str
+    key: TaintKey
     value: str = ""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
 
 class NodePoolSpec(_Model):
     cluster: Ref
-    machine_type: str = Field(alias="machineType")
+    machine_type: MachineType = Field(alias="machineType")
     accelerator: Accelerator | None = None
     spot: bool = False
     autoscaling: Autoscaling | None = None
-    zones: list[str] | None = None
+    zones: list[Zone] | None = None
     taints: list[Taint] | None = None
 
 
 class BucketSpec(_Model):
-    project: str | None = None
-    location: str = "US"
-    storage_class: str = Field("STANDARD", alias="storageClass")
+    project: ProjectID | None = None
+    location: BucketLocation = "US"
+    storage_class: StorageClass = Field("STANDARD", alias="storageClass")
 
 
 # Fields shared by the ML kinds

@@ -46,6 +46,8 @@ def render_plan(plan: Plan, console: Console) -> None:
         _render_change(change, console)
     console.print()
     console.print(Text(summary_line(plan), style="bold"))
+    if plan.cost is not None:
+        console.print(Text(plan.cost.line(), style="bold"))
 
 
 def summary_line(plan: Plan) -> str:
@@ -63,7 +65,7 @@ def _render_change(change: Change, console: Console) -> None:
                            f"{change.desired.line}", style="dim"))
     for line in _field_lines(change):
         console.print(line)
-    for note in change.notes:
+    for note in (*change.notes, *(change.cost.lines if change.cost else ())):
         console.print(Text(f"      # {note}", style="dim"))
 
 
