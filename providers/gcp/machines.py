@@ -87,7 +87,7 @@ def gpu_problems(spec: Mapping[str, Any], location: str) -> list[tuple[str, str]
     machine = str(spec.get("machineType") or "")
     accelerator = spec.get("accelerator") or {}
     zones = [str(z) for z in spec.get("zones") or []]
-    out = [(f"spec.zones[{n}]", f"zone {z!r} is not in the cluster's region "
+    out = [(f"spec.zones.{n}", f"zone {z!r} is not in the cluster's region "
             f"{region_of(location)!r}") for n, z in enumerate(zones)
            if region_of(z) != region_of(location)]
     if not accelerator:
@@ -105,7 +105,7 @@ def gpu_problems(spec: Mapping[str, Any], location: str) -> list[tuple[str, str]
     wanted = zones or ([location] if is_zone(location) else [])
     for n, zone in enumerate(wanted):
         if zone not in offered and region_of(zone) == region_of(location):
-            path = f"spec.zones[{n}]" if zones else "spec.accelerator.type"
+            path = f"spec.zones.{n}" if zones else "spec.accelerator.type"
             out.append((path, f"GKE offers no {gpu} in zone {zone} {where}; it does in "
                         f"{', '.join(offered)}"))
     return out
