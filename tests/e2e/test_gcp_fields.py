@@ -54,7 +54,7 @@ FIELDS: list[tuple[str, tuple[Any, ...]]] = [
     ("bucket.yaml", ("metadata", "name")),
     *[("bucket.yaml", ("spec", k)) for k in BUCKET["spec"]],
 ]
-text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 BAD = st.one_of(
     st.sampled_from(["", " ", None, "Europe West 4", "us-central1-", "US CENTRAL", "-", "a" * 300,
                      "nvidia-l4 ", "0", "g2-standard-8\n", "LATEST ", "us-central9-z"]),
