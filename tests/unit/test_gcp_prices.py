@@ -30,8 +30,10 @@ def test_the_table_is_dated_sourced_and_prices_every_sized_machine() -> None:
 
 
 def test_a_t4_node_is_its_n1_machine_plus_its_gpus() -> None:
-    on_demand, spot, how = prices.node_price(
+    price = prices.node_price(
         {"machineType": "n1-standard-8", "accelerator": {"type": "nvidia-tesla-t4", "count": 2}})
+    assert price is not None
+    on_demand, spot, how = price
     assert on_demand == pytest.approx(N1["on_demand"] + 2 * T4["on_demand"])
     assert spot == pytest.approx(N1["spot"] + 2 * T4["spot"])
     assert how == "n1-standard-8 + 2 x nvidia-tesla-t4"
