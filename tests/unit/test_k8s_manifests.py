@@ -16,8 +16,8 @@ from substratus_cli.config import load_directory
 from substratus_cli.diff import spec_hash
 from substratus_cli.errors import ProviderError
 from substratus_cli.resource import Resource
-from substratus_cli.sizing import CATALOG, ModelSize
-from substratus_providers.kubernetes.gpus import gpu_request
+from substratus_cli.sizing import CATALOG, ModelSize, PoolCapacity
+from substratus_providers.kubernetes.gpus import gpu_request, rollout_capacity
 from substratus_providers.kubernetes.manifests import (
     RenderContext,
     object_name,
@@ -376,3 +376,23 @@ def test_a_loader_job_is_told_which_kind_it_loads() -> None:
         job = render(resource(kind, "x", {"source": {"url": "https://x.test/a.tgz"}}),
                      context())[0]
         assert env_of(job)["SUBSTRATUS_KIND"] == {"name": "SUBSTRATUS_KIND", "value": kind}
+
+
+def test_a_rollout_needs_room_for_its_replicas_and_surge_in_the_pools_of_its_gpu() -> None:
+    server = resource("ModelServer", "s", {"model": {"name": "m"}, "replicas": 2,
+                                           "rollout": {"maxSurge": 2}})
+    l4 = {"type": "nvidia-l4", "count": 1}
+    pools = (PoolCapacity("l4", "nvidia-l4", 2, 1), PoolCapacity("big", "nvidia-l4", 1, 2),
+             PoolCapacity("t4", "nvidia-tesla-t4", 1, 9))
+    assert rollout_capacity(server, l4, pools) == (
+        "rollout: 2 replica(s) + 2 surge = 4 pods x 1 x nvidia-l4 = 4 GPUs; NodePool l4: at most "
+        "1 node(s) x 2 pod(s), NodePool big: at most 2 node(s) x 1 pod(s): room for 4")
+    with pytest.raises(ProviderError, match=r"4 GPUs, but NodePool l4: at most 1 node\(s\) x 2 "
+                                            r"pod\(s\): room for 2"):
+        rollout_capacity(server, l4, pools[:1])
+    # Two GPUs a pod: a 2-GPU node holds one pod, a 1-GPU node none.
+    with pytest.raises(ProviderError, match="room for 1"):
+        rollout_capacity(server, {"type": "nvidia-l4", "count": 2}, pools[:2])
+    # No declared pool of that GPU (a kubeconfig cluster): the need is shown, nothing refused.
+    assert rollout_capacity(server, l4, ()).endswith("= 4 GPUs")
+    assert rollout_capacity(server, None, pools) == ""
