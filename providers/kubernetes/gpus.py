@@ -124,8 +124,9 @@ def rollout_capacity(resource: Resource, gpu: Mapping[str, Any] | None,
     held = ", ".join(f"NodePool {p.name}: at most {p.max_nodes} node(s) x "
                      f"{p.gpus_per_node // per_pod} pod(s)" for p in matching)
     if room < pods:
+        where = f"{resource.file}:{resource.line_of('spec.rollout.maxSurge')}: "
         raise ProviderError(
-            f"ModelServer {resource.name!r}: its {need}, but {held}: room for {room}",
+            f"{where}ModelServer {resource.name!r}: its {need}, but {held}: room for {room}",
             hint="raise the node pool's autoscaling.max, or lower replicas or rollout.maxSurge")
     return f"{need}; {held}: room for {room}"
 

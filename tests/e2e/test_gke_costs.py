@@ -106,7 +106,7 @@ def test_a_rollout_the_pools_maximum_cannot_hold_is_refused_at_plan(
     root = workspace(tmp_path / "ws", bucket, l4_max=2, replicas=2, surge=1)
     plan = cli("plan", root)
     assert plan.code == 1, plan.output
-    assert ("ModelServer 'chat': its rollout: 2 replica(s) + 1 surge = 3 pods x 1 x nvidia-l4 = "
+    assert ("models.yaml:14: ModelServer 'chat': its rollout: 2 replica(s) + 1 surge = 3 pods x 1 x nvidia-l4 = "
             "3 GPUs, but NodePool l4: at most 2 node(s) x 1 pod(s): room for 2") in plan.err
     assert "raise the node pool's autoscaling.max, or lower replicas or rollout.maxSurge" \
         in plan.err
