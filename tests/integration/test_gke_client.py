@@ -231,7 +231,8 @@ def test_a_node_pool_gke_reports_without_a_driver_reads_as_installation_disabled
         client: GKE) -> None:
     client.create_cluster(CLUSTER, cluster_message())
     message = node_pool_message(SPEC)  # then as a pool made before the driver option: none
-    message.config.accelerators[0].gpu_driver_installation_config = None
+    message.config.accelerators = [gke.AcceleratorConfig(accelerator_type="nvidia-l4",
+                                                         accelerator_count=2)]
     done = client.create_node_pool(POOL, message)
     assert isinstance(done.resource, gke.NodePool)
     assert node_pool_spec(done.resource)["accelerator"] == {
