@@ -136,6 +136,11 @@ def test_the_plan_prices_each_pool_and_sums_the_hourly_change(
             "most 2 node(s) x 1 pod(s): room for 2") in out
     assert "which fits 1 x L4 (22.5 GiB usable of 24 GB)" in out
 
+    saved = cli("plan", "--out", tmp_path / "plan.json", root)  # a saved plan keeps the costs
+    assert saved.code == 0, saved.output
+    shown = cli("show", tmp_path / "plan.json")
+    assert shown.code == 0 and f"Cost: +${total:.2f} an hour at most" in shown.out, shown.output
+
     as_json = json.loads(cli("plan", "--json", root).out)
     changes = {c["address"]: c for c in as_json["resource_changes"]}
     assert changes["NodePool/ml/l4"]["cost"]["after"] == pytest.approx(2 * G2["spot"])
