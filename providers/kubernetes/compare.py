@@ -25,7 +25,7 @@ DryRun = Callable[[Obj], Obj]
 
 def planned_change(dry_run: DryRun, item: PlanItem, r: Resource, want: Desired) -> PlannedChange:
     """The change that turns the objects `item` was read with into `want`'s manifests."""
-    notes = (want.note,) if want.note else ()
+    notes = want.notes
     status, private = want.planned_status, want.planned.to_private()
     live = objects_of(item.live)
     if not live:

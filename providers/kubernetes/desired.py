@@ -43,7 +43,7 @@ class Desired:
     inputs: Mapping[str, str]  # role -> ref URL
     gpu: Mapping[str, Any] | None
     manifests: list[dict[str, Any]]
-    note: str  # GPU sizing
+    notes: tuple[str, ...]  # GPU sizing and the rollout's GPUs
 
     @property
     def planned_status(self) -> dict[str, Any]:
@@ -103,12 +103,11 @@ def desired(resource: Resource, cluster: Cluster, store: Store,
     artifact = store.ref_url(ref_name(resource.address, version)) if writes else None
     inputs = {role: store.ref_url(name) for role, (name, _) in input_versions.items()}
     gpu, note = gpu_request(resource, size, cluster.accelerators)
-    rollout = rollout_capacity(resource, gpu, cluster.pools)
-    note = "; ".join(filter(None, [note, rollout]))
+    notes = tuple(filter(None, [note, rollout_capacity(resource, gpu, cluster.pools)]))
     planned = Planned(version, artifact, inputs, digest, gpu,
                       built.image if built else None, str(built.address) if built else None,
                       built.pinned if built else False)
-    return build(resource, cluster, planned, note)
+    return build(resource, cluster, planned, notes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +136,8 @@ class Planned:
                    bool(private.get("image_pinned")))
 
 
-def build(resource: Resource, cluster: Cluster, planned: Planned, note: str = "") -> Desired:
+def build(resource: Resource, cluster: Cluster, planned: Planned,
+          notes: tuple[str, ...] = ()) -> Desired:
     ctx = RenderContext(namespace=resource.address.namespace, part_of=cluster.part_of,
                         registry=cluster.registry, image_tag=cluster.image_tag,
                         inputs=planned.inputs, artifacts=planned.artifact, gpu=planned.gpu,
@@ -145,4 +145,4 @@ def build(resource: Resource, cluster: Cluster, planned: Planned, note: str = ""
                         built_image=planned.image)
     return Desired(planned, planned.version, planned.artifact,
                    planned.digest if uploads(resource) else None, planned.inputs, planned.gpu,
-                   render(resource, ctx), note)
+                   render(resource, ctx), notes)

@@ -132,7 +132,7 @@ def test_the_plan_prices_each_pool_and_sums_the_hourly_change(
             "providers/gcp/prices.yaml)") in out
     assert '# gpu driver: GKE installs the LATEST driver on every node' in out
     # The server's rollout: 1 replica and 1 of surge, each on one L4 (it fits one: 17.9 GiB).
-    assert ("rollout: 1 replica(s) + 1 surge = 2 pods x 1 x nvidia-l4 = 2 GPUs; NodePool l4: at "
+    assert ("# rollout: 1 replica(s) + 1 surge = 2 pods x 1 x nvidia-l4 = 2 GPUs; NodePool l4: at "
             "most 2 node(s) x 1 pod(s): room for 2") in out
     assert "which fits 1 x L4 (22.5 GiB usable of 24 GB)" in out
 

@@ -148,7 +148,8 @@ def test_a_model_needing_gpus_the_cluster_lacks_gets_a_node_pool_created_before_
     assert ("# sizing: serving needs 13.0B parameters x 16 bits / 8 = 24.2 GiB of weights, x 1.2 "
             "for the KV cache and activations = 29.1 GiB, which fits 1 x A100 40GB (39.6 GiB "
             "usable of 40 GB) (substratus's trainer and server load a model onto one GPU, so one "
-            "GPU must hold it); rollout: 1 replica(s) + 1 surge = 2 pods x 1 x nvidia-tesla-a100 "
+            "GPU must hold it)") in plan.out
+    assert ("# rollout: 1 replica(s) + 1 surge = 2 pods x 1 x nvidia-tesla-a100 "
             "= 2 GPUs; NodePool gpu-a100-x1: at most 4 node(s) x 1 pod(s): room for 4") in plan.out
     assert "# price: a2-highgpu-1g (with 1 x nvidia-tesla-a100): $3.67/h on demand" in plan.out
     assert "Cost: +$" in plan.out
