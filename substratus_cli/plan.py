@@ -8,6 +8,7 @@ from typing import Any
 
 from substratus_cli.action import Action, FieldChange
 from substratus_cli.address import Address
+from substratus_cli.cost import CostSummary, HourlyCost, summarize
 from substratus_cli.provider import MANAGED_BY_LABEL, PART_OF_LABEL, LiveObject, Private
 from substratus_cli.resource import Resource
 
@@ -59,6 +60,7 @@ class Change:
     planned_status: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     notes: tuple[str, ...] = ()  # the provider's lines under the change (sizing arithmetic)
     details: tuple[str, ...] = ()  # more of them, shown by `plan --verbose` only
+    cost: HourlyCost | None = None  # the provider's hourly price before and after, if it has one
     private: Private = dataclasses.field(default_factory=dict)  # the provider's, for its apply
     # Addresses that must be done first (creates/updates) or after (deletes run in reverse).
     depends_on: tuple[Address, ...] = ()
@@ -129,6 +131,11 @@ class Plan:
         return Summary(add=actions.count(Action.CREATE) + replace,
                        change=actions.count(Action.UPDATE),
                        destroy=actions.count(Action.DELETE) + replace)
+
+    @property
+    def cost(self) -> CostSummary | None:
+        """The hourly cost change of the changes that carry a price (None: none does)."""
+        return summarize(c.cost for c in self.actionable)
 
     @property
     def has_changes(self) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 from substratus_cli import __version__
 from substratus_cli.action import UNKNOWN, Action, FieldChange
 from substratus_cli.address import Address
+from substratus_cli.cost import HourlyCost
 from substratus_cli.errors import StalePlanError, UsageError
 from substratus_cli.plan import Change, Drift, Plan, Target
 from substratus_cli.provider import LiveObject
@@ -142,6 +143,7 @@ def _change_to_json(c: Change) -> dict[str, Any]:
         "planned_status": {k: (_UNKNOWN if v is UNKNOWN else v)
                            for k, v in c.planned_status.items()},
         "notes": list(c.notes), "private": dict(c.private),
+        "cost": c.cost.to_json() if c.cost is not None else None,
         "depends_on": [str(d) for d in c.depends_on],
     }
 
@@ -159,6 +161,7 @@ def _change_from_json(d: Mapping[str, Any], documents: Mapping[Address, Resource
         planned_status={k: (UNKNOWN if v == _UNKNOWN else v)
                         for k, v in d["planned_status"].items()},
         notes=tuple(d["notes"]), private=d["private"],
+        cost=HourlyCost.from_json(d["cost"]) if d.get("cost") else None,
         depends_on=tuple(map(Address.parse, d["depends_on"])),
     )
 

@@ -71,7 +71,7 @@ def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: 
         changes[a] = Change(
             address=a, provider=registry[a.kind].name, action=action, reason=reason,
             field_changes=pc.field_changes, desired=desired.get(a), live=live.get(a),
-            planned_status=pc.planned_status, notes=pc.notes, details=pc.details,
+            planned_status=pc.planned_status, notes=pc.notes, details=pc.details, cost=pc.cost,
             private=pc.private,
         )
     changes = _with_order(changes, deps, recorded)

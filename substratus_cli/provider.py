@@ -20,6 +20,7 @@ from substratus_artifacts.store import Store
 from substratus_cli.action import Action, FieldChange
 from substratus_cli.address import Address
 from substratus_cli.config.schema import EnvironmentSpec
+from substratus_cli.cost import HourlyCost
 from substratus_cli.diagnostics import Severity
 from substratus_cli.errors import ProviderError, SubstratusError
 from substratus_cli.resource import Resource
@@ -216,6 +217,9 @@ class PlannedChange:
     private: Private = dataclasses.field(default_factory=dict)
     # Lines printed under it only when asked (`plan --verbose`): notes that say nothing is done.
     details: tuple[str, ...] = ()
+    # What the object costs an hour before and after the change, when the provider prices it
+    # (a GKE node pool); the plan's summary adds them up.
+    cost: HourlyCost | None = None
 
 
 @dataclasses.dataclass(frozen=True)

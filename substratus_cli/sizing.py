@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from substratus_cli.address import Address
 from substratus_cli.resource import Resource
@@ -36,19 +38,36 @@ class Estimate:
 class Accelerator:
     name: str  # as GKE names it: nvidia-l4
     label: str  # as people say it: L4
-    memory_bytes: int
+    memory_bytes: int  # usable: what the driver lets a process allocate (see CATALOG)
+    marketed_gb: int = 0  # what the name says (16 for a T4), shown beside the usable figure
+
+    @property
+    def shown(self) -> str:
+        """`T4 (15.0 GiB usable of 16 GB)`: the arithmetic's unit."""
+        return f"{self.label} ({human_bytes(self.memory_bytes)} usable of {self.marketed_gb} GB)"
 
 
 GIB = 1024**3
-# The GKE GPU shapes substratus sizes against (per accelerator).
+MIB = 1024**2
+# The GKE GPU shapes substratus sizes against, each with its usable memory: the device memory
+# CUDA reports (totalGlobalMem, which torch.cuda.get_device_properties(0).total_memory shows), the
+# most a process can allocate; the driver and ECC keep the rest of the marketed size. The CUDA
+# context a process opens comes out of it too: the estimates' 20% overhead covers that. Figures
+# for the parts GCE attaches (A2 machines carry SXM4 A100s); docs/gpus.md gives their sources.
 CATALOG: tuple[Accelerator, ...] = (
-    Accelerator("nvidia-tesla-t4", "T4", 16 * GIB),
-    Accelerator("nvidia-l4", "L4", 24 * GIB),
-    Accelerator("nvidia-tesla-a100", "A100 40GB", 40 * GIB),
-    Accelerator("nvidia-a100-80gb", "A100 80GB", 80 * GIB),
-    Accelerator("nvidia-h100-80gb", "H100", 80 * GIB),
+    Accelerator("nvidia-tesla-t4", "T4", 15102 * MIB, 16),
+    Accelerator("nvidia-l4", "L4", 23034 * MIB, 24),
+    Accelerator("nvidia-tesla-a100", "A100 40GB", 40536 * MIB, 40),
+    Accelerator("nvidia-a100-80gb", "A100 80GB", 81116 * MIB, 80),
+    Accelerator("nvidia-h100-80gb", "H100", 81082 * MIB, 80),
 )
-MAX_GPUS_PER_NODE = 8
+_ZONAL = re.compile(r"[a-z]+-[a-z]+[0-9]+-[a-z]")  # a GKE location that is a zone
+# The GPUs substratus's own trainer and server use: they load the model onto one device
+# (`.to("cuda")`, workloads/trainer and workloads/server), so sizing never gives them more; a
+# program that spreads a model over several GPUs declares spec.resources.gpu.
+LOADER_GPUS = 1
+LOADER_REASON = ("substratus's trainer and server load a model onto one GPU, so one GPU must "
+                 "hold it")
 
 
 def serving(size: ModelSize, quantization_bits: int | None = None) -> Estimate:
@@ -77,8 +96,9 @@ def gpus_needed(estimate: Estimate, accelerator: Accelerator) -> int:
 
 
 def pick(estimate: Estimate, offered: Sequence[Accelerator] = CATALOG,
-         max_count: int = MAX_GPUS_PER_NODE) -> tuple[Accelerator, int] | None:
-    """The offered accelerator that holds the estimate in the fewest GPUs, smallest first."""
+         max_count: int = LOADER_GPUS) -> tuple[Accelerator, int] | None:
+    """The offered accelerator that holds the estimate in the fewest GPUs (at most `max_count`;
+    by default the GPUs substratus's loader uses), smallest first."""
     options = [(gpus_needed(estimate, a), a.memory_bytes, a) for a in offered]
     fitting = sorted((n, mem, a.name, a) for n, mem, a in options if n <= max_count)
     if not fitting:
@@ -140,3 +160,57 @@ def declared_gpus(node_pools: Iterable[Resource]) -> dict[str, int]:
             kind, count = str(accelerator["type"]), int(accelerator.get("count", 1))
             out[kind] = max(count, out.get(kind, 0))
     return out
+
+
+def peak_pods(workload: Resource) -> int:
+    """The most pods a workload runs at once: a ModelServer's replicas plus its rollout's surge
+    (maxUnavailable is 0, so the new pods come up before the old ones go), one for a training."""
+    if workload.kind != "ModelServer":
+        return 1
+    replicas = int(workload.spec.get("replicas", 1))
+    rollout = workload.spec.get("rollout") or {}
+    return replicas + int(rollout.get("maxSurge", 1)) if replicas else 0
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolCapacity:
+    """What a GPU NodePool resource can hold at most: its GPU type, GPUs a node, nodes."""
+
+    name: str
+    gpu_type: str
+    gpus_per_node: int
+    max_nodes: int
+
+
+def gpu_pool_capacity(resources: Iterable[Resource]) -> tuple[PoolCapacity, ...]:
+    """The GPU NodePools among `resources` (declared or sized), each at its autoscaling maximum."""
+    resources = list(resources)
+    clusters = {r.address: r for r in resources if r.kind == "Cluster"}
+    out = []
+    for pool in resources:
+        accelerator = pool.spec.get("accelerator") if pool.kind == "NodePool" else None
+        if not accelerator:
+            continue
+        cluster = clusters.get(Address("Cluster", pool.address.namespace,
+                                       str((pool.spec.get("cluster") or {}).get("name"))))
+        location = str((cluster.spec.get("location") if cluster else "") or "")
+        out.append(PoolCapacity(pool.name, str(accelerator["type"]),
+                                int(accelerator.get("count", 1)),
+                                pool_max_nodes(pool.spec, location)))
+    return tuple(out)
+
+
+def pool_zones(spec: Mapping[str, Any], location: str) -> int:
+    """The zones a NodePool spec's nodes are in: the declared ones, else its cluster's zone, or
+    the three zones GKE puts a regional cluster's node pools in by default."""
+    zones = spec.get("zones")
+    if zones:
+        return len(zones)
+    return 1 if _ZONAL.fullmatch(location) else 3
+
+
+def pool_max_nodes(spec: Mapping[str, Any], location: str) -> int:
+    """The most nodes a NodePool spec can have: its autoscaling maximum (one node without
+    autoscaling) per zone, as GKE counts it, times its zones."""
+    scaling = spec.get("autoscaling")
+    return (int(scaling["max"]) if scaling else 1) * pool_zones(spec, location)

@@ -1,12 +1,16 @@
-"""GPU node pools sized for the workloads: a Model trained, or a ModelServer
-served, on the GKE Cluster the Environment names, whose size (spec.size) no declared NodePool's
-GPUs hold, gets a NodePool of the smallest GKE GPU shape that does. The plan shows it as any
-other NodePool to create; the workload's sizing note shows the arithmetic."""
+"""GPU node pools sized for the workloads: a Model trained, or a ModelServer served, on the GKE
+Cluster the Environment names, whose size (spec.size) no declared NodePool's GPUs hold, gets a
+NodePool of the cheapest GKE GPU machine that holds it on one GPU (the loader's, see
+sizing.LOADER_GPUS) and that GKE offers in the cluster's location, in the zones that offer it,
+scaling from zero to the pods its workloads run at once (a rollout's surge included). The plan
+shows it as any other NodePool to create; the workload's sizing note shows the arithmetic."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Sequence
+from typing import Any
 
 from substratus_cli.address import Address
 from substratus_cli.resource import Resource
@@ -18,24 +22,14 @@ from substratus_cli.sizing import (
     declared_size,
     estimate_for,
     needs_gpu,
+    peak_pods,
     pick,
+    pool_zones,
 )
+from substratus_providers.gcp.machines import MACHINES, SHORT, is_zone, offered_zones
+from substratus_providers.gcp.prices import node_price
 
-# GKE's machine types by accelerator and GPUs per node (the accelerator-optimized families; T4s
-# attach to N1 machines).
-MACHINES: Mapping[str, Mapping[int, str]] = {
-    "nvidia-tesla-t4": {1: "n1-standard-8", 2: "n1-standard-16", 4: "n1-standard-32"},
-    "nvidia-l4": {1: "g2-standard-8", 2: "g2-standard-24", 4: "g2-standard-48",
-                  8: "g2-standard-96"},
-    "nvidia-tesla-a100": {1: "a2-highgpu-1g", 2: "a2-highgpu-2g", 4: "a2-highgpu-4g",
-                          8: "a2-highgpu-8g"},
-    "nvidia-a100-80gb": {1: "a2-ultragpu-1g", 2: "a2-ultragpu-2g", 4: "a2-ultragpu-4g",
-                         8: "a2-ultragpu-8g"},
-    "nvidia-h100-80gb": {1: "a3-highgpu-1g", 2: "a3-highgpu-2g", 4: "a3-highgpu-4g",
-                         8: "a3-highgpu-8g"},
-}
-SHORT = {"nvidia-tesla-t4": "t4", "nvidia-l4": "l4", "nvidia-tesla-a100": "a100",
-         "nvidia-a100-80gb": "a100-80gb", "nvidia-h100-80gb": "h100"}
+DRIVER = "LATEST"  # the GPU driver GKE installs on a sized pool's nodes
 
 
 def with_gpu_pools(resources: Sequence[Resource], cluster_name: str) -> list[Resource]:
@@ -43,58 +37,78 @@ def with_gpu_pools(resources: Sequence[Resource], cluster_name: str) -> list[Res
     cluster = next((r for r in resources if r.kind == "Cluster" and r.name == cluster_name), None)
     if cluster is None:
         return list(resources)
+    location = str(cluster.spec.get("location") or "")
     pools = [r for r in resources
              if r.kind == "NodePool" and (r.spec.get("cluster") or {}).get("name") == cluster.name]
     offered = _offered(pools)
     models = {r.address: r for r in resources if r.kind == "Model"}
-    added: dict[Address, Resource] = {}
+    added: dict[Address, tuple[str, list[Resource]]] = {}
     edges: dict[Address, Address] = {}
     for r in resources:
         size = declared_size(r, models) if needs_gpu(r) else None
         if size is None or (r.spec.get("resources") or {}).get("gpu"):
             continue
         estimate = estimate_for(r, size)
-        if any(pick(estimate, [a], count) for a, count in offered):
+        if any(pick(estimate, [a]) for a in offered):
             continue
-        shape = _shape(estimate)
-        if shape is None:
-            continue  # nothing GKE offers holds it: the kubernetes provider refuses it, sized
-        accelerator, count = shape
-        pool = _pool(cluster, accelerator, count, r)
-        added.setdefault(pool.address, pool)
-        edges[r.address] = pool.address
+        accelerator = _shape(estimate, location)
+        if accelerator is None:
+            continue  # nothing GKE offers there holds it: the kubernetes provider refuses it, sized
+        address = Address("NodePool", cluster.address.namespace, _name(accelerator))
+        added.setdefault(address, (accelerator, []))[1].append(r)
+        edges[r.address] = address
     out = [dataclasses.replace(r, refs=(*r.refs, edges[r.address])) if r.address in edges else r
            for r in resources]
-    return [*out, *added.values()]
+    return [*out, *(_pool(cluster, a, gpu, workloads) for a, (gpu, workloads) in added.items())]
 
 
-def _offered(pools: Sequence[Resource]) -> list[tuple[Accelerator, int]]:
+def _offered(pools: Sequence[Resource]) -> list[Accelerator]:
     known = {a.name: a for a in CATALOG}
-    return [(known[kind], count) for kind, count in declared_gpus(pools).items() if kind in known]
+    return [known[kind] for kind in declared_gpus(pools) if kind in known]
 
 
-def _shape(estimate: Estimate) -> tuple[str, int] | None:
-    """The GKE GPU machine with the least GPU memory that holds the estimate (the cheapest, to
-    a first approximation): (accelerator, GPUs per node)."""
-    options = []
-    for accelerator in CATALOG:
-        counts = sorted(MACHINES.get(accelerator.name, {}))
-        picked = pick(estimate, [accelerator], max(counts)) if counts else None
-        if picked is not None:
-            count = next(c for c in counts if c >= picked[1])
-            options.append((count * accelerator.memory_bytes, count, accelerator.name))
-    if not options:
+def _shape(estimate: Estimate, location: str) -> str | None:
+    """The GPU whose one-GPU machine costs least on demand (prices.yaml; then the least usable
+    memory) of those that hold the estimate and that GKE offers at `location` (all of the
+    catalogue's where the zone table does not cover it)."""
+    holding = [a for a in CATALOG if a.name in MACHINES and _there(a, location)
+               and pick(estimate, [a]) is not None]
+    if not holding:
         return None
-    _, count, name = min(options)
-    return name, count
+    return min(holding, key=lambda a: (_price(a), a.memory_bytes, a.name)).name
 
 
-def _pool(cluster: Resource, accelerator: str, count: int, workload: Resource) -> Resource:
-    name = f"gpu-{SHORT.get(accelerator, accelerator)}-x{count}"
-    spec = {"cluster": {"name": cluster.name}, "machineType": MACHINES[accelerator][count],
-            "accelerator": {"type": accelerator, "count": count},
-            # Scales from zero: a node is added when a pod asks for these GPUs.
-            "autoscaling": {"min": 0, "max": 1}}
-    # Errors about it point at the workload it was sized for.
-    return Resource(Address("NodePool", cluster.address.namespace, name), spec,
-                    file=workload.file, line=workload.line, refs=(cluster.address,))
+def _price(accelerator: Accelerator) -> float:
+    price = node_price({"machineType": MACHINES[accelerator.name][1],
+                        "accelerator": {"type": accelerator.name, "count": 1}})
+    return price[0] if price is not None else math.inf
+
+
+def _there(accelerator: Accelerator, location: str) -> bool:
+    zones = offered_zones(accelerator.name, location)
+    if zones is None:
+        return True
+    return location in zones if is_zone(location) else bool(zones)
+
+
+def _name(accelerator: str) -> str:
+    return f"gpu-{SHORT.get(accelerator, accelerator)}-x1"
+
+
+def _pool(cluster: Resource, address: Address, accelerator: str,
+          workloads: Sequence[Resource]) -> Resource:
+    location = str(cluster.spec.get("location") or "")
+    zones = [] if is_zone(location) else (offered_zones(accelerator, location) or [])
+    pods = sum(peak_pods(w) for w in workloads)
+    spec: dict[str, Any] = {
+        "cluster": {"name": cluster.name}, "machineType": MACHINES[accelerator][1],
+        "accelerator": {"type": accelerator, "count": 1, "gpuDriverVersion": DRIVER}}
+    if zones:
+        spec["zones"] = zones
+    # Scales from zero: a node is added when a pod asks for these GPUs; the maximum (per zone,
+    # as GKE counts it) holds every pod of its workloads at once.
+    spec["autoscaling"] = {"min": 0,
+                           "max": max(1, math.ceil(pods / pool_zones(spec, location)))}
+    # Errors about it point at the first workload it was sized for.
+    first = workloads[0]
+    return Resource(address, spec, file=first.file, line=first.line, refs=(cluster.address,))

@@ -5,6 +5,7 @@ node labels (`config.labels`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,11 +31,14 @@ from substratus_providers.gcp import ownership
 from substratus_providers.gcp.clusters import ref as cluster_ref
 from substratus_providers.gcp.gke import GKE, NodePoolRef
 from substratus_providers.gcp.places import ClusterPlace, Places, declared_place, pool_cluster
+from substratus_providers.gcp.prices import pool_cost
 from substratus_providers.gcp.specs import effective, fingerprint
 
 # The node version and its upgrade state move as GKE upgrades the pool by itself.
 VOLATILE = frozenset({"status", "status_message", "conditions", "version", "etag", "update_info"})
 _Pool = container_v1.NodePool
+_DRIVER = container_v1.GPUDriverInstallationConfig.GPUDriverVersion
+DRIVER = "LATEST"  # the GPU driver GKE installs when the NodePool does not say
 
 # The node pool fields node_pool_spec returns that GKE changes in place, and the call that does
 # it. A new machine type is applied in place by GKE migrating the nodes (a surge upgrade: every
@@ -47,7 +51,8 @@ IN_PLACE: Mapping[str, str] = {
     "autoscaling": "setAutoscaling",
     "nodeCount": "setSize",
 }
-# Fields whose change GKE cannot apply to a node pool: it must be deleted and created again.
+# Fields whose change GKE cannot apply to a node pool: it must be deleted and created again (the
+# accelerator's GPU driver too: GKE installs it when it creates the nodes).
 FORCES_REPLACEMENT: frozenset[str] = frozenset({"accelerator", "spot"})
 
 _EFFECTS = {"NO_SCHEDULE": "NoSchedule", "PREFER_NO_SCHEDULE": "PreferNoSchedule",
@@ -63,7 +68,8 @@ def node_pool_spec(pool: _Pool) -> dict[str, Any]:
     return {
         "machineType": config.machine_type,
         "accelerator": {"type": accelerator.accelerator_type,
-                        "count": int(accelerator.accelerator_count)} if accelerator else None,
+                        "count": int(accelerator.accelerator_count),
+                        "gpuDriverVersion": driver_version(accelerator)} if accelerator else None,
         "spot": bool(config.spot),
         "autoscaling": {"min": scaling.min_node_count, "max": scaling.max_node_count}
         if scaling.enabled else None,
@@ -72,6 +78,14 @@ def node_pool_spec(pool: _Pool) -> dict[str, Any]:
                     "effect": _EFFECTS.get(t.effect.name, t.effect.name)}
                    for t in config.taints],
     }
+
+
+def driver_version(accelerator: container_v1.AcceleratorConfig) -> str:
+    """The GPU driver GKE installs, in the NodePool's words: GKE's unspecified installs none,
+    which is what INSTALLATION_DISABLED says."""
+    version = _DRIVER(accelerator.gpu_driver_installation_config.gpu_driver_version)
+    unspecified = version == _DRIVER.GPU_DRIVER_VERSION_UNSPECIFIED
+    return "INSTALLATION_DISABLED" if unspecified else str(version.name)
 
 
 def node_pool_message(spec: Mapping[str, Any], initial_node_count: int = 0) -> _Pool:
@@ -88,7 +102,9 @@ def node_pool_message(spec: Mapping[str, Any], initial_node_count: int = 0) -> _
         config=container_v1.NodeConfig(
             machine_type=spec["machineType"], spot=bool(spec.get("spot")),
             accelerators=[container_v1.AcceleratorConfig(
-                accelerator_type=accelerator["type"], accelerator_count=accelerator["count"])]
+                accelerator_type=accelerator["type"], accelerator_count=accelerator["count"],
+                gpu_driver_installation_config=container_v1.GPUDriverInstallationConfig(
+                    gpu_driver_version=getattr(_DRIVER, accelerator.get("gpuDriverVersion") or DRIVER)))]
             if accelerator else [],
             taints=[container_v1.NodeTaint(key=t["key"], value=t.get("value", ""),
                                            effect=effects[t["effect"]])
@@ -124,10 +140,32 @@ def wanted(r: Resource, live: Mapping[str, Any] | None = None) -> dict[str, Any]
     return want
 
 
+def _driver_note(want: Mapping[str, Any]) -> tuple[str, ...]:
+    accelerator = want.get("accelerator")
+    if not accelerator:
+        return ()
+    version = accelerator.get("gpuDriverVersion") or DRIVER
+    if version == "INSTALLATION_DISABLED":
+        return ("gpu driver: none installed by GKE (spec.accelerator.gpuDriverVersion: "
+                "INSTALLATION_DISABLED): install one yourself before a pod can use the GPUs",)
+    return (f"gpu driver: GKE installs the {version} driver on every node "
+            "(spec.accelerator.gpuDriverVersion)",)
+
+
 def initial_node_count(want: Mapping[str, Any]) -> int:
     """Nodes per zone at creation: autoscaling's minimum, or one for a pool without it."""
     scaling = want.get("autoscaling")
     return int(scaling["min"]) if scaling else 1
+
+
+def with_delete_cost(change: PlannedChange, live: LiveObject | None) -> PlannedChange:
+    """A node pool's delete with what it stops costing an hour (from its live spec and cluster)."""
+    if change.action is not Action.DELETE or change.address.kind != "NodePool" or live is None:
+        return change
+    place = ClusterPlace.parse(str(live.status.get("cluster", "")))
+    if place is None:
+        return change
+    return dataclasses.replace(change, cost=pool_cost(live.spec, None, place.location))
 
 
 def _replaced(path: str) -> bool:
@@ -176,7 +214,12 @@ class NodePools:
         def planned(action: Action, reason: str = "",
                     changes: tuple[FieldChange, ...] = ()) -> PlannedChange:
             # The cluster is shown, and apply creates the pool there whatever the files say then.
-            return PlannedChange(a, action, reason, changes, status, private=status)
+            if action is Action.NOOP:
+                return PlannedChange(a, action, reason, changes, status, private=status)
+            want = wanted(r, live.spec if live is not None and action is Action.UPDATE else None)
+            cost = pool_cost(live.spec if live is not None else None, want, place.location)
+            return PlannedChange(a, action, reason, changes, status, notes=_driver_note(want),
+                                 cost=cost, private=status)
 
         if live is None:
             return planned(Action.CREATE)

@@ -9,6 +9,7 @@ client. $SUBSTRATUS_GKE_POLL_SECONDS sets how often a running GKE operation is p
 from __future__ import annotations
 
 import base64
+import dataclasses
 import importlib.util
 import os
 import re
@@ -17,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from substratus_cli.action import Action
 from substratus_cli.address import INFRA_KINDS
 from substratus_cli.config.schema import EnvironmentSpec
 from substratus_cli.errors import ProviderError, UsageError
@@ -27,6 +29,8 @@ from substratus_cli.provider import (
     ClusterAccess,
     HandlerTable,
     KindHandler,
+    PlanRequest,
+    PlanResponse,
     ProviderContext,
     ProviderDiagnostic,
 )
@@ -121,6 +125,18 @@ class GCPProvider(HandlerTable):
 
     # -- the contract --------------------------------------------------------------------------
 
+    def plan(self, request: PlanRequest) -> PlanResponse:
+        """The handlers' plan, and what each node pool deleted stops costing."""
+        response = super().plan(request)
+        if not any(c.action is Action.DELETE and c.address.kind == "NodePool"
+                   for c in response.changes):
+            return response
+        from substratus_providers.gcp.nodepools import with_delete_cost
+
+        live = {i.address: i.live for i in request.items}
+        return dataclasses.replace(response, changes=tuple(
+            with_delete_cost(c, live.get(c.address)) for c in response.changes))
+
     def expand(self, resources: Sequence[Resource],
                environment: EnvironmentSpec) -> list[Resource]:
         from substratus_providers.gcp.expand import expand
@@ -141,6 +157,8 @@ class GCPProvider(HandlerTable):
                     f"{r.kind} {r.name!r}: labels on GKE clusters and node pools are not built "
                     "yet", "remove metadata.labels (GKE resources carry only substratus's "
                     "ownership labels for now)", r.address, labels))
+            if r.kind == "NodePool":
+                out += _pool_problems(r, resources)
             if r.kind == "Bucket":
                 if r.name.startswith("goog") or "google" in r.name or len(r.name) < 3:
                     out.append(ProviderDiagnostic(
@@ -206,6 +224,20 @@ def _missing_libraries(resources: Sequence[Resource]) -> list[ProviderDiagnostic
                 f"{r.kind} {r.name!r} needs {package}, which is not installed",
                 install_command("gcp"), r.address, "kind"))
     return out
+
+
+def _pool_problems(pool: Resource, resources: Sequence[Resource]) -> list[ProviderDiagnostic]:
+    """A GPU the machine cannot take, a count GKE does not allow, a GPU type or zone GKE does not
+    offer where the pool's cluster is: refused now, not by GKE halfway through an apply."""
+    from substratus_providers.gcp.machines import gpu_problems
+
+    name = str((pool.spec.get("cluster") or {}).get("name"))
+    cluster = next((r for r in resources if r.kind == "Cluster" and r.name == name
+                    and r.address.namespace == pool.address.namespace), None)
+    if cluster is None:
+        return []  # the loader refuses a reference to a cluster that is not declared
+    return [ProviderDiagnostic(f"NodePool {pool.name!r}: {message}", "", pool.address, path)
+            for path, message in gpu_problems(pool.spec, str(cluster.spec["location"]))]
 
 
 def _duplicates(resources: Sequence[Resource]) -> list[ProviderDiagnostic]:

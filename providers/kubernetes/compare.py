@@ -29,8 +29,7 @@ DryRun = Callable[[Obj], Obj]
 
 def planned_change(dry_run: DryRun, item: PlanItem, r: Resource, want: Desired) -> PlannedChange:
     """The change that turns the objects `item` was read with into `want`'s manifests."""
-    notes = (want.note,) if want.note and not want.quiet_note else ()
-    details = (want.note,) if want.note and want.quiet_note else ()
+    notes, details = want.notes, want.details
     status, private = want.planned_status, want.planned.to_private()
     live = objects_of(item.live)
     if not live:

@@ -16,7 +16,7 @@ from substratus_cli.address import Address
 from substratus_cli.errors import ProviderError
 from substratus_cli.provider import Batch, ProviderContext
 from substratus_cli.resource import Resource
-from substratus_cli.sizing import declared_gpus
+from substratus_cli.sizing import declared_gpus, gpu_pool_capacity
 from substratus_providers.kubernetes.client import Client
 from substratus_providers.kubernetes.desired import Cluster
 from substratus_providers.kubernetes.gpus import catalogued, offered, pools_to_come
@@ -101,7 +101,7 @@ class Connection:
         return Cluster(part_of=self.context.part_of,
                        registry=str(self.context.settings.get("registry") or "substratus"),
                        image_tag=__version__, accelerators=accelerators, per_node=per_node,
-                       to_come=to_come)
+                       to_come=to_come, pools=gpu_pool_capacity(resources))
 
     def planning(self, batch: Batch) -> PlanContext:
         """The context `batch` is planned in (plans run one at a time)."""

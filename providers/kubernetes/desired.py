@@ -16,8 +16,8 @@ from substratus_artifacts.store import Store
 from substratus_cli.address import Address
 from substratus_cli.diff import spec_hash
 from substratus_cli.resource import Resource, references
-from substratus_cli.sizing import Accelerator, ModelSize
-from substratus_providers.kubernetes.gpus import UNSIZED, gpu_request
+from substratus_cli.sizing import Accelerator, ModelSize, PoolCapacity
+from substratus_providers.kubernetes.gpus import UNSIZED, gpu_request, rollout_capacity
 from substratus_providers.kubernetes.manifests import RenderContext, render, uploads
 
 
@@ -32,6 +32,9 @@ class Cluster:
     per_node: Mapping[str, int]  # GPU type -> the most one node has (nodes and node pools)
     # GPU type -> the node pools that will offer it, where no node does yet (gpus.pools_to_come)
     to_come: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # The GPU NodePools the workspace declares or sizes, at their autoscaling maximum: what a
+    # ModelServer's rollout is checked against.
+    pools: Sequence[PoolCapacity] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +46,8 @@ class Desired:
     inputs: Mapping[str, str]  # role -> ref URL
     gpu: Mapping[str, Any] | None
     manifests: list[dict[str, Any]]
-    note: str  # GPU sizing
-    quiet_note: bool = False  # the note says nothing is done: shown only by `plan --verbose`
+    notes: tuple[str, ...]  # GPU sizing and the rollout's GPUs
+    details: tuple[str, ...] = ()  # notes that say nothing is done: only `plan --verbose`
 
     @property
     def planned_status(self) -> dict[str, Any]:
@@ -105,10 +108,14 @@ def desired(resource: Resource, cluster: Cluster, store: Store,
     inputs = {role: store.ref_url(name) for role, (name, _) in input_versions.items()}
     gpu, note = gpu_request(resource, size, cluster.accelerators, cluster.per_node,
                             cluster.to_come)
+    quiet = note == UNSIZED
+    notes = tuple(filter(None, [None if quiet else note,
+                                rollout_capacity(resource, gpu, cluster.pools)]))
     planned = Planned(version, artifact, inputs, digest, gpu,
                       built.image if built else None, str(built.address) if built else None,
                       built.pinned if built else False)
-    return dataclasses.replace(build(resource, cluster, planned, note), quiet_note=note == UNSIZED)
+    return dataclasses.replace(build(resource, cluster, planned, notes),
+                               details=(note,) if quiet else ())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +144,8 @@ class Planned:
                    bool(private.get("image_pinned")))
 
 
-def build(resource: Resource, cluster: Cluster, planned: Planned, note: str = "") -> Desired:
+def build(resource: Resource, cluster: Cluster, planned: Planned,
+          notes: tuple[str, ...] = ()) -> Desired:
     ctx = RenderContext(namespace=resource.address.namespace, part_of=cluster.part_of,
                         registry=cluster.registry, image_tag=cluster.image_tag,
                         inputs=planned.inputs, artifacts=planned.artifact, gpu=planned.gpu,
@@ -145,4 +153,4 @@ def build(resource: Resource, cluster: Cluster, planned: Planned, note: str = ""
                         built_image=planned.image)
     return Desired(planned, planned.version, planned.artifact,
                    planned.digest if uploads(resource) else None, planned.inputs, planned.gpu,
-                   render(resource, ctx), note)
+                   render(resource, ctx), notes)

@@ -10,13 +10,15 @@ from substratus_cli.errors import ProviderError
 from substratus_cli.resource import Resource
 from substratus_cli.sizing import (
     CATALOG,
-    MAX_GPUS_PER_NODE,
+    LOADER_GPUS,
+    LOADER_REASON,
     Accelerator,
     Estimate,
     ModelSize,
+    PoolCapacity,
     estimate_for,
-    human_bytes,
     needs_gpu,
+    peak_pods,
     pick,
 )
 
@@ -77,7 +79,7 @@ def gpu_request(resource: Resource, size: ModelSize | None,
     spec.resources.gpu wins; with `per_node` (what the cluster's nodes and node pools offer, see
     `offered`), a type or count no node offers is refused, and `to_come` (`pools_to_come`) names
     the pool that will. Otherwise a training Model or a ModelServer of known size gets the
-    offered accelerator that holds it in the fewest GPUs; ProviderError when none does."""
+    smallest offered GPU that holds it, one GPU (the loader's); ProviderError when none does."""
     declared = ((resource.spec.get("resources") or {}).get("gpu"))
     estimate = _estimate(resource, size)
     if declared:
@@ -85,6 +87,8 @@ def gpu_request(resource: Resource, size: ModelSize | None,
         asked = f"spec.resources.gpu asks for {gpu['count']} x {gpu['type']}"
         if per_node is not None:
             _check_offered(resource, asked, gpu, per_node)
+        if gpu["count"] > LOADER_GPUS and not _own_program(resource):
+            asked += f" ({LOADER_REASON}: {gpu['count'] - LOADER_GPUS} of them stay idle)"
         if to_come and gpu["type"] in to_come:
             asked += f"; no node has them yet: {to_come[gpu['type']]} adds one when the pod asks"
         return gpu, (f"sizing: {_needs(estimate)}; {asked}" if estimate else f"sizing: {asked}")
@@ -94,15 +98,15 @@ def gpu_request(resource: Resource, size: ModelSize | None,
         return None, UNSIZED
     if not accelerators:
         return None, f"sizing: {_needs(estimate)}; the cluster offers no GPU, so it runs on CPU"
-    picked = _pick_per_node(estimate, accelerators, per_node)
+    picked = pick(estimate, accelerators)
     if picked is None:
-        raise _does_not_fit(resource, estimate, accelerators, per_node)
+        raise _does_not_fit(resource, estimate, accelerators)
     accelerator, count = picked
-    room = human_bytes(count * accelerator.memory_bytes)
     coming = (f"; no node has them yet: {to_come[accelerator.name]} adds one when the pod asks"
               if to_come and accelerator.name in to_come else "")
     return ({"type": accelerator.name, "count": count},
-            f"sizing: {_needs(estimate)}: {count} x {accelerator.label} ({room}){coming}")
+            f"sizing: {_needs(estimate)}, which fits {count} x {accelerator.shown} "
+            f"({LOADER_REASON}){coming}")
 
 
 def _check_offered(resource: Resource, asked: str, gpu: Mapping[str, Any],
@@ -124,16 +128,9 @@ def _check_offered(resource: Resource, asked: str, gpu: Mapping[str, Any],
                  f"{count} (accelerator count)")
 
 
-def _pick_per_node(estimate: Estimate, accelerators: Sequence[Accelerator],
-                   per_node: Mapping[str, int] | None) -> tuple[Accelerator, int] | None:
-    """The fewest GPUs (smallest first) that one node of an offered type holds."""
-    options = [picked for a in accelerators
-               if (picked := pick(estimate, [a], _max_on_a_node(a, per_node))) is not None]
-    return min(options, key=lambda o: (o[1], o[0].memory_bytes, o[0].name), default=None)
-
-
-def _max_on_a_node(accelerator: Accelerator, per_node: Mapping[str, int] | None) -> int:
-    return per_node.get(accelerator.name, MAX_GPUS_PER_NODE) if per_node else MAX_GPUS_PER_NODE
+def _own_program(resource: Resource) -> bool:
+    """Does the workload run a program of its own (which may spread a model over GPUs)?"""
+    return any(resource.spec.get(k) for k in ("command", "image", "build"))
 
 
 def _estimate(resource: Resource, size: ModelSize | None) -> Estimate | None:
@@ -146,17 +143,40 @@ def _needs(estimate: Estimate) -> str:
     return f"{estimate.purpose} needs {estimate.arithmetic}"
 
 
-def _does_not_fit(resource: Resource, estimate: Estimate, accelerators: Sequence[Accelerator],
-                  per_node: Mapping[str, int] | None) -> ProviderError:
-    largest = max(accelerators,
-                  key=lambda a: (_max_on_a_node(a, per_node) * a.memory_bytes, a.name))
-    count = _max_on_a_node(largest, per_node)
-    room = human_bytes(count * largest.memory_bytes)
+def _does_not_fit(resource: Resource, estimate: Estimate,
+                  accelerators: Sequence[Accelerator]) -> ProviderError:
+    largest = max(accelerators, key=lambda a: (a.memory_bytes, a.name))
     return ProviderError(
-        f"{resource.kind} {resource.name!r}: {_needs(estimate)}, which does not fit any node pool: "
-        f"the largest node holds {count} x {largest.label} ({room})",
+        f"{resource.kind} {resource.name!r}: {_needs(estimate)}, which no GPU the node pools "
+        f"offer holds: the largest is {largest.shown}, and {LOADER_REASON}",
         hint="add a node pool with larger GPUs, quantize the model (spec.quantization.bits on a "
-             "ModelServer), or set spec.resources.gpu")
+             "ModelServer), or set spec.resources.gpu with an image that spreads the model over "
+             "several GPUs")
+
+
+def rollout_capacity(resource: Resource, gpu: Mapping[str, Any] | None,
+                     pools: Sequence[PoolCapacity]) -> str:
+    """A ModelServer on GPUs: the GPUs its rollout needs at its peak (replicas plus maxSurge new
+    pods, maxUnavailable being 0) and the room the NodePools of that GPU have at their autoscaling
+    maximum; ProviderError when they cannot hold it, so the rollout is not left pending."""
+    if resource.kind != "ModelServer" or not gpu:
+        return ""
+    pods, per_pod = peak_pods(resource), int(gpu["count"])
+    replicas = int(resource.spec.get("replicas", 1))
+    need = (f"rollout: {replicas} replica(s) + {pods - replicas} surge = {pods} pods x {per_pod} "
+            f"x {gpu['type']} = {pods * per_pod} GPUs")
+    matching = [p for p in pools if p.gpu_type == gpu["type"]]
+    if not matching or not pods:
+        return need
+    room = sum(p.max_nodes * (p.gpus_per_node // per_pod) for p in matching)
+    held = ", ".join(f"NodePool {p.name}: at most {p.max_nodes} node(s) x "
+                     f"{p.gpus_per_node // per_pod} pod(s)" for p in matching)
+    if room < pods:
+        where = f"{resource.file}:{resource.line_of('spec.rollout.maxSurge')}: "
+        raise ProviderError(
+            f"{where}ModelServer {resource.name!r}: its {need}, but {held}: room for {room}",
+            hint="raise the node pool's autoscaling.max, or lower replicas or rollout.maxSurge")
+    return f"{need}; {held}: room for {room}"
 
 
 def scheduling(gpu: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import operator
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -210,12 +211,62 @@ class EnvironmentSpec(_Model):
 # Infrastructure (GCP)
 
 
+def _matching(pattern: str, what: str, example: str) -> Callable[[str], str]:
+    """A validator: the value fully matches `pattern`, or it is refused with what it should be."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"invalid {what} {value!r}: expected {example}")
+        return value
+
+    return check
+
+
+def _pattern(pattern: str) -> Any:
+    return Field(json_schema_extra={"pattern": f"^{pattern}$"})
+
+
+_REGION = r"[a-z]+-[a-z]+[0-9]+"
+_PROJECT = r"(?:[a-z][-a-z0-9.]*[a-z0-9]:)?[a-z][-a-z0-9]{4,28}[a-z0-9]"
+_LOCATION = f"{_REGION}(?:-[a-z])?"
+_ZONE = f"{_REGION}-[a-z]"
+_MACHINE = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)+"
+_BUCKET_LOCATION = r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*"
+_TAINT_KEY = (r"(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
+              r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+ProjectID = Annotated[str, AfterValidator(_matching(
+    _PROJECT, "GCP project ID", "6 to 30 lowercase letters, digits and '-', starting with a "
+    "letter, like my-project-123")), _pattern(_PROJECT)]
+GKELocation = Annotated[str, AfterValidator(_matching(
+    _LOCATION, "location", "a GCP region or zone, like us-central1 or europe-west4-a")),
+    _pattern(_LOCATION)]
+Zone = Annotated[str, AfterValidator(_matching(
+    _ZONE, "zone", "a GCP zone, like us-central1-a")), _pattern(_ZONE)]
+MachineType = Annotated[str, AfterValidator(_matching(
+    _MACHINE, "machine type", "a Compute Engine machine type, like g2-standard-8")),
+    _pattern(_MACHINE)]
+GPUType = Annotated[str, AfterValidator(_matching(
+    _MACHINE, "GPU type", "a GKE accelerator type, like nvidia-l4")), _pattern(_MACHINE)]
+BucketLocation = Annotated[str, AfterValidator(_matching(
+    _BUCKET_LOCATION, "bucket location", "a Cloud Storage location, like US, EU or "
+    "us-central1")), _pattern(_BUCKET_LOCATION)]
+# Cloud Storage's classes, in any case (the bucket is given them upper-cased).
+StorageClass = Annotated[
+    Literal["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE", "MULTI_REGIONAL", "REGIONAL",
+            "DURABLE_REDUCED_AVAILABILITY"],
+    BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)]
+TaintKey = Annotated[str, AfterValidator(_matching(
+    _TAINT_KEY, "taint key", "a Kubernetes label key, like nvidia.com/gpu")),
+    _pattern(_TAINT_KEY)]
+
+
 class ClusterSpec(_Model):
     """A GKE cluster. Its default node pool is removed once it is up: declare NodePools."""
 
-    project: str = Field(description="The Google Cloud project ID (changing it replaces the "
+    project: ProjectID = Field(description="The Google Cloud project ID (changing it replaces the "
                          "cluster).", examples=["my-project"])
-    location: str = Field(description="A region or a zone (changing it replaces the cluster).",
+    location: GKELocation = Field(description="A region or a zone (changing it replaces the cluster).",
                           examples=["us-central1"])
     release_channel: Literal["RAPID", "REGULAR", "STABLE", "EXTENDED"] = Field(
         default="REGULAR", alias="releaseChannel", description="GKE's release channel.")
@@ -230,9 +281,15 @@ class ClusterSpec(_Model):
 class Accelerator(_Model):
     """The GPUs attached to each node of a pool."""
 
-    type: str = Field(description="The GKE accelerator type (changing it replaces the pool).",
+    type: GPUType = Field(description="The GKE accelerator type (changing it replaces the pool).",
                       examples=["nvidia-l4", "nvidia-tesla-t4"])
     count: int = Field(default=1, ge=1, description="GPUs per node.")
+    # GKE's GPUDriverInstallationConfig.GPUDriverVersion.
+    gpu_driver_version: Literal["LATEST", "DEFAULT", "INSTALLATION_DISABLED"] = Field(
+        default="LATEST", alias="gpuDriverVersion", description=(
+            "Which NVIDIA driver GKE installs on the pool's nodes: `LATEST` or `DEFAULT` (GKE "
+            "installs it), or `INSTALLATION_DISABLED` (you install it, e.g. with a DaemonSet); "
+            "changing it replaces the pool."))
 
 
 class Autoscaling(_Model):
@@ -252,7 +309,7 @@ class Autoscaling(_Model):
 class Taint(_Model):
     """A Kubernetes taint on the pool's nodes: only pods tolerating it are scheduled there."""
 
-    key: str = Field(description="The taint's key.", examples=["nvidia.com/gpu"])
+    key: TaintKey = Field(description="The taint's key.", examples=["nvidia.com/gpu"])
     value: str = Field(default="", description="The taint's value.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = Field(
         description="What happens to pods that do not tolerate it.")
@@ -262,7 +319,7 @@ class NodePoolSpec(_Model):
     """A node pool of a GKE `Cluster`: created after its cluster, destroyed before it."""
 
     cluster: Ref = Field(description="The `Cluster` resource the pool belongs to.")
-    machine_type: str = Field(alias="machineType", description="The Compute Engine machine type.",
+    machine_type: MachineType = Field(alias="machineType", description="The Compute Engine machine type.",
                               examples=["n1-standard-4", "g2-standard-8"])
     accelerator: Accelerator | None = Field(default=None, description=(
         "GPUs per node (changing them replaces the pool)."))
@@ -270,7 +327,7 @@ class NodePoolSpec(_Model):
         "Use Spot VMs: cheaper, can be reclaimed at any time (changing it replaces the pool)."))
     autoscaling: Autoscaling | None = Field(default=None, description=(
         "Scale the pool between `min` and `max` nodes; a fixed single node when not given."))
-    zones: list[str] | None = Field(default=None, description=(
+    zones: list[Zone] | None = Field(default=None, description=(
         "The zones of the cluster's region the nodes go in; GKE's choice when not given."),
         examples=[["us-central1-a"]])
     taints: list[Taint] | None = Field(default=None, description="Taints put on every node of the pool.")
@@ -280,11 +337,11 @@ class BucketSpec(_Model):
     """A Cloud Storage bucket (its name is `metadata.name`). A bucket that still holds objects is
     never deleted."""
 
-    project: str | None = Field(default=None, description=(
+    project: ProjectID | None = Field(default=None, description=(
         "The Google Cloud project ID; Application Default Credentials' project when not given."))
-    location: str = Field(default="US", description="A multi-region, dual-region or region.",
+    location: BucketLocation = Field(default="US", description="A multi-region, dual-region or region.",
                           examples=["US", "us-central1"])
-    storage_class: str = Field(default="STANDARD", alias="storageClass", description=(
+    storage_class: StorageClass = Field(default="STANDARD", alias="storageClass", description=(
         "The default storage class of its objects."), examples=["STANDARD", "NEARLINE"])
 
 

@@ -47,6 +47,8 @@ def render_plan(plan: Plan, console: Console, *, verbose: bool = False) -> None:
         _render_change(change, console, verbose)
     console.print()
     console.print(Text(summary_line(plan), style="bold"))
+    if plan.cost is not None:
+        console.print(Text(plan.cost.line(), style="bold"))
 
 
 def summary_line(plan: Plan) -> str:
@@ -64,7 +66,8 @@ def _render_change(change: Change, console: Console, verbose: bool) -> None:
                            f"{change.desired.line}", style="dim"))
     for line in _field_lines(change):
         console.print(line)
-    for note in (*change.notes, *(change.details if verbose else ())):
+    for note in (*change.notes, *(change.cost.lines if change.cost else ()),
+                 *(change.details if verbose else ())):
         console.print(Text(f"      # {note}", style="dim"))
 
 

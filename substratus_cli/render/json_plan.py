@@ -8,7 +8,8 @@ left out where none fits, as Terraform does) and `change` with `actions`, `befor
 entries with the same fields, whose change reads from what the last apply left to what is live.
 substratus's own fields stand beside them: `substratus_version`, `target`, `destroy`, `summary`,
 `errored`; per change `kind`, `namespace`, `reason` (the words of the human plan), `notes`,
-`depends_on` and `change.field_changes`.
+`depends_on`, `change.field_changes` and, where the provider prices it, `cost` (hourly, before
+and after; `summary.cost` adds them up).
 
 Values are shaped like a resource file (`metadata.labels`, `spec`, plus `status`), so a field
 change's path indexes into them. A value known only after apply is left out of `after` and marked
@@ -46,7 +47,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "destroy": plan.destroy,
         "resource_changes": [change_to_json(c, destroy=plan.destroy) for c in plan.changes],
         "resource_drift": [drift_to_json(d, plan.change_for(d.address)) for d in plan.drift],
-        "summary": {"add": s.add, "change": s.change, "destroy": s.destroy},
+        "summary": {"add": s.add, "change": s.change, "destroy": s.destroy,
+                    **({"cost": _cost_summary(plan)} if plan.cost is not None else {})},
         "errored": False,
     }
 
@@ -64,7 +66,17 @@ def change_to_json(c: Change, *, destroy: bool = False) -> dict[str, Any]:
         doc["action_reason"] = reason
     doc.update({"reason": c.reason, "notes": list(c.notes),
                 "depends_on": [str(d) for d in c.depends_on]})
+    if c.cost is not None:
+        doc["cost"] = c.cost.to_json()
     return doc
+
+
+def _cost_summary(plan: Plan) -> dict[str, Any]:
+    """The hourly cost change of the plan's priced changes (see substratus_cli.cost)."""
+    cost = plan.cost
+    assert cost is not None
+    return {"hourly_delta": round(cost.delta, 6), "currency": cost.currency,
+            "bases": list(cost.bases), "unpriced": cost.unpriced}
 
 
 def action_reason(c: Change, *, destroy: bool = False) -> str | None:

@@ -31,7 +31,7 @@ from tests.support.gcs import fake_gcs_server
 
 pytestmark = pytest.mark.timeout(300)
 
-PROJECT, LOCATION = "proj", "us-central1"
+PROJECT, LOCATION = "proj-1234", "us-central1"
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 CLUSTER = f"{PARENT}/clusters/ml"
 GKE_LOG = "substratus_providers.gcp.gke"
@@ -174,8 +174,9 @@ def test_apply_converges_and_an_immediate_plan_is_empty(
     assert sorted(cluster.pools) == ["cpu", "gpu"]
     gpu = cluster.pools["gpu"]
     assert gpu["config"]["labels"] == ours
-    assert gpu["config"]["accelerators"] == [{"acceleratorType": "nvidia-l4",
-                                             "acceleratorCount": "1"}]
+    assert gpu["config"]["accelerators"] == [{
+        "acceleratorType": "nvidia-l4", "acceleratorCount": "1",
+        "gpuDriverInstallationConfig": {"gpuDriverVersion": "LATEST"}}]
     assert gpu["config"]["spot"] is True and gpu["locations"] == ["us-central1-a"]
     assert gpu["autoscaling"] == {"enabled": True, "maxNodeCount": 2}  # min 0 is proto3's default
     assert gcs.lookup_bucket(bucket_name) is not None
@@ -257,8 +258,8 @@ def test_a_full_operation_quota_backs_off(
 
 def test_an_accelerator_change_replaces_the_node_pool(
         cli, workdir: Path, gke: FakeGKE, tmp_path: Path) -> None:
-    edit(workdir / "nodepools.yaml", "accelerator: {type: nvidia-l4}",
-         "accelerator: {type: nvidia-tesla-a100}")
+    edit(workdir / "nodepools.yaml", "machineType: g2-standard-8\n  accelerator: {type: nvidia-l4}",
+         "machineType: a2-highgpu-1g\n  accelerator: {type: nvidia-tesla-a100}")
     plan = cli("plan", "--out", tmp_path / "plan.json", workdir)
     assert plan.code == 0, plan.output
     assert "-/+ NodePool/default/gpu" in plan.out
@@ -287,7 +288,7 @@ def test_a_failed_node_pool_names_its_file_and_is_replaced_by_the_next_apply(
     failed = cli("apply", "--auto-approve", workdir)
     assert failed.code == 6, failed.output
     assert re.search(r"NodePool/default/spare: nodepools\.yaml:\d+: creating GKE node pool spare "
-                     r"of cluster ml \(proj/us-central1\) failed: The zone does not have enough "
+                     r"of cluster ml \(proj-1234/us-central1\) failed: The zone does not have enough "
                      r"resources available", failed.output), failed.output
     assert "Traceback" not in failed.output
 

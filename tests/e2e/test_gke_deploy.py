@@ -9,6 +9,7 @@ workspace, as a user's runs would."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -138,24 +139,35 @@ def test_a_model_needing_gpus_the_cluster_lacks_gets_a_node_pool_created_before_
 
     plan = cli("plan", root)
     assert plan.code == 0, plan.output
-    assert "+ NodePool/ml/gpu-t4-x2" in plan.out
-    assert 'machineType       = "n1-standard-16"' in plan.out
+    # 29.1 GiB: one A100 40GB (the server loads the model onto one GPU), the cheapest one-GPU
+    # machine that holds it, in the zones of us-central1 that offer it.
+    assert "+ NodePool/ml/gpu-a100-x1" in plan.out, plan.out
+    assert re.search(r'\+ spec\.machineType +  = "a2-highgpu-1g"', plan.out), plan.out
+    assert re.search(r'\+ spec\.accelerator\.gpuDriverVersion = "LATEST"', plan.out), plan.out
     assert "Plan: 3 to add, 0 to change, 0 to destroy." in plan.out
     assert ("# sizing: serving needs 13.0B parameters x 16 bits / 8 = 24.2 GiB of weights, x 1.2 "
-            "for the KV cache and activations = 29.1 GiB: 2 x T4 (32.0 GiB)") in plan.out
+            "for the KV cache and activations = 29.1 GiB, which fits 1 x A100 40GB (39.6 GiB "
+            "usable of 40 GB) (substratus's trainer and server load a model onto one GPU, so one "
+            "GPU must hold it)") in plan.out
+    assert ("# rollout: 1 replica(s) + 1 surge = 2 pods x 1 x nvidia-tesla-a100 "
+            "= 2 GPUs; NodePool gpu-a100-x1: at most 4 node(s) x 1 pod(s): room for 4") in plan.out
+    assert "# price: a2-highgpu-1g (with 1 x nvidia-tesla-a100): $3.67/h on demand" in plan.out
+    assert "Cost: +$" in plan.out
 
     applied = cli("apply", "--auto-approve", root)
     assert applied.code == 0, applied.output
     order = [line.split(":")[0] for line in applied.out.splitlines()
              if line.endswith("Creating...")]
-    assert order.index("NodePool/ml/gpu-t4-x2") < order.index("ModelServer/ml/llm")
+    assert order.index("NodePool/ml/gpu-a100-x1") < order.index("ModelServer/ml/llm")
     pool = gke.state.get_node_pool("projects/my-project/locations/us-central1/clusters/"
-                                   "substratus/nodePools/gpu-t4-x2")
-    assert pool["config"]["accelerators"][0]["acceleratorType"] == "nvidia-tesla-t4"
+                                   "substratus/nodePools/gpu-a100-x1")
+    assert pool["config"]["accelerators"] == [{
+        "acceleratorType": "nvidia-tesla-a100", "acceleratorCount": "1",
+        "gpuDriverInstallationConfig": {"gpuDriverVersion": "LATEST"}}]
     pods = cluster.request("GET", "/api/v1/namespaces/ml/pods", query={
         "labelSelector": "substratus.ai/kind=ModelServer,substratus.ai/name=llm"})["items"]
-    assert [p["spec"]["nodeName"] for p in pods] == ["gpu-t4-x2-0"]
-    assert pods[0]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert [p["spec"]["nodeName"] for p in pods] == ["gpu-a100-x1-0"]
+    assert pods[0]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert cli("plan", "--detailed-exitcode", root).code == 0
 
 
@@ -171,7 +183,7 @@ def test_destroy_takes_the_workloads_down_before_the_pools_and_the_cluster(
         assert order.index(workload) < order.index("NodePool/ml/cpu")
     assert order.index("NodePool/ml/cpu") < order.index("Cluster/ml/substratus")
     assert order.index("NodePool/ml/l4") < order.index("Cluster/ml/substratus")
-    assert order.index("ModelServer/ml/llm") < order.index("NodePool/ml/gpu-t4-x2")
+    assert order.index("ModelServer/ml/llm") < order.index("NodePool/ml/gpu-a100-x1")
     assert cluster.request("GET", "/apis/batch/v1/namespaces/ml/jobs")["items"] == []
     again = cli("destroy", "--auto-approve", root)
     assert again.code == 0 and "No changes." in again.out

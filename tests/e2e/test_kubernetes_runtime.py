@@ -271,39 +271,44 @@ spec:
 """
 
 
-def test_a_model_that_needs_two_l4s_is_scheduled_onto_the_l4_pool(
+def test_a_model_that_fits_one_l4_is_scheduled_onto_the_l4_pool_with_one_gpu(
         cli, cluster: ControlPlane, bucket: str, tmp_path: Path) -> None:
     root = with_weights(workspace(tmp_path / "ws", bucket, "gpus", {
-        "model.yaml": SIZED.format(name="llm-13b", count=13_000_000_000)}))
+        "model.yaml": SIZED.format(name="llm-9b", count=9_000_000_000)}))
 
     plan = cli("plan", root)
     assert plan.code == 0, plan.output
-    assert ("# sizing: serving needs 13.0B parameters x 16 bits / 8 = 24.2 GiB of weights, x 1.2 "
-            "for the KV cache and activations = 29.1 GiB: 2 x L4 (48.0 GiB)") in plan.out
+    assert ("# sizing: serving needs 9.0B parameters x 16 bits / 8 = 16.8 GiB of weights, x 1.2 "
+            "for the KV cache and activations = 20.1 GiB, which fits 1 x L4 (22.5 GiB usable of "
+            "24 GB) (substratus's trainer and server load a model onto one GPU, so one GPU must "
+            "hold it)") in plan.out
     applied = cli("apply", "--auto-approve", root)
     assert applied.code == 0, applied.output
 
     pods = cluster.request("GET", "/api/v1/namespaces/gpus/pods", query={
-        "labelSelector": "substratus.ai/kind=ModelServer,substratus.ai/name=llm-13b"})["items"]
+        "labelSelector": "substratus.ai/kind=ModelServer,substratus.ai/name=llm-9b"})["items"]
     assert len(pods) == 1
     pod = pods[0]
     assert pod["spec"]["nodeName"].startswith("l4-pool-")
     assert pod["spec"]["nodeSelector"] == {"cloud.google.com/gke-accelerator": L4}
-    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    # The node has 2 L4s; the server loads the model onto one, so it asks for one.
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["status"]["phase"] == "Running"
     assert cli("plan", "--detailed-exitcode", root).code == 0
 
 
-def test_a_model_that_fits_no_node_pool_is_refused_at_plan_time_with_the_arithmetic(
+def test_a_model_that_fits_no_single_gpu_is_refused_at_plan_time_with_the_arithmetic(
         cli, cluster: ControlPlane, bucket: str, tmp_path: Path) -> None:
     root = with_weights(workspace(tmp_path / "ws", bucket, "gpus-huge", {
-        "model.yaml": SIZED.format(name="llm-70b", count=70_000_000_000)}))
+        "model.yaml": SIZED.format(name="llm-13b", count=13_000_000_000)}))
 
     plan = cli("plan", root)
     assert plan.code == 1, plan.output
-    assert ("ModelServer 'llm-70b': serving needs 70.0B parameters x 16 bits / 8 = 130.4 GiB of "
-            "weights, x 1.2 for the KV cache and activations = 156.5 GiB, which does not fit any "
-            "node pool: the largest node holds 2 x L4 (48.0 GiB)") in plan.err
+    # 29.1 GiB: two of the nodes' L4s would hold it, but the server uses one GPU.
+    assert ("ModelServer 'llm-13b': serving needs 13.0B parameters x 16 bits / 8 = 24.2 GiB of "
+            "weights, x 1.2 for the KV cache and activations = 29.1 GiB, which no GPU the node "
+            "pools offer holds: the largest is L4 (22.5 GiB usable of 24 GB), and substratus's "
+            "trainer and server load a model onto one GPU, so one GPU must hold it") in plan.err
     assert "Traceback" not in plan.output
     assert managed(cluster, "gpus-huge") == []
 

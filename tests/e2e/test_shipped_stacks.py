@@ -137,8 +137,9 @@ def test_two_gke_platform_instances_coexist_and_removing_one_destroys_only_its_r
                                                                        "research-gpu"]
     gpu = gke.state.clusters[f"{parent}/research"].pools["research-gpu"]
     assert gpu["config"]["machineType"] == "a3-highgpu-8g"
-    assert gpu["config"]["accelerators"] == [{"acceleratorType": "nvidia-h100-80gb",
-                                             "acceleratorCount": "8"}]
+    assert gpu["config"]["accelerators"] == [{
+        "acceleratorType": "nvidia-h100-80gb", "acceleratorCount": "8",
+        "gpuDriverInstallationConfig": {"gpuDriverVersion": "LATEST"}}]
     assert gcs.lookup_bucket("acme-ml-ml") is not None
     assert gcs.lookup_bucket("acme-ml-research") is not None
     again = cli("plan", "--detailed-exitcode", tmp_path)

@@ -28,6 +28,9 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "effect": ("EFFECT_UNSPECIFIED", "NO_SCHEDULE", "PREFER_NO_SCHEDULE", "NO_EXECUTE"),
     "channel": ("UNSPECIFIED", "RAPID", "REGULAR", "STABLE", "EXTENDED"),
     "locationPolicy": ("LOCATION_POLICY_UNSPECIFIED", "BALANCED", "ANY"),
+    # NodeConfig.accelerators[].gpuDriverInstallationConfig: kept, and answered as sent.
+    "gpuDriverVersion": ("GPU_DRIVER_VERSION_UNSPECIFIED", "INSTALLATION_DISABLED", "DEFAULT",
+                         "LATEST"),
 }
 # `status` means a different enum in each message.
 STATUS_ENUMS: dict[str, tuple[str, ...]] = {

@@ -20,7 +20,7 @@ from substratus_providers.gcp.provider import GCPProvider
 from tests.support import provider_conformance as conformance
 from tests.support.gcs import fake_gcs_server
 
-PROJECT, LOCATION = "test", "us-central1"
+PROJECT, LOCATION = "test-project", "us-central1"
 
 
 @pytest.fixture(scope="module")

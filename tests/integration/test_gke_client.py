@@ -27,7 +27,8 @@ from tests.gke import FakeGKE, Settings
 
 CLUSTER = ClusterRef("proj", "us-central1", "c1")
 POOL = NodePoolRef(CLUSTER, "gpu")
-SPEC = {"machineType": "g2-standard-8", "accelerator": {"type": "nvidia-l4", "count": 2},
+SPEC = {"machineType": "g2-standard-24",
+        "accelerator": {"type": "nvidia-l4", "count": 2, "gpuDriverVersion": "DEFAULT"},
         "spot": True, "autoscaling": {"min": 0, "max": 3}, "zones": ["us-central1-a"],
         "taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]}
 FAST = RetryPolicy(first_delay=0.02, max_delay=0.08, deadline=10.0)
@@ -224,6 +225,21 @@ def test_node_pool_spec_reads_back_what_was_created(client: GKE) -> None:
     done = client.create_node_pool(POOL, node_pool_message(SPEC, initial_node_count=1))
     assert isinstance(done.resource, gke.NodePool)
     assert node_pool_spec(done.resource) == SPEC
+
+
+def test_a_node_pool_gke_reports_without_a_driver_reads_as_installation_disabled(
+        client: GKE) -> None:
+    client.create_cluster(CLUSTER, cluster_message())
+    message = node_pool_message(SPEC)  # then as a pool made before the driver option: none
+    message.config.accelerators = [gke.AcceleratorConfig(accelerator_type="nvidia-l4",
+                                                         accelerator_count=2)]
+    done = client.create_node_pool(POOL, message)
+    assert isinstance(done.resource, gke.NodePool)
+    assert node_pool_spec(done.resource)["accelerator"] == {
+        "type": "nvidia-l4", "count": 2, "gpuDriverVersion": "INSTALLATION_DISABLED"}
+    made = node_pool_message({**SPEC, "accelerator": {"type": "nvidia-l4", "count": 1}})
+    assert made.config.accelerators[0].gpu_driver_installation_config.gpu_driver_version == \
+        gke.GPUDriverInstallationConfig.GPUDriverVersion.LATEST  # undeclared: LATEST
 
 
 def test_in_place_changes_are_applied_to_the_live_node_pool(client: GKE) -> None:

@@ -16,8 +16,8 @@ from substratus_cli.config import load_directory
 from substratus_cli.diff import spec_hash
 from substratus_cli.errors import ProviderError
 from substratus_cli.resource import Resource
-from substratus_cli.sizing import CATALOG, ModelSize
-from substratus_providers.kubernetes.gpus import gpu_request, pools_to_come
+from substratus_cli.sizing import CATALOG, ModelSize, PoolCapacity
+from substratus_providers.kubernetes.gpus import gpu_request, pools_to_come, rollout_capacity
 from substratus_providers.kubernetes.manifests import (
     RenderContext,
     object_name,
@@ -116,7 +116,7 @@ def test_suspended_notebook_matches_golden(update_goldens: bool) -> None:
 
 def test_same_input_renders_the_same_bytes() -> None:
     ctx = context(inputs={"model": "gs://b/m", "data": "gs://b/d"}, artifacts="gs://b/out",
-                  accelerators=(T4, L4), size=ModelSize(7_000_000_000, 16, "spec.size"))
+                  accelerators=(T4, L4), size=ModelSize(1_000_000_000, 16, "spec.size"))
     for res in [*quickstart(), gpu_server()]:
         first, second = render(res, ctx), render(res, ctx)
         assert json.dumps(first) == json.dumps(second)
@@ -291,17 +291,34 @@ def test_an_image_built_from_spec_build_must_be_given() -> None:
 # GPU sizing
 
 
-def test_sizing_picks_two_l4_for_a_model_that_needs_about_40_gib() -> None:
-    server = resource("ModelServer", "big", {"model": {"name": "big"}})
-    size = ModelSize(17_000_000_000, 16, "spec.size")
+def test_sizing_picks_one_gpu_that_holds_the_model_in_its_usable_memory() -> None:
+    server = resource("ModelServer", "mid", {"model": {"name": "mid"}})
+    size = ModelSize(9_000_000_000, 16, "spec.size")  # 20.1 GiB: more than a T4, less than an L4
     gpu, note = gpu_request(server, size, (T4, L4))
-    assert gpu == {"type": "nvidia-l4", "count": 2}
-    assert note == ("sizing: serving needs 17.0B parameters x 16 bits / 8 = 31.7 GiB of weights, "
-                    "x 1.2 for the KV cache and activations = 38.0 GiB: 2 x L4 (48.0 GiB)")
+    assert gpu == {"type": "nvidia-l4", "count": 1}
+    assert note == ("sizing: serving needs 9.0B parameters x 16 bits / 8 = 16.8 GiB of weights, "
+                    "x 1.2 for the KV cache and activations = 20.1 GiB, which fits 1 x L4 (22.5 GiB "
+                    "usable of 24 GB) (substratus's trainer and server load a model onto one GPU, "
+                    "so one GPU must hold it)")
     deployment = render(server, context(size=size, accelerators=(T4, L4)))[0]
     pod = deployment["spec"]["template"]["spec"]
-    assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+
+
+def test_sizing_never_spreads_a_model_over_gpus_the_loader_does_not_use() -> None:
+    server = resource("ModelServer", "big", {"model": {"name": "big"}})
+    size = ModelSize(17_000_000_000, 16, "spec.size")  # 38.0 GiB: two L4s would hold it
+    with pytest.raises(ProviderError) as refused:
+        gpu_request(server, size, (T4, L4))
+    assert refused.value.message == (
+        "ModelServer 'big': serving needs 17.0B parameters x 16 bits / 8 = 31.7 GiB of weights, "
+        "x 1.2 for the KV cache and activations = 38.0 GiB, which no GPU the node pools offer "
+        "holds: the largest is L4 (22.5 GiB usable of 24 GB), and substratus's trainer and server "
+        "load a model onto one GPU, so one GPU must hold it")
+    a100 = next(a for a in CATALOG if a.label == "A100 40GB")
+    assert gpu_request(server, size, (T4, L4, a100))[0] == {"type": "nvidia-tesla-a100",
+                                                              "count": 1}
 
 
 def test_sizing_refuses_with_the_arithmetic_when_nothing_fits() -> None:
@@ -309,10 +326,22 @@ def test_sizing_refuses_with_the_arithmetic_when_nothing_fits() -> None:
                                                     "dataset": {"name": "d"}}})
     with pytest.raises(ProviderError) as refused:
         gpu_request(model, ModelSize(70_000_000_000, 16, "spec.size"), (T4, L4))
-    assert refused.value.message == (
+    assert refused.value.message.startswith(
         "Model 'huge': training needs 70.0B parameters x 16 bytes (weights, gradients and Adam "
-        "state) = 1043.1 GiB, x 1.2 for activations = 1251.7 GiB, which does not fit any node "
-        "pool: the largest node holds 8 x L4 (192.0 GiB)")
+        "state) = 1043.1 GiB, x 1.2 for activations = 1251.7 GiB, which no GPU the node pools "
+        "offer holds")
+    assert "spreads the model over several GPUs" in (refused.value.hint or "")
+
+
+def test_a_declared_gpu_count_above_the_loaders_says_the_rest_stay_idle() -> None:
+    server = resource("ModelServer", "two", {"model": {"name": "m"}, "resources": {
+        "gpu": {"type": "nvidia-l4", "count": 2}}})
+    gpu, note = gpu_request(server, None, (L4,))
+    assert gpu == {"type": "nvidia-l4", "count": 2}
+    assert note.endswith("load a model onto one GPU, so one GPU must hold it: 1 of them stay idle)")
+    own = resource("ModelServer", "vllm", {"model": {"name": "m"}, "image": "vllm/vllm-openai",
+                                           "resources": {"gpu": {"type": "nvidia-l4", "count": 2}}})
+    assert gpu_request(own, None, (L4,))[1] == "sizing: spec.resources.gpu asks for 2 x nvidia-l4"
 
 
 def test_a_declared_gpu_wins_over_sizing() -> None:
@@ -378,3 +407,23 @@ def test_a_loader_job_is_told_which_kind_it_loads() -> None:
         job = render(resource(kind, "x", {"source": {"url": "https://x.test/a.tgz"}}),
                      context())[0]
         assert env_of(job)["SUBSTRATUS_KIND"] == {"name": "SUBSTRATUS_KIND", "value": kind}
+
+
+def test_a_rollout_needs_room_for_its_replicas_and_surge_in_the_pools_of_its_gpu() -> None:
+    server = resource("ModelServer", "s", {"model": {"name": "m"}, "replicas": 2,
+                                           "rollout": {"maxSurge": 2}})
+    l4 = {"type": "nvidia-l4", "count": 1}
+    pools = (PoolCapacity("l4", "nvidia-l4", 2, 1), PoolCapacity("big", "nvidia-l4", 1, 2),
+             PoolCapacity("t4", "nvidia-tesla-t4", 1, 9))
+    assert rollout_capacity(server, l4, pools) == (
+        "rollout: 2 replica(s) + 2 surge = 4 pods x 1 x nvidia-l4 = 4 GPUs; NodePool l4: at most "
+        "1 node(s) x 2 pod(s), NodePool big: at most 2 node(s) x 1 pod(s): room for 4")
+    with pytest.raises(ProviderError, match=r"4 GPUs, but NodePool l4: at most 1 node\(s\) x 2 "
+                                            r"pod\(s\): room for 2"):
+        rollout_capacity(server, l4, pools[:1])
+    # Two GPUs a pod: a 2-GPU node holds one pod, a 1-GPU node none.
+    with pytest.raises(ProviderError, match="room for 1"):
+        rollout_capacity(server, {"type": "nvidia-l4", "count": 2}, pools[:2])
+    # No declared pool of that GPU (a kubeconfig cluster): the need is shown, nothing refused.
+    assert rollout_capacity(server, l4, ()).endswith("= 4 GPUs")
+    assert rollout_capacity(server, None, pools) == ""

@@ -48,7 +48,7 @@ def test_valid_directory_loads_every_document(tmp_path: Path) -> None:
         apiVersion: substratus.ai/v1
         kind: Cluster
         metadata: {name: gke}
-        spec: {project: p, location: us-central1}
+        spec: {project: my-project, location: us-central1}
         ---
         # the GPUs
         apiVersion: substratus.ai/v1
@@ -222,7 +222,7 @@ def test_missing_field_points_at_its_parent(tmp_path: Path) -> None:
         kind: Cluster
         metadata: {name: c}
         spec:
-          project: p
+          project: my-project
           releaseChannel: FAST
         """)
     assert messages(result) == [
@@ -264,7 +264,7 @@ def test_cross_field_rules(tmp_path: Path) -> None:
         metadata: {name: p}
         spec:
           cluster: {name: c}
-          machineType: n1
+          machineType: n1-standard-4
           autoscaling: {min: 3, max: 2}
         ---
         apiVersion: substratus.ai/v1

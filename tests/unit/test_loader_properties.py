@@ -97,15 +97,20 @@ def worlds(draw: Draw) -> list[dict[str, Any]]:
     clusters = draw(st.lists(names, max_size=2, unique=True))
     for cluster in clusters:
         docs.append(document("Cluster", cluster, {
-            "project": draw(text), "location": draw(text),
+            # GCP's own shapes: a project ID, a region or zone (test_gcp_fields covers the rest).
+            "project": draw(st.from_regex(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", fullmatch=True)),
+            "location": draw(st.sampled_from(["us-central1", "europe-west4-a"])),
             "releaseChannel": draw(st.sampled_from(["RAPID", "REGULAR", "STABLE", "EXTENDED"])),
             "imageStreaming": draw(st.booleans())}))
         for pool in draw(st.lists(names, max_size=2, unique=True)):
             low = draw(st.integers(0, 3))
             docs.append(document("NodePool", f"{cluster}-{pool}", {
-                "cluster": {"name": cluster}, "machineType": draw(text), "spot": draw(st.booleans()),
+                "cluster": {"name": cluster},
+                "machineType": draw(st.sampled_from(["e2-standard-4", "n1-standard-8"])),
+                "spot": draw(st.booleans()),
                 "autoscaling": {"min": low, "max": low + draw(st.integers(1, 3))},
-                "taints": [{"key": draw(text), "effect": "NoSchedule"}]}))
+                "taints": [{"key": draw(st.sampled_from(["nvidia.com/gpu", "team"])),
+                            "effect": "NoSchedule"}]}))
     for bucket in draw(st.lists(names, max_size=2, unique=True)):
         docs.append(document("Bucket", bucket, {"location": draw(st.sampled_from(["US", "EU"]))}))
     datasets = draw(st.lists(names, max_size=3, unique=True))

@@ -6,8 +6,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from substratus_cli.address import Address
 from substratus_cli.errors import ProviderError
-from substratus_cli.sizing import CATALOG, GIB, Accelerator, ModelSize, pick, serving, training
+from substratus_cli.resource import Resource
+from substratus_cli.sizing import (
+    CATALOG,
+    GIB,
+    LOADER_GPUS,
+    MIB,
+    Accelerator,
+    ModelSize,
+    peak_pods,
+    pick,
+    pool_max_nodes,
+    serving,
+    training,
+)
 from substratus_providers.local.host import GPU, Host, check_fits
 
 OPT_125M = ModelSize(125_000_000, 32, "spec.size")
@@ -31,25 +45,75 @@ def labelled(choice: tuple[Accelerator, int] | None) -> tuple[str, int] | None:
     return (choice[0].label, choice[1]) if choice is not None else None
 
 
-def test_pick_takes_the_fewest_gpus_then_the_smallest() -> None:
-    assert labelled(pick(serving(ModelSize(7_000_000_000, 16, "spec.size")))) == ("T4", 1)  # 15.6 GiB
-    eight_b = serving(ModelSize(8_000_000_000, 16, "spec.size"))  # 17.9 GiB: more than a T4
-    assert labelled(pick(eight_b)) == ("L4", 1)
-    seventy_b = serving(ModelSize(70_000_000_000, 16, "spec.size"))  # 156.5 GiB
-    assert labelled(pick(seventy_b)) == ("A100 80GB", 2)
-    assert pick(training(ModelSize(700_000_000_000, 16, "spec.size"))) is None
+# Each GPU type's usable memory (the device memory CUDA reports, docs/gpus.md) and the marketed
+# size it falls short of.
+USABLE = {"T4": (15102 * MIB, 16), "L4": (23034 * MIB, 24), "A100 40GB": (40536 * MIB, 40),
+          "A100 80GB": (81116 * MIB, 80), "H100": (81082 * MIB, 80)}
+
+
+def serving_bytes(n: int) -> ModelSize:
+    """A model whose 32-bit serving estimate is about `n` bytes (n / 4.8 parameters)."""
+    return ModelSize(n * 10 // 48, 32, "spec.size")
+
+
+@pytest.mark.parametrize("accelerator", CATALOG, ids=lambda a: a.label)
+def test_each_gpu_type_counts_its_usable_memory_not_its_marketed_size(accelerator: Accelerator):
+    usable, marketed = USABLE[accelerator.label]
+    assert (accelerator.memory_bytes, accelerator.marketed_gb) == (usable, marketed)
+    assert accelerator.memory_bytes < marketed * GIB
+    assert accelerator.shown == (f"{accelerator.label} ({usable / GIB:.1f} GiB usable of "
+                                 f"{marketed} GB)")
+    # What the usable memory holds fits; a little more, still under the marketed size, does not.
+    fits = serving(serving_bytes(accelerator.memory_bytes))
+    assert fits.bytes <= accelerator.memory_bytes
+    assert pick(fits, [accelerator]) == (accelerator, 1)
+    over = serving(serving_bytes(accelerator.memory_bytes + 64 * MIB))
+    assert accelerator.memory_bytes < over.bytes < marketed * GIB
+    assert pick(over, [accelerator]) is None
+
+
+def test_pick_takes_the_smallest_gpu_that_holds_it_on_one_gpu() -> None:
+    # 15.6 GiB: more than a T4's 14.7 GiB usable, though less than its marketed 16 GB.
+    assert labelled(pick(serving(ModelSize(7_000_000_000, 16, "spec.size")))) == ("L4", 1)
+    assert labelled(pick(serving(ModelSize(6_000_000_000, 16, "spec.size")))) == ("T4", 1)
+    # 29.1 GiB: one A100 40GB, never two T4s (the loader puts the model on one GPU).
+    assert labelled(pick(serving(ModelSize(13_000_000_000, 16, "spec.size")))) == (
+        "A100 40GB", 1)
+    # 156.5 GiB fits no single GPU: refused rather than spread over GPUs nothing uses.
+    assert pick(serving(ModelSize(70_000_000_000, 16, "spec.size"))) is None
+    assert LOADER_GPUS == 1
 
 
 @given(st.integers(1, 10**12), st.sampled_from([4, 8, 16, 32]))
-def test_a_picked_accelerator_always_holds_the_estimate(count: int, bits: int):
+def test_a_picked_accelerator_always_holds_the_estimate_on_one_gpu(count: int, bits: int):
     estimate = serving(ModelSize(count, bits, "spec.size"))
     chosen = pick(estimate)
     if chosen is None:
-        assert all(estimate.bytes > 8 * a.memory_bytes for a in CATALOG)
+        assert all(estimate.bytes > a.memory_bytes for a in CATALOG)
     else:
         accelerator, n = chosen
-        assert n * accelerator.memory_bytes >= estimate.bytes
-        assert (n - 1) * accelerator.memory_bytes < estimate.bytes
+        assert n == 1 and accelerator.memory_bytes >= estimate.bytes
+        assert all(a.memory_bytes >= accelerator.memory_bytes
+                   for a in CATALOG if a.memory_bytes >= estimate.bytes)
+
+
+def test_a_servers_peak_pods_count_its_rollouts_surge() -> None:
+    server = Resource(Address("ModelServer", "ml", "s"), {"model": {"name": "m"}})
+    assert peak_pods(server) == 2  # 1 replica + maxSurge 1 (the defaults)
+    scaled = Resource(Address("ModelServer", "ml", "s"), {
+        "model": {"name": "m"}, "replicas": 3, "rollout": {"maxSurge": 2}})
+    assert peak_pods(scaled) == 5
+    assert peak_pods(Resource(Address("Model", "ml", "m"), {"training": {}})) == 1
+    assert peak_pods(Resource(Address("ModelServer", "ml", "s"), {"model": {"name": "m"},
+                                                                    "replicas": 0})) == 0
+
+
+def test_a_pools_most_nodes_are_its_maximum_per_zone_times_its_zones() -> None:
+    assert pool_max_nodes({"autoscaling": {"min": 0, "max": 2}}, "us-central1") == 6
+    assert pool_max_nodes({"autoscaling": {"min": 0, "max": 2}}, "us-central1-a") == 2
+    assert pool_max_nodes({"autoscaling": {"min": 0, "max": 2},
+                           "zones": ["us-central1-a", "us-central1-b"]}, "us-central1") == 4
+    assert pool_max_nodes({}, "europe-west4") == 3
 
 
 def test_the_local_fit_names_the_device_or_refuses_with_the_arithmetic():
