@@ -15,6 +15,7 @@ from typing import IO, Any, TypeVar
 from substratus_artifacts.backend import DigestMismatch, Sink
 from substratus_artifacts.files import CHUNK_SIZE
 from substratus_artifacts.layout import StoreError
+from substratus_artifacts.progress import Meter
 
 GCS_PARALLELISM = 16
 CREDENTIALS_HINT = "run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS"
@@ -72,7 +73,8 @@ class GCSBackend:
             return False
         return True
 
-    def create(self, key: str, source: Path | bytes, sha256: str) -> int:
+    def create(self, key: str, source: Path | bytes, sha256: str, *,
+               meter: Meter | None = None) -> int:
         """Hash the bytes, then upload those bytes from the same open file; the md5 sent along
         makes Cloud Storage refuse bytes other than those hashed (a file changed meanwhile)."""
         handle: IO[bytes]
@@ -97,12 +99,16 @@ class GCSBackend:
                 raise StoreError(f"cannot read {what}: {exc.strerror or exc}") from None
             if sha.hexdigest() != sha256:
                 raise DigestMismatch(key, sha.hexdigest())
-            return self.upload(handle, what, key, size, base64.b64encode(md5.digest()).decode())
+            return self.upload(handle, what, key, size, base64.b64encode(md5.digest()).decode(),
+                               meter)
 
-    def upload(self, handle: IO[bytes], what: str, key: str, size: int, md5: str) -> int:
-        """Create the object from handle unless it exists; bytes written (0 if it existed). A
-        server that does not check the md5 (an emulator) is caught by comparing the md5 it
-        answers, and its object removed."""
+    def upload(self, handle: IO[bytes], what: str, key: str, size: int, md5: str,
+               meter: Meter | None = None) -> int:
+        """Create the object from handle unless it exists; bytes written (0 if it existed), each
+        counted on `meter` as the client reads it to send. A server that does not check the md5
+        (an emulator) is caught by comparing the md5 it answers, and its object removed."""
+        if meter is not None:
+            handle = _Counted(handle, meter)  # type: ignore[assignment]
         blob = self._blob(key)
         blob.md5_hash = md5
         try:
@@ -166,6 +172,22 @@ class GCSBackend:
 
     def _errors(self, what: str) -> contextlib.AbstractContextManager[None]:
         return google_errors(f"cannot {what} {self.url}")
+
+
+class _Counted:
+    """A file being uploaded, each read counted on a meter (the client reads it in chunks)."""
+
+    def __init__(self, handle: IO[bytes], meter: Meter) -> None:
+        self._handle = handle
+        self._meter = meter
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self._meter.advance(len(data))
+        return data
+
+    def __getattr__(self, name: str) -> Any:  # tell, seek, name, closed: the file's own
+        return getattr(self._handle, name)
 
 
 def _pooled(size: int) -> Any:

@@ -26,6 +26,15 @@ from substratus_artifacts.layout import (
     ref_key,
 )
 from substratus_artifacts.manifest import Manifest, ManifestEntry, ManifestError, normalize_sha256
+from substratus_artifacts.progress import (
+    COPYING,
+    DOWNLOADING,
+    SILENT,
+    UPLOADING,
+    Meter,
+    Progress,
+    metering,
+)
 from substratus_artifacts.statcache import StatCache
 
 _T = TypeVar("_T")
@@ -51,26 +60,35 @@ class Store:
                               self.backend.parallelism)
         return {sha for sha, there in zip(wanted, present, strict=True) if not there}
 
-    def put_file(self, path: Path, sha256_hex: str) -> int:
-        """Store a file as the blob it hashes to, unless present; bytes written (0 if present).
-        A file that does not hash to sha256_hex stores nothing and raises StoreError."""
+    @property
+    def is_local(self) -> bool:
+        """Whether the store is a folder on this machine (its transfers are copies)."""
+        return self.backend.local_path(blob_key("0" * 64)) is not None
+
+    def put_file(self, path: Path, sha256_hex: str, meter: Meter | None = None) -> int:
+        """Store a file as the blob it hashes to, unless present; bytes written (0 if present),
+        counted on `meter`. A file that does not hash to sha256_hex stores nothing and raises
+        StoreError."""
         expected = normalize_sha256(sha256_hex)
         try:
-            return self.backend.create(blob_key(expected), Path(path), expected)
+            return self.backend.create(blob_key(expected), Path(path), expected, meter=meter)
         except DigestMismatch as exc:
             raise StoreError(f"{path} changed while it was being snapshotted (hashed as "
                              f"sha256:{expected}, read as sha256:{exc.actual}); run again") from None
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
 
-    def put_files(self, items: Sequence[tuple[Path, str]]) -> int:
-        """put_file for each (path, sha256 hex), in parallel; the bytes written in all. A blob is
-        written at most once, whatever the duplicates."""
+    def put_files(self, items: Sequence[tuple[Path, str]], progress: Progress = SILENT) -> int:
+        """put_file for each (path, sha256 hex), in parallel; the bytes written in all, counted
+        on one COPYING (or UPLOADING) meter of `progress`. A blob is written at most once,
+        whatever the duplicates."""
         sources: dict[str, Path] = {}
         for path, sha in items:
             sources.setdefault(normalize_sha256(sha), Path(path))
-        written = in_parallel(lambda item: self.put_file(item[1], item[0]),
-                              sorted(sources.items()), self.backend.parallelism)
+        total = 0 if progress is SILENT else sum(_size(p) for p in sources.values())
+        with metering(progress, COPYING if self.is_local else UPLOADING, total) as meter:
+            written = in_parallel(lambda item: self.put_file(item[1], item[0], meter),
+                                  sorted(sources.items()), self.backend.parallelism)
         return sum(written)
 
     # -- manifests and snapshots -----------------------------------------------------------
@@ -124,14 +142,16 @@ class Store:
         return [p for p, _ in results if p], sum(n for _, n in results)
 
     def materialize(self, digest: str, dest: Path, *, verify: bool = False,
-                    copies: StatCache | None = None) -> Manifest:
+                    copies: StatCache | None = None, progress: Progress = SILENT) -> Manifest:
         """Write the snapshot's files under dest, read-only. Blobs in a local folder are
         hard-linked unless `verify` (the store checked them when it wrote them) or `copies`; any
         other read is checked against the manifest and a mismatch leaves nothing at its path.
 
         `copies`: for a workload, which must not be able to write through to a blob (a hard link
         is the blob, and root writes read-only files): each local blob is copied, hashed on the
-        way unless this stat cache vouches that the blob is unchanged since it last hashed it."""
+        way unless this stat cache vouches that the blob is unchanged since it last hashed it.
+
+        What is copied or downloaded is counted on one meter of `progress` (links are not)."""
         manifest = self.get_manifest(digest)
         if manifest is None:
             raise StoreError(f"snapshot {digest} is not in the artifact store {self.url}")
@@ -140,34 +160,40 @@ class Store:
             by_blob.setdefault(entry.sha256, []).append(entry)
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
+        linked = self.is_local and not verify and copies is None
+        total = 0 if linked or progress is SILENT else sum(
+            entries[0].size for entries in by_blob.values())
 
-        def one(entries: list[ManifestEntry]) -> None:
+        def one(entries: list[ManifestEntry], meter: Meter) -> None:
             first = _target(dest, entries[0])
             local = None if verify else self.backend.local_path(blob_key(entries[0].sha256))
             if local is not None:
                 if not local.is_file():
                     raise self._incomplete(digest, entries[0])
                 if copies is not None:
-                    self._copy_checked(local, first, entries[0], copies)
+                    self._copy_checked(local, first, entries[0], copies, meter)
                 else:
                     _link_or_copy(local, first)
             else:
-                self._download_checked(entries[0], first, digest)
+                self._download_checked(entries[0], first, digest, meter)
             for other in entries[1:]:  # the same content at several paths: read once
                 _link_or_copy(first, _target(dest, other))
 
-        in_parallel(one, list(by_blob.values()), self.backend.parallelism)
+        with metering(progress, COPYING if self.is_local else DOWNLOADING, total) as meter:
+            in_parallel(lambda entries: one(entries, meter), list(by_blob.values()),
+                        self.backend.parallelism)
         return manifest
 
-    def _download_checked(self, entry: ManifestEntry, target: Path, digest: str) -> None:
+    def _download_checked(self, entry: ManifestEntry, target: Path, digest: str,
+                          meter: Meter) -> None:
         def fill(sink: _HashingSink) -> None:
             if not self.backend.download(blob_key(entry.sha256), sink):
                 raise self._incomplete(digest, entry)
 
-        self._staged(entry, target, fill, check=True)
+        self._staged(entry, target, fill, check=True, meter=meter)
 
     def _copy_checked(self, blob: Path, target: Path, entry: ManifestEntry,
-                      cache: StatCache) -> None:
+                      cache: StatCache, meter: Meter) -> None:
         """A read-only copy of a local blob. Hashed while copied (at disk speed) unless the stat
         cache knows this very file (size, mtime, ctime, inode) holds `entry`'s content; a blob
         that does not is refused and nothing is left at `target`."""
@@ -181,19 +207,19 @@ class Store:
             with open(blob, "rb") as source:
                 shutil.copyfileobj(source, sink, CHUNK)
 
-        self._staged(entry, target, fill, check=not vouched)
+        self._staged(entry, target, fill, check=not vouched, meter=meter)
         if not vouched:
             cache.record(blob, os.stat(blob), entry.sha256, read_started_ns=started)
 
     def _staged(self, entry: ManifestEntry, target: Path, fill: Callable[[_HashingSink], None],
-                *, check: bool) -> None:
+                *, check: bool, meter: Meter | None = None) -> None:
         """`target` written through a staging file beside it by `fill`, read-only; when `check`,
         hashed on the way and refused unless it is `entry`'s content. On any failure nothing is
         left at `target`."""
         staging = target.with_name(f".{target.name}.substratus-part")
         try:
             with open(staging, "wb") as handle:
-                sink = _HashingSink(handle, hashing=check)
+                sink = _HashingSink(handle, hashing=check, meter=meter)
                 fill(sink)
             actual = sink.hash.hexdigest()
             if check and (actual, sink.size) != (entry.sha256, entry.size):
@@ -250,9 +276,11 @@ class _Discard:
 class _HashingSink:
     """A file a download is written into, hashed on the way."""
 
-    def __init__(self, handle: IO[bytes] | _Discard, *, hashing: bool = True) -> None:
+    def __init__(self, handle: IO[bytes] | _Discard, *, hashing: bool = True,
+                 meter: Meter | None = None) -> None:
         self.handle = handle
         self.hashing = hashing  # False: counted and written only (a blob already vouched for)
+        self.meter = meter
         self.hash = hashlib.sha256()
         self.size = 0
 
@@ -260,6 +288,8 @@ class _HashingSink:
         if self.hashing:
             self.hash.update(data)
         self.size += len(data)
+        if self.meter is not None:
+            self.meter.advance(len(data))
         return self.handle.write(data)
 
     def tell(self) -> int:
@@ -274,6 +304,13 @@ class _HashingSink:
         self.hash = hashlib.sha256()
         self.size = 0
         return 0
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0  # put_file says why it cannot read it
 
 
 def _target(dest: Path, entry: ManifestEntry) -> Path:

@@ -23,7 +23,15 @@ from substratus_cli.plan import Plan, Target
 from substratus_cli.planfile import check_fresh
 from substratus_cli.planfile import load as load_planfile
 from substratus_cli.planner import PlanOptions, build_plan, recorded_statuses
-from substratus_cli.provider import LogSource, Opener, Provider, Registry, Targeted
+from substratus_cli.provider import (
+    LogSource,
+    Opener,
+    Provider,
+    Registry,
+    StepProgress,
+    Targeted,
+    unwatched,
+)
 from substratus_cli.resource import Resource
 from substratus_cli.stacks import RenderedText
 from substratus_cli.state import Inventory, InventoryEntry, StateSession
@@ -77,7 +85,10 @@ def target_of(ws: Workspace, inventory: Inventory | None) -> Target:
                   serial=inventory.serial if inventory else None, endpoint=endpoint)
 
 
-def plan_workspace(ws: Workspace, options: PlanOptions) -> Plan:
+def plan_workspace(ws: Workspace, options: PlanOptions,
+                   progress: Callable[[Address], StepProgress] = unwatched) -> Plan:
+    """The plan of a wired workspace; `progress` is told what planning each address does (the
+    files of a path source hashed)."""
     inventory = ws.backend.read()
     options = _addresses_resolved(ws, inventory, options)
     if inventory is not None:
@@ -85,7 +96,7 @@ def plan_workspace(ws: Workspace, options: PlanOptions) -> Plan:
     try:
         return build_plan(resources=ws.resources, registry=ws.registry, inventory=inventory,
                           target=target_of(ws, inventory), options=options,
-                          environment=ws.environment)
+                          environment=ws.environment, progress=progress)
     finally:  # a plan may write caches (file hashes) under .substratus/
         ws.ignore_data_dir()
 
@@ -148,8 +159,9 @@ def _did_you_mean(text: str, candidates: list[str]) -> str | None:
 
 
 def plan_directory(directory: Path, options: PlanOptions,
-                   loading: LoadOptions | None = None) -> Plan:
-    return plan_workspace(open_workspace(directory, loading), options)
+                   loading: LoadOptions | None = None,
+                   progress: Callable[[Address], StepProgress] = unwatched) -> Plan:
+    return plan_workspace(open_workspace(directory, loading), options, progress)
 
 
 @contextlib.contextmanager
@@ -170,7 +182,8 @@ def apply_directory(directory: Path, options: PlanOptions,
     ws = open_workspace(directory, loading)
     operation = "destroy" if options.destroy else "apply"
     with _locked(ws, operation, settings.lock_timeout):
-        plan = plan_workspace(ws, options)
+        plan = plan_workspace(ws, options,
+                              settings.reporter.progress if settings.reporter else unwatched)
         if settings.show:
             settings.show(plan)
         if not plan.has_changes and not plan.refresh:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from substratus_artifacts.layout import StoreError
+from substratus_artifacts.progress import Progress
 from substratus_artifacts.store import Store
 from substratus_cli.action import Action, FieldChange
 from substratus_cli.address import Address
@@ -104,6 +105,41 @@ class ProviderContext:
         return self.open_artifacts()
 
 
+# -- progress: what a working step tells the person watching ---------------------------------
+
+@runtime_checkable
+class StepProgress(Progress, Protocol):
+    """Handed to a provider with each plan item and apply step. `meter` (the store package's
+    Progress) draws a bar for bytes hashed, copied, uploaded or downloaded; `status` replaces the
+    step's status line, which apply's heartbeat shows every 10 s beside the time elapsed (the
+    latest training metric "step=120 loss=0.41", a rollout's "1 of 2 new replicas available").
+    Both may be called from any thread, as often as the work goes; they never raise."""
+
+    def status(self, text: str) -> None: ...
+
+
+class _Quiet:
+    def status(self, text: str) -> None:
+        pass
+
+    def meter(self, operation: str, total: int) -> _Quiet:
+        return self
+
+    def advance(self, nbytes: int, /) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+QUIET: StepProgress = _Quiet()  # nobody watching (tests, benchmarks, the default)
+
+
+def unwatched(address: Address) -> StepProgress:
+    """PlanRequest's default: no progress for any address."""
+    return QUIET
+
+
 # -- check ------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +192,8 @@ class PlanRequest:
     # What the providers planned before this one (the registry's order: infrastructure and
     # images first): the changes of other kinds an item may read, an image's digest.
     upstream: Mapping[Address, PlannedChange] = dataclasses.field(default_factory=dict)
+    # Where planning an item tells how it goes (the files of a path source being hashed).
+    progress: Callable[[Address], StepProgress] = unwatched
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +244,8 @@ class ApplyRequest:
     # The status of each address this one depends on, as recorded after its own apply in this
     # run (or an earlier one): what was "known after apply" at plan time, an image's digest.
     upstream: Mapping[Address, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    # Where the step tells how it goes: bytes copied or uploaded, the latest training metric.
+    progress: StepProgress = QUIET
 
 
 @dataclasses.dataclass(frozen=True)

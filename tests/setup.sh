@@ -4,7 +4,8 @@
 #   - Debian packages: docker-registry (a real OCI registry), apache2-utils (htpasswd for its
 #     auth tests), skopeo (reads back what was pushed), buildah (builds images without a
 #     daemon), busybox-static (the shell of the test base image), shellcheck (checks
-#     examples/ci/drift-check.sh and, through actionlint, the workflows' run: scripts); apt-get
+#     examples/ci/drift-check.sh and, through actionlint, the workflows' run: scripts), tmux
+#     (the terminal the live-progress test drives: tests/e2e/test_progress_tty.py); apt-get
 #     as root, only when missing;
 #   - the test Kubernetes control plane (tests/cluster/build.sh: Go builds into
 #     ~/.cache/substratus/controlplane, about 8 minutes the first time on 2 cores);
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 mkdir -p .ci/logs
 
 missing=()
-for package in docker-registry apache2-utils skopeo buildah busybox-static shellcheck; do
+for package in docker-registry apache2-utils skopeo buildah busybox-static shellcheck tmux; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
     || missing+=("$package")
 done
