@@ -7,7 +7,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -20,6 +22,7 @@ from substratus_artifacts.progress import Meter
 GCS_PARALLELISM = 16
 CREDENTIALS_HINT = "run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS"
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 
 class GCSBackend:
@@ -201,7 +204,21 @@ def _pooled(size: int) -> Any:
     adapter = requests.adapters.HTTPAdapter(pool_connections=size, pool_maxsize=size)
     client._http.mount("https://", adapter)
     client._http.mount("http://", adapter)
+    client._http.hooks["response"].append(logged(log, "gcs"))
     return client
+
+
+def logged(logger: logging.Logger, api: str) -> Any:
+    """A requests response hook logging one debug line per request: method, path (no query: a
+    signed URL's carries credentials), status and time; extra={"api": api} is what the CLI
+    counts (substratus_cli/verbosity.py)."""
+
+    def hook(response: Any, *args: Any, **kwargs: Any) -> None:
+        logger.debug("%s %s %s %.0f ms", response.request.method,
+                     urllib.parse.urlsplit(response.request.url).path, response.status_code,
+                     response.elapsed.total_seconds() * 1000, extra={"api": api})
+
+    return hook
 
 
 @contextlib.contextmanager

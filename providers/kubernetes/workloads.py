@@ -65,8 +65,9 @@ class Workloads:
         namespaces = sorted({a.namespace for a in request.addresses} |
                             {self.connection.namespace})
         found: dict[Address, dict[str, Obj]] = {}
+        lists = self.connection.round_lists(request)
         for namespace in namespaces:
-            found.update(list_owned(client, request.kind, namespace, request.part_of))
+            found.update(list_owned(client, request.kind, namespace, request.part_of, lists))
         for a in request.addresses:
             if a not in found and (others := get_any(client, a)):
                 found[a] = others
