@@ -70,7 +70,7 @@ class Beats(Reporter):
         self.watched: dict[Address, Recorded] = {}
 
     def progress(self, address: Address) -> StepProgress:
-        return self.watched.setdefault(address, Recorded())  # type: ignore[return-value]
+        return self.watched.setdefault(address, Recorded())
 
     def still_running(self, change: Change, elapsed_seconds: float) -> None:
         watched = self.watched.get(change.address, Recorded())
