@@ -68,7 +68,6 @@ def configure(*, verbose: bool = False) -> None:
     for name in PACKAGES:
         logger = logging.getLogger(name)
         logger.setLevel(level)
-        logger.propagate = False
         if _handler not in logger.handlers:
             logger.addHandler(_handler)
 

@@ -61,13 +61,13 @@ def list_owned(client: Client, kind: str, namespace: str, part_of: str,
 
 def _listed(client: Client, api_version: str, object_kind: str, namespace: str, part_of: str,
             lists: Lists) -> list[Obj]:
-    key = (api_version, object_kind, namespace)
-    if key not in lists:
+    slot = (api_version, object_kind, namespace)
+    if slot not in lists:
         kinds = sorted(k for k, made_of in OBJECT_KINDS.items()
                        if (api_version, object_kind) in made_of)
         selector = f"{PART_OF}={part_of},{KIND_LABEL} in ({','.join(kinds)})"
-        lists[key], _ = client.list(api_version, object_kind, namespace, label_selector=selector)
-    return lists[key]
+        lists[slot], _ = client.list(api_version, object_kind, namespace, label_selector=selector)
+    return lists[slot]
 
 
 def get_any(client: Client, address: Address) -> dict[str, Obj]:
