@@ -73,8 +73,13 @@ def configure(*, verbose: bool = False) -> None:
 
 
 def finish() -> None:
-    """Log how many requests each API was sent, then start counting afresh."""
+    """Log how many requests each API was sent, then leave the loggers as they were before
+    `configure` (a command run in-process, as the tests do, changes nothing for the next)."""
     with _handler._count_lock:
         counts, _handler.requests = dict(_handler.requests), collections.Counter()
     for api, n in sorted(counts.items()):
         log.debug("%s: %d API request%s in all", api, n, "" if n == 1 else "s")
+    for name in PACKAGES:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.NOTSET)
+        logger.removeHandler(_handler)

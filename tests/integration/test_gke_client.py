@@ -286,9 +286,8 @@ def test_each_request_is_logged_at_debug_with_its_status_and_counted(
     verbosity.configure(verbose=True)
     try:
         client.create_cluster(CLUSTER, cluster_message())
-        verbosity.finish()
     finally:
-        verbosity.configure()
+        verbosity.finish()
     lines = capsys.readouterr().err.splitlines()
     logged = [re.fullmatch(r"DEBUG substratus_providers\.gcp\.gke: ([A-Z]+) (\S+) (\d{3}) \d+ ms",
                            line) for line in lines]
