@@ -145,9 +145,11 @@ class Meter:
             self.transfers._remove(task)
         seconds = time.monotonic() - self.started
         if seconds >= SHOW_AFTER_SECONDS and self.done:
+            # Short of the total: the operation failed (its error follows) or was interrupted.
+            of = f" of {size(self.total)}" if self.done < self.total else ""
             self.transfers.console.print(Text(
-                f"{self.label}: {PAST.get(self.operation, self.operation)} {size(self.done)} in "
-                f"{seconds:.1f}s ({size(self.done / seconds)}/s)"))
+                f"{self.label}: {PAST.get(self.operation, self.operation)} {size(self.done)}{of} "
+                f"in {seconds:.1f}s ({size(self.done / seconds)}/s)"))
 
     @property
     def running(self) -> bool:

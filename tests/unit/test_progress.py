@@ -200,14 +200,46 @@ def test_plan_meters_print_a_plain_line_every_ten_seconds_and_one_when_done(
     clock = [100.0]
     monkeypatch.setattr("substratus_cli.render.transfers.time.monotonic", lambda: clock[0])
     watch = StepWatch("Dataset/default/big", Transfers(console), heartbeat=False)
-    meter = watch.meter(HASHING, 10 << 20)
+    meter = watch.meter(HASHING, 4 << 20)
     for _ in range(4):
         clock[0] += 4
         meter.advance(1 << 20)
     meter.close()
     assert buffer.getvalue().splitlines() == [
-        "Dataset/default/big: hashing 3.0 MiB of 10.0 MiB (30%, 256.0 KiB/s)",
+        "Dataset/default/big: hashing 3.0 MiB of 4.0 MiB (75%, 256.0 KiB/s)",
         "Dataset/default/big: hashed 4.0 MiB in 16.0s (256.0 KiB/s)"]
+
+
+def test_a_transfer_that_stops_short_says_how_far_it_got(monkeypatch: pytest.MonkeyPatch) -> None:
+    console, buffer = plain()
+    clock = [0.0]
+    monkeypatch.setattr("substratus_cli.render.transfers.time.monotonic", lambda: clock[0])
+    meter = Transfers(console).meter("Dataset/default/big", COPYING, 4 << 20)
+    clock[0] = 2.0
+    meter.advance(1 << 20)
+    meter.close()  # as metering() does when the copy raised
+    assert buffer.getvalue() == "Dataset/default/big: copied 1.0 MiB of 4.0 MiB in 2.0s " \
+                                "(512.0 KiB/s)\n"
+
+
+def test_bars_are_drawn_on_a_terminal_and_removed_when_done(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120, color_system=None)
+    clock = [0.0]
+    monkeypatch.setattr("substratus_cli.render.transfers.time.monotonic", lambda: clock[0])
+    transfers = Transfers(console)
+    meter = transfers.meter("Dataset/default/big", COPYING, 4 << 20)
+    clock[0] = 2.0
+    meter.advance(2 << 20)
+    assert transfers._progress is not None  # drawing
+    transfers._progress.refresh()
+    drawn = buffer.getvalue()
+    assert "Dataset/default/big: copying" in drawn and "2.0/4.0 MiB" in drawn
+    meter.advance(2 << 20)
+    meter.close()
+    assert transfers._progress is None  # the terminal is given back
+    assert buffer.getvalue().endswith("Dataset/default/big: copied 4.0 MiB in 2.0s (2.0 MiB/s)\n")
 
 
 def test_a_quick_transfer_prints_nothing() -> None:
