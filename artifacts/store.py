@@ -29,6 +29,7 @@ from substratus_artifacts.manifest import Manifest, ManifestEntry, ManifestError
 from substratus_artifacts.progress import (
     COPYING,
     DOWNLOADING,
+    HASHING,
     SILENT,
     UPLOADING,
     Meter,
@@ -116,9 +117,10 @@ class Store:
             return False
         return not self.missing_blobs(entry.sha256 for entry in manifest.entries)
 
-    def verify(self, digest: str) -> tuple[list[str], int]:
+    def verify(self, digest: str, progress: Progress = SILENT) -> tuple[list[str], int]:
         """Every blob of the snapshot read back and hashed (streamed, nothing kept): the problems
-        found, each naming the blob and the path it holds, and the bytes read."""
+        found, each naming the blob and the path it holds, and the bytes read, counted on one
+        HASHING (or DOWNLOADING) meter of `progress`."""
         try:
             manifest = self.get_manifest(digest)
         except StoreError as exc:
@@ -127,9 +129,9 @@ class Store:
             return [f"manifest of {digest} is missing from {self.url}"], 0
         entries = {e.sha256: e for e in manifest.entries}
 
-        def one(entry: ManifestEntry) -> tuple[str | None, int]:
+        def one(entry: ManifestEntry, meter: Meter) -> tuple[str | None, int]:
             key = blob_key(entry.sha256)
-            sink = _HashingSink(_Discard())
+            sink = _HashingSink(_Discard(), meter=meter)
             if not self.backend.download(key, sink):
                 return f"blob sha256:{entry.sha256} ({entry.path}) is missing", 0
             actual = sink.hash.hexdigest()
@@ -138,7 +140,10 @@ class Store:
                         f"sha256:{actual} ({sink.size} bytes, {entry.size} expected)"), sink.size
             return None, sink.size
 
-        results = in_parallel(one, list(entries.values()), self.backend.parallelism)
+        total = sum(e.size for e in entries.values())
+        with metering(progress, HASHING if self.is_local else DOWNLOADING, total) as meter:
+            results = in_parallel(lambda entry: one(entry, meter), list(entries.values()),
+                                  self.backend.parallelism)
         return [p for p, _ in results if p], sum(n for _, n in results)
 
     def materialize(self, digest: str, dest: Path, *, verify: bool = False,

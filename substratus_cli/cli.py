@@ -390,7 +390,11 @@ def init(stack: str, directory: Path, instance: str | None) -> None:
 def verify(directory: Path, loading: LoadOptions) -> None:
     """Read back every dataset snapshot and model artifact the state names and check each blob
     against its manifest. Exits 1 naming what is missing or corrupt."""
-    result = operations.verify(directory, loading)
+    progress = PlanProgress(err)
+    try:
+        result = operations.verify(directory, loading, progress)
+    finally:
+        progress.close()
     for d in result.damage:
         err.print(Text(f"Error: {d.address}: {d.digest}: {d.problem}"))
     mib = result.bytes_read / (1 << 20)

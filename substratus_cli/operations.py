@@ -251,11 +251,12 @@ def open_url(directory: Path, address: Address,
     return provider.open_url(address)
 
 
-def verify(directory: Path, loading: LoadOptions | None = None) -> Verification:
+def verify(directory: Path, loading: LoadOptions | None = None,
+           progress: Callable[[Address], StepProgress] = unwatched) -> Verification:
     """Every snapshot the state reaches, read back from the artifact store and checked."""
     ws = open_workspace(directory, loading)
     return verification.verify(ws.backend.read(),
-                               wiring.open_artifact_store(ws.artifacts_url, ws.workdir))
+                               wiring.open_artifact_store(ws.artifacts_url, ws.workdir), progress)
 
 
 def gc(directory: Path, dry_run: bool, lock_timeout: float,

@@ -149,8 +149,9 @@ def render_outcome(outcome: Outcome, console: Console, *, destroy: bool) -> None
 
 
 class PlanProgress:
-    """What planning tells, for `plan`: its meters (a path source's files hashed) on a console
-    of their own (stderr, so that the plan on stdout stays the plan)."""
+    """What a command that is no apply tells as it goes (`plan`: a path source's files hashed;
+    `verify`: the snapshots read back), its meters on a console of their own (stderr, so that
+    what the command prints on stdout stays as it is)."""
 
     def __init__(self, console: Console) -> None:
         self.transfers = Transfers(console)

@@ -166,6 +166,18 @@ def test_a_workloads_copy_of_its_inputs_is_metered(tmp_path: Path) -> None:
     assert linked.meters == []  # hard links move no bytes
 
 
+def test_a_verification_meters_every_blob_it_reads_back(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.bin").write_bytes(b"a" * 3000)
+    (tmp_path / "in" / "b.bin").write_bytes(b"a" * 3000)  # the same blob
+    (tmp_path / "in" / "c.bin").write_bytes(b"c" * 500)
+    store = Store(FileBackend(tmp_path / "store"))
+    digest = snapshot_tree(tmp_path / "in", store).digest
+    seen = Recorded()
+    assert store.verify(digest, seen) == ([], 3500)
+    assert seen.meters == [[HASHING, 3500, 3500, True]]
+
+
 # -- what the CLI prints when the output is not a terminal ------------------------------------
 
 def plain() -> tuple[Console, io.StringIO]:
