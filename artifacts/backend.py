@@ -20,6 +20,7 @@ from typing import IO, Protocol
 from substratus_artifacts.files import CHUNK_SIZE
 from substratus_artifacts.layout import StoreError
 from substratus_artifacts.leftovers import remove_stale
+from substratus_artifacts.progress import Meter
 
 READ_ONLY = 0o444
 _READ_WRITE = 0o644
@@ -57,9 +58,11 @@ class Backend(Protocol):
         """Write the object into sink; False when it does not exist."""
         ...
 
-    def create(self, key: str, source: Path | bytes, sha256: str) -> int:
-        """Store the object unless it exists; bytes written (0 when it existed). Bytes that do
-        not hash to sha256 (bare hex) are not kept: DigestMismatch."""
+    def create(self, key: str, source: Path | bytes, sha256: str, *,
+               meter: Meter | None = None) -> int:
+        """Store the object unless it exists; bytes written (0 when it existed), each counted
+        on `meter` as it is sent. Bytes that do not hash to sha256 (bare hex) are not kept:
+        DigestMismatch."""
         ...
 
     def replace(self, key: str, data: bytes) -> None:
@@ -117,7 +120,8 @@ class FileBackend:
             return False
         return True
 
-    def create(self, key: str, source: Path | bytes, sha256: str) -> int:
+    def create(self, key: str, source: Path | bytes, sha256: str, *,
+               meter: Meter | None = None) -> int:
         if self.exists(key):
             return 0
         digest, size = hashlib.sha256(), 0
@@ -132,6 +136,8 @@ class FileBackend:
                         digest.update(chunk)
                         handle.write(chunk)
                         size += len(chunk)
+                        if meter is not None:
+                            meter.advance(len(chunk))
             if digest.hexdigest() != sha256:
                 raise DigestMismatch(key, digest.hexdigest())
             if self.exists(key):  # another writer was first: same name, same bytes

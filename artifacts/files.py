@@ -12,6 +12,7 @@ from pathlib import Path
 
 from substratus_artifacts.layout import StoreError
 from substratus_artifacts.manifest import Manifest, ManifestEntry
+from substratus_artifacts.progress import HASHING, SILENT, Meter, Progress, metering
 from substratus_artifacts.statcache import StatCache
 
 CHUNK_SIZE = 1 << 20
@@ -25,14 +26,16 @@ class Stats:
     files_cached: int = 0
 
 
-def hash_file(path: Path) -> tuple[str, int]:
-    """(sha256 hex, bytes read) of one file, read in 1 MiB chunks."""
+def hash_file(path: Path, meter: Meter | None = None) -> tuple[str, int]:
+    """(sha256 hex, bytes read) of one file, read in 1 MiB chunks, each counted on `meter`."""
     digest = hashlib.sha256()
     size = 0
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK_SIZE):
             digest.update(chunk)
             size += len(chunk)
+            if meter is not None:
+                meter.advance(len(chunk))
     return digest.hexdigest(), size
 
 
@@ -99,29 +102,51 @@ def files_of(root: Path) -> list[tuple[str, Path]]:
     raise StoreError(f"{root} does not exist (or is neither a file nor a folder)")
 
 
-def hash_tree(root: Path, cache: StatCache | None = None) -> tuple[Manifest, Stats]:
+def hash_tree(root: Path, cache: StatCache | None = None,
+              progress: Progress = SILENT) -> tuple[Manifest, Stats]:
     """The manifest of a file (one entry named by its basename) or of a folder (every file)."""
-    return hash_files(files_of(root), cache)
+    return hash_files(files_of(root), cache, progress)
 
 
-def hash_files(files: list[tuple[str, Path]], cache: StatCache | None) -> tuple[Manifest, Stats]:
+def hash_files(files: list[tuple[str, Path]], cache: StatCache | None,
+               progress: Progress = SILENT) -> tuple[Manifest, Stats]:
+    """The manifest of these files; what the stat cache does not vouch for is read, its bytes
+    counted on one HASHING meter of `progress`."""
     entries = []
     bytes_hashed = files_hashed = files_cached = 0
-    for rel, path in files:
-        sha, size, read = _hash_with_cache(path, cache)
-        entries.append(ManifestEntry(path=rel, size=size, sha256=sha))
-        if read:
-            bytes_hashed += size
-            files_hashed += 1
-        else:
-            files_cached += 1
+    # Nobody watching: no second stat of every file to count the bytes ahead.
+    total = 0 if progress is SILENT else _bytes_to_read(files, cache)
+    with metering(progress, HASHING, total) as meter:
+        for rel, path in files:
+            sha, size, read = _hash_with_cache(path, cache, meter)
+            entries.append(ManifestEntry(path=rel, size=size, sha256=sha))
+            if read:
+                bytes_hashed += size
+                files_hashed += 1
+            else:
+                files_cached += 1
     if cache is not None and cache.dirty:
         cache.save()
     stats = Stats(bytes_hashed=bytes_hashed, files_hashed=files_hashed, files_cached=files_cached)
     return Manifest(tuple(entries)), stats
 
 
-def _hash_with_cache(path: Path, cache: StatCache | None) -> tuple[str, int, bool]:
+def _bytes_to_read(files: list[tuple[str, Path]], cache: StatCache | None) -> int:
+    """What hashing these files will read: the sizes of those the stat cache does not vouch for
+    (a file that cannot be stat'ed counts nothing here; hashing it says why)."""
+    total = 0
+    for _, path in files:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if cache is None or cache.lookup(path, st) is None:
+            total += st.st_size
+    return total
+
+
+def _hash_with_cache(path: Path, cache: StatCache | None,
+                     meter: Meter | None = None) -> tuple[str, int, bool]:
     """(sha256 hex, size, whether the file was read)."""
     try:
         before = os.stat(path)
@@ -129,7 +154,7 @@ def _hash_with_cache(path: Path, cache: StatCache | None) -> tuple[str, int, boo
             return sha, before.st_size, False
         for _ in range(_HASH_ATTEMPTS):
             started = time.time_ns()
-            sha, size = hash_file(path)
+            sha, size = hash_file(path, meter)
             after = os.stat(path)
             if _same_file_state(before, after) and size == after.st_size:
                 if cache is not None:

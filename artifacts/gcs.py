@@ -7,7 +7,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -15,10 +17,12 @@ from typing import IO, Any, TypeVar
 from substratus_artifacts.backend import DigestMismatch, Sink
 from substratus_artifacts.files import CHUNK_SIZE
 from substratus_artifacts.layout import StoreError
+from substratus_artifacts.progress import Meter
 
 GCS_PARALLELISM = 16
 CREDENTIALS_HINT = "run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS"
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 
 class GCSBackend:
@@ -72,7 +76,8 @@ class GCSBackend:
             return False
         return True
 
-    def create(self, key: str, source: Path | bytes, sha256: str) -> int:
+    def create(self, key: str, source: Path | bytes, sha256: str, *,
+               meter: Meter | None = None) -> int:
         """Hash the bytes, then upload those bytes from the same open file; the md5 sent along
         makes Cloud Storage refuse bytes other than those hashed (a file changed meanwhile)."""
         handle: IO[bytes]
@@ -97,12 +102,16 @@ class GCSBackend:
                 raise StoreError(f"cannot read {what}: {exc.strerror or exc}") from None
             if sha.hexdigest() != sha256:
                 raise DigestMismatch(key, sha.hexdigest())
-            return self.upload(handle, what, key, size, base64.b64encode(md5.digest()).decode())
+            return self.upload(handle, what, key, size, base64.b64encode(md5.digest()).decode(),
+                               meter)
 
-    def upload(self, handle: IO[bytes], what: str, key: str, size: int, md5: str) -> int:
-        """Create the object from handle unless it exists; bytes written (0 if it existed). A
-        server that does not check the md5 (an emulator) is caught by comparing the md5 it
-        answers, and its object removed."""
+    def upload(self, handle: IO[bytes], what: str, key: str, size: int, md5: str,
+               meter: Meter | None = None) -> int:
+        """Create the object from handle unless it exists; bytes written (0 if it existed), each
+        counted on `meter` as the client reads it to send. A server that does not check the md5
+        (an emulator) is caught by comparing the md5 it answers, and its object removed."""
+        if meter is not None:
+            handle = _Counted(handle, meter)  # type: ignore[assignment]
         blob = self._blob(key)
         blob.md5_hash = md5
         try:
@@ -168,6 +177,22 @@ class GCSBackend:
         return google_errors(f"cannot {what} {self.url}")
 
 
+class _Counted:
+    """A file being uploaded, each read counted on a meter (the client reads it in chunks)."""
+
+    def __init__(self, handle: IO[bytes], meter: Meter) -> None:
+        self._handle = handle
+        self._meter = meter
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self._meter.advance(len(data))
+        return data
+
+    def __getattr__(self, name: str) -> Any:  # tell, seek, name, closed: the file's own
+        return getattr(self._handle, name)
+
+
 def _pooled(size: int) -> Any:
     """A client whose session has as many connections as transfers run at once (requests keeps
     10 a host and logs a warning for each one it has to drop)."""
@@ -179,7 +204,21 @@ def _pooled(size: int) -> Any:
     adapter = requests.adapters.HTTPAdapter(pool_connections=size, pool_maxsize=size)
     client._http.mount("https://", adapter)
     client._http.mount("http://", adapter)
+    client._http.hooks["response"].append(logged(log, "gcs"))
     return client
+
+
+def logged(logger: logging.Logger, api: str) -> Any:
+    """A requests response hook logging one debug line per request: method, path (no query: a
+    signed URL's carries credentials), status and time; extra={"api": api} is what the CLI
+    counts (substratus_cli/verbosity.py)."""
+
+    def hook(response: Any, *args: Any, **kwargs: Any) -> None:
+        logger.debug("%s %s %s %.0f ms", response.request.method,
+                     urllib.parse.urlsplit(response.request.url).path, response.status_code,
+                     response.elapsed.total_seconds() * 1000, extra={"api": api})
+
+    return hook
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from pathlib import Path
 from substratus_artifacts.files import files_of, hash_files
 from substratus_artifacts.layout import StoreError, parse_url
 from substratus_artifacts.manifest import Manifest
+from substratus_artifacts.progress import SILENT, Progress
 from substratus_artifacts.statcache import StatCache
 from substratus_artifacts.store import Store, open_store
 
@@ -29,18 +30,20 @@ class Fetched:
     blobs: int  # distinct blobs read
 
 
-def snapshot_tree(root: Path, store: Store, cache: StatCache | None = None) -> SnapshotResult:
+def snapshot_tree(root: Path, store: Store, cache: StatCache | None = None,
+                  progress: Progress = SILENT) -> SnapshotResult:
     """Hash a file or folder (with the stat cache), copy the blobs the store lacks, then store
-    the manifest, last, so a stored manifest always names blobs that are there."""
+    the manifest, last, so a stored manifest always names blobs that are there. The hashing and
+    the copy (or upload) are each told to `progress` as they go."""
     files = files_of(root)
-    manifest, stats = hash_files(files, cache)
+    manifest, stats = hash_files(files, cache, progress)
     paths = dict(files)
     # One source per content: a file repeated under several names is uploaded once.
     sources: dict[str, Path] = {}
     for entry in manifest.entries:
         sources.setdefault(entry.sha256, paths[entry.path])
     missing = store.missing_blobs(sources)
-    bytes_copied = store.put_files([(sources[sha], sha) for sha in sorted(missing)])
+    bytes_copied = store.put_files([(sources[sha], sha) for sha in sorted(missing)], progress)
     digest = store.put_manifest(manifest)
     return SnapshotResult(digest=digest, manifest=manifest, bytes_copied=bytes_copied,
                           bytes_hashed=stats.bytes_hashed, blobs_copied=len(missing))
@@ -60,14 +63,14 @@ def resolve(url: str) -> tuple[Store, str]:
     return store, digest
 
 
-def fetch(url: str, dest: Path) -> Fetched:
+def fetch(url: str, dest: Path, progress: Progress = SILENT) -> Fetched:
     """Write the snapshot `url` names under dest, every blob checked against its manifest entry."""
     store, digest = resolve(url)
-    manifest = store.materialize(digest, dest, verify=True)
+    manifest = store.materialize(digest, dest, verify=True, progress=progress)
     return Fetched(digest, manifest, len({entry.sha256 for entry in manifest.entries}))
 
 
-def push(folder: Path, ref_url: str) -> SnapshotResult:
+def push(folder: Path, ref_url: str, progress: Progress = SILENT) -> SnapshotResult:
     """Snapshot folder into the store of `ref_url` and point the ref at it."""
     location = parse_url(ref_url)
     if location.ref is None:
@@ -78,6 +81,6 @@ def push(folder: Path, ref_url: str) -> SnapshotResult:
     if not files_of(folder):
         raise StoreError(f"the artifacts folder {folder} is empty: the program wrote nothing")
     store = open_store(location.root)
-    result = snapshot_tree(folder, store)
+    result = snapshot_tree(folder, store, progress=progress)
     store.put_ref(location.ref, result.digest)
     return result

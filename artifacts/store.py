@@ -27,6 +27,16 @@ from substratus_artifacts.layout import (
     ref_key,
 )
 from substratus_artifacts.manifest import Manifest, ManifestEntry, ManifestError, normalize_sha256
+from substratus_artifacts.progress import (
+    COPYING,
+    DOWNLOADING,
+    HASHING,
+    SILENT,
+    UPLOADING,
+    Meter,
+    Progress,
+    metering,
+)
 from substratus_artifacts.statcache import StatCache
 
 _T = TypeVar("_T")
@@ -52,26 +62,35 @@ class Store:
                               self.backend.parallelism)
         return {sha for sha, there in zip(wanted, present, strict=True) if not there}
 
-    def put_file(self, path: Path, sha256_hex: str) -> int:
-        """Store a file as the blob it hashes to, unless present; bytes written (0 if present).
-        A file that does not hash to sha256_hex stores nothing and raises StoreError."""
+    @property
+    def is_local(self) -> bool:
+        """Whether the store is a folder on this machine (its transfers are copies)."""
+        return self.backend.local_path(blob_key("0" * 64)) is not None
+
+    def put_file(self, path: Path, sha256_hex: str, meter: Meter | None = None) -> int:
+        """Store a file as the blob it hashes to, unless present; bytes written (0 if present),
+        counted on `meter`. A file that does not hash to sha256_hex stores nothing and raises
+        StoreError."""
         expected = normalize_sha256(sha256_hex)
         try:
-            return self.backend.create(blob_key(expected), Path(path), expected)
+            return self.backend.create(blob_key(expected), Path(path), expected, meter=meter)
         except DigestMismatch as exc:
             raise StoreError(f"{path} changed while it was being snapshotted (hashed as "
                              f"sha256:{expected}, read as sha256:{exc.actual}); run again") from None
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
 
-    def put_files(self, items: Sequence[tuple[Path, str]]) -> int:
-        """put_file for each (path, sha256 hex), in parallel; the bytes written in all. A blob is
-        written at most once, whatever the duplicates."""
+    def put_files(self, items: Sequence[tuple[Path, str]], progress: Progress = SILENT) -> int:
+        """put_file for each (path, sha256 hex), in parallel; the bytes written in all, counted
+        on one COPYING (or UPLOADING) meter of `progress`. A blob is written at most once,
+        whatever the duplicates."""
         sources: dict[str, Path] = {}
         for path, sha in items:
             sources.setdefault(normalize_sha256(sha), Path(path))
-        written = in_parallel(lambda item: self.put_file(item[1], item[0]),
-                              sorted(sources.items()), self.backend.parallelism)
+        total = 0 if progress is SILENT else sum(_size(p) for p in sources.values())
+        with metering(progress, COPYING if self.is_local else UPLOADING, total) as meter:
+            written = in_parallel(lambda item: self.put_file(item[1], item[0], meter),
+                                  sorted(sources.items()), self.backend.parallelism)
         return sum(written)
 
     # -- manifests and snapshots -----------------------------------------------------------
@@ -99,9 +118,10 @@ class Store:
             return False
         return not self.missing_blobs(entry.sha256 for entry in manifest.entries)
 
-    def verify(self, digest: str) -> tuple[list[str], int]:
+    def verify(self, digest: str, progress: Progress = SILENT) -> tuple[list[str], int]:
         """Every blob of the snapshot read back and hashed (streamed, nothing kept): the problems
-        found, each naming the blob and the path it holds, and the bytes read."""
+        found, each naming the blob and the path it holds, and the bytes read, counted on one
+        HASHING (or DOWNLOADING) meter of `progress`."""
         try:
             manifest = self.get_manifest(digest)
         except StoreError as exc:
@@ -110,9 +130,9 @@ class Store:
             return [f"manifest of {digest} is missing from {self.url}"], 0
         entries = {e.sha256: e for e in manifest.entries}
 
-        def one(entry: ManifestEntry) -> tuple[str | None, int]:
+        def one(entry: ManifestEntry, meter: Meter) -> tuple[str | None, int]:
             key = blob_key(entry.sha256)
-            sink = _HashingSink(_Discard())
+            sink = _HashingSink(_Discard(), meter=meter)
             if not self.backend.download(key, sink):
                 return f"blob sha256:{entry.sha256} ({entry.path}) is missing", 0
             actual = sink.hash.hexdigest()
@@ -121,7 +141,10 @@ class Store:
                         f"sha256:{actual} ({sink.size} bytes, {entry.size} expected)"), sink.size
             return None, sink.size
 
-        results = in_parallel(one, list(entries.values()), self.backend.parallelism)
+        total = sum(e.size for e in entries.values())
+        with metering(progress, HASHING if self.is_local else DOWNLOADING, total) as meter:
+            results = in_parallel(lambda entry: one(entry, meter), list(entries.values()),
+                                  self.backend.parallelism)
         return [p for p, _ in results if p], sum(n for _, n in results)
 
     def damaged(self, digest: str, cache: StatCache) -> list[ManifestEntry]:
@@ -170,14 +193,16 @@ class Store:
                     path.unlink()
 
     def materialize(self, digest: str, dest: Path, *, verify: bool = False,
-                    copies: StatCache | None = None) -> Manifest:
+                    copies: StatCache | None = None, progress: Progress = SILENT) -> Manifest:
         """Write the snapshot's files under dest, read-only. Blobs in a local folder are
         hard-linked unless `verify` (the store checked them when it wrote them) or `copies`; any
         other read is checked against the manifest and a mismatch leaves nothing at its path.
 
         `copies`: for a workload, which must not be able to write through to a blob (a hard link
         is the blob, and root writes read-only files): each local blob is copied, hashed on the
-        way unless this stat cache vouches that the blob is unchanged since it last hashed it."""
+        way unless this stat cache vouches that the blob is unchanged since it last hashed it.
+
+        What is copied or downloaded is counted on one meter of `progress` (links are not)."""
         manifest = self.get_manifest(digest)
         if manifest is None:
             raise StoreError(f"snapshot {digest} is not in the artifact store {self.url}")
@@ -186,34 +211,40 @@ class Store:
             by_blob.setdefault(entry.sha256, []).append(entry)
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
+        linked = self.is_local and not verify and copies is None
+        total = 0 if linked or progress is SILENT else sum(
+            entries[0].size for entries in by_blob.values())
 
-        def one(entries: list[ManifestEntry]) -> None:
+        def one(entries: list[ManifestEntry], meter: Meter) -> None:
             first = _target(dest, entries[0])
             local = None if verify else self.backend.local_path(blob_key(entries[0].sha256))
             if local is not None:
                 if not local.is_file():
                     raise self._incomplete(digest, entries[0])
                 if copies is not None:
-                    self._copy_checked(local, first, entries[0], copies)
+                    self._copy_checked(local, first, entries[0], copies, meter)
                 else:
                     _link_or_copy(local, first)
             else:
-                self._download_checked(entries[0], first, digest)
+                self._download_checked(entries[0], first, digest, meter)
             for other in entries[1:]:  # the same content at several paths: read once
                 _link_or_copy(first, _target(dest, other))
 
-        in_parallel(one, list(by_blob.values()), self.backend.parallelism)
+        with metering(progress, COPYING if self.is_local else DOWNLOADING, total) as meter:
+            in_parallel(lambda entries: one(entries, meter), list(by_blob.values()),
+                        self.backend.parallelism)
         return manifest
 
-    def _download_checked(self, entry: ManifestEntry, target: Path, digest: str) -> None:
+    def _download_checked(self, entry: ManifestEntry, target: Path, digest: str,
+                          meter: Meter) -> None:
         def fill(sink: _HashingSink) -> None:
             if not self.backend.download(blob_key(entry.sha256), sink):
                 raise self._incomplete(digest, entry)
 
-        self._staged(entry, target, fill, check=True)
+        self._staged(entry, target, fill, check=True, meter=meter)
 
     def _copy_checked(self, blob: Path, target: Path, entry: ManifestEntry,
-                      cache: StatCache) -> None:
+                      cache: StatCache, meter: Meter) -> None:
         """A read-only copy of a local blob. Hashed while copied (at disk speed) unless the stat
         cache knows this very file (size, mtime, ctime, inode) holds `entry`'s content; a blob
         that does not is refused and nothing is left at `target`."""
@@ -227,19 +258,19 @@ class Store:
             with open(blob, "rb") as source:
                 shutil.copyfileobj(source, sink, CHUNK)
 
-        self._staged(entry, target, fill, check=not vouched)
+        self._staged(entry, target, fill, check=not vouched, meter=meter)
         if not vouched:
             cache.record(blob, os.stat(blob), entry.sha256, read_started_ns=started)
 
     def _staged(self, entry: ManifestEntry, target: Path, fill: Callable[[_HashingSink], None],
-                *, check: bool) -> None:
+                *, check: bool, meter: Meter | None = None) -> None:
         """`target` written through a staging file beside it by `fill`, read-only; when `check`,
         hashed on the way and refused unless it is `entry`'s content. On any failure nothing is
         left at `target`."""
         staging = target.with_name(f".{target.name}.substratus-part")
         try:
             with open(staging, "wb") as handle:
-                sink = _HashingSink(handle, hashing=check)
+                sink = _HashingSink(handle, hashing=check, meter=meter)
                 fill(sink)
             actual = sink.hash.hexdigest()
             if check and (actual, sink.size) != (entry.sha256, entry.size):
@@ -296,9 +327,11 @@ class _Discard:
 class _HashingSink:
     """A file a download is written into, hashed on the way."""
 
-    def __init__(self, handle: IO[bytes] | _Discard, *, hashing: bool = True) -> None:
+    def __init__(self, handle: IO[bytes] | _Discard, *, hashing: bool = True,
+                 meter: Meter | None = None) -> None:
         self.handle = handle
         self.hashing = hashing  # False: counted and written only (a blob already vouched for)
+        self.meter = meter
         self.hash = hashlib.sha256()
         self.size = 0
 
@@ -306,6 +339,8 @@ class _HashingSink:
         if self.hashing:
             self.hash.update(data)
         self.size += len(data)
+        if self.meter is not None:
+            self.meter.advance(len(data))
         return self.handle.write(data)
 
     def tell(self) -> int:
@@ -320,6 +355,13 @@ class _HashingSink:
         self.hash = hashlib.sha256()
         self.size = 0
         return 0
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0  # put_file says why it cannot read it
 
 
 def _target(dest: Path, entry: ManifestEntry) -> Path:

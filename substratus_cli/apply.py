@@ -1,6 +1,7 @@
 """The apply executor: a parallel walk of the plan's DAG with write-ahead marks and readiness gates.
 
-No rollback: when a step fails, independent branches go on and its dependents are skipped. The
+Every step still running is reported every 10 s (Terraform's "Still creating... [10s elapsed]"),
+with what the step last told its StepProgress. No rollback: when a step fails, independent branches go on and its dependents are skipped. The
 first SIGINT/SIGTERM stops scheduling and lets running steps finish; a second aborts at once (the
 write-ahead marks are already durable, so the next plan re-reads those objects and converges).
 """
@@ -15,7 +16,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from substratus_cli import dispatch, failpoints
@@ -26,16 +27,19 @@ from substratus_cli.errors import ExitCode
 from substratus_cli.plan import Change, Plan
 from substratus_cli.planner import recorded_statuses
 from substratus_cli.provider import (
+    QUIET,
     ApplyRequest,
     LiveObject,
     Provider,
     Registry,
+    StepProgress,
     wait_until_ready,
 )
 from substratus_cli.secrets import scrub
 from substratus_cli.state import StateSession
 
 READY_TIMEOUT_SECONDS = 30 * 60
+HEARTBEAT_SECONDS = 10.0  # Terraform's cadence
 
 
 class StepState(enum.Enum):
@@ -76,22 +80,33 @@ class Reporter:
     """Receives progress; the CLI prints it. Called from worker threads."""
 
     def started(self, change: Change) -> None: ...
+    def progress(self, address: Address) -> StepProgress:
+        """What the step (or the planning) of `address` tells as it goes (see StepProgress)."""
+        return QUIET
+    def still_running(self, change: Change, elapsed: float) -> None:
+        """Every HEARTBEAT_SECONDS of a running step; `elapsed` is a multiple of it."""
     def finished(self, result: StepResult) -> None: ...
     def interrupted(self, running: int) -> None: ...
+    def close(self) -> None:
+        """The command is over (however it ended): stop drawing."""
 
 
 class Executor:
     def __init__(self, plan: Plan, registry: Registry, session: StateSession, *,
                  parallelism: int = 10, reporter: Reporter | None = None,
-                 ready_timeout: float = READY_TIMEOUT_SECONDS) -> None:
+                 ready_timeout: float = READY_TIMEOUT_SECONDS,
+                 heartbeat: float = HEARTBEAT_SECONDS) -> None:
         self.plan = plan
         self.registry = registry
         self.session = session
         self.parallelism = max(1, parallelism)
         self.reporter = reporter or Reporter()
         self.ready_timeout = ready_timeout
+        self.heartbeat = heartbeat
         self._stop = threading.Event()
         self._signals = 0
+        self._started: dict[Address, float] = {}  # when each running step began
+        self._next_beat: dict[Address, float] = {}  # the elapsed time of its next heartbeat
 
     def run(self) -> Outcome:
         self.session.ensure_stored()
@@ -158,6 +173,7 @@ class Executor:
                     results[a] = f.result()
                     self.reporter.finished(results[a])
                     sorter.done(a)
+                self._heartbeats(changes, running.values())
                 if self._stop.is_set() and not reported:
                     self.reporter.interrupted(len(running))
                     reported = True
@@ -165,17 +181,32 @@ class Executor:
             results.setdefault(a, StepResult(a, c.action, StepState.NOT_STARTED))
         return Outcome(tuple(results[a] for a in changes), self._stop.is_set())
 
+    def _heartbeats(self, changes: Mapping[Address, Change], running: Iterable[Address]) -> None:
+        now = time.monotonic()
+        for a in running:
+            started = self._started.get(a)
+            if started is None:  # submitted, not begun
+                continue
+            elapsed = now - started
+            due = self._next_beat.get(a, self.heartbeat)
+            if elapsed >= due:
+                beat = elapsed // self.heartbeat * self.heartbeat
+                self.reporter.still_running(changes[a], beat)
+                self._next_beat[a] = beat + self.heartbeat
+
     def _step(self, change: Change) -> StepResult:
         started = time.monotonic()
+        self._started[change.address] = started
         provider = self._provider(change)
         self.reporter.started(change)
+        progress = self.reporter.progress(change.address)
         failpoints.hit("apply.before-journal")
         self.session.mark_pending(change.address, provider.name, change.action.value)
         failpoints.hit("apply.after-journal")
         try:
             response = dispatch.apply(provider, ApplyRequest(
                 change.address, change.action, change.desired, change.live,
-                change.planned_status, change.private, self._upstream(change)))
+                change.planned_status, change.private, self._upstream(change), progress))
         except Exception as e:  # a provider bug must not take the other branches down
             return self._failed(change, started, f"{type(e).__name__}: {e}")
         failpoints.hit("apply.after-provider")
@@ -190,7 +221,7 @@ class Executor:
             self._record(change, live)
         failpoints.hit("apply.after-state")
         if live is not None:
-            message = self._await_ready(provider, live)
+            message = self._await_ready(provider, live, progress)
             if message is not None:
                 return self._failed(change, started, message)
         status = dict(live.status) if live else {}
@@ -203,8 +234,11 @@ class Executor:
         entries = self.session.inventory.entries
         return {a: dict(entries[a].status) for a in refs if a in entries}
 
-    def _await_ready(self, provider: Provider, live: LiveObject) -> str | None:
-        return wait_until_ready(lambda: dispatch.ready(provider, live), self.ready_timeout)
+    def _await_ready(self, provider: Provider, live: LiveObject,
+                     progress: StepProgress) -> str | None:
+        # A rollout's state, while it is not ready yet, is shown by the heartbeat.
+        return wait_until_ready(lambda: dispatch.ready(provider, live), self.ready_timeout,
+                                waiting=progress.status)
 
     def _record(self, change: Change, live: LiveObject) -> None:
         r = change.desired

@@ -18,11 +18,10 @@ from typing import Any
 
 import click
 import yaml
-from rich.console import Console
 from rich.text import Text
 
 from substratus_artifacts.layout import StoreError
-from substratus_cli import __version__, operations, planfile
+from substratus_cli import __version__, operations, planfile, verbosity
 from substratus_cli.address import Address
 from substratus_cli.apply import Outcome
 from substratus_cli.config import json_schema
@@ -34,12 +33,13 @@ from substratus_cli.outputs import as_json as outputs_as_json
 from substratus_cli.plan import Plan
 from substratus_cli.planner import PlanOptions
 from substratus_cli.provider import MANAGED_BY_LABEL, PART_OF_LABEL
+from substratus_cli.render import console
 from substratus_cli.render.diagnostics_json import diagnostics_to_json
 from substratus_cli.render.dot import FORMATS, graph_dot, plan_graph, render_image
 from substratus_cli.render.human import render_plan
 from substratus_cli.render.json_plan import plan_to_json
 from substratus_cli.render.plot import chart, metric_points
-from substratus_cli.render.progress import ConsoleReporter, render_outcome
+from substratus_cli.render.progress import ConsoleReporter, PlanProgress, render_outcome
 from substratus_cli.render.terminal import safe
 from substratus_cli.secrets import redact, scrub
 from substratus_cli.stacks import VariableInput, scaffold
@@ -47,8 +47,40 @@ from substratus_cli.workspace import LoadOptions
 
 # Errors printed at most (the rest counted), as compilers' -fmax-errors.
 MAX_SHOWN = 100
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Made again for each command (`run`), and without colour once --no-color is read.
+out = console.make(stderr=False)
+err = console.make(stderr=True)
+
+
+def _use_consoles(*, no_color: bool) -> None:
+    global out, err
+    out, err = console.make(stderr=False, no_color=no_color), \
+        console.make(stderr=True, no_color=no_color)
+
+
+def _no_color(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        _use_consoles(no_color=True)
+
+
+def _verbose(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        verbosity.configure(verbose=True)
+
+
+def global_options() -> list[click.Option]:
+    """Options every command takes, before the command (`substratus -v plan`) or after it
+    (`substratus plan --no-color`, Terraform's place for -no-color)."""
+    return [
+        click.Option(["--no-color"], is_flag=True, expose_value=False, is_eager=True,
+                     callback=_no_color,
+                     help="No colours or styles in the output (as does a non-empty NO_COLOR)."),
+        click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, is_eager=True,
+                     callback=_verbose,
+                     help="Log to stderr what substratus does: a debug line per API request "
+                          "(method, path, status, time) and a count at the end. Same as "
+                          f"{verbosity.ENV}=debug."),
+    ]
 
 DIRECTORY = click.argument("directory", default=".",
                            type=click.Path(file_okay=False, path_type=Path))
@@ -98,7 +130,8 @@ def with_loading(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(epilog=EXIT_CODES_HELP, params=global_options(),
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="substratus")
 def cli() -> None:
     """substratus: plan and apply ML infrastructure (datasets, models, servers, notebooks, GPUs)
@@ -168,10 +201,15 @@ def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_jso
 
     A plan never asks for input; --input is accepted for scripts written for Terraform."""
     options = _plan_options(destroy, refresh_only, targets, replace)
-    with _diagnostics_as_json(as_json, directory):
-        the_plan = operations.plan_directory(directory, options, loading, lock=lock,
-                                             lock_timeout=parse_duration(lock_timeout),
-                                             warn=_warn)
+    progress = PlanProgress(err)
+    try:
+        with _diagnostics_as_json(as_json, directory):
+            the_plan = operations.plan_directory(directory, options, loading, progress,
+                                                 lock=lock,
+                                                 lock_timeout=parse_duration(lock_timeout),
+                                                 warn=_warn)
+    finally:
+        progress.close()
     if out_file is not None:
         planfile.save(the_plan, out_file)
     if as_json:
@@ -213,10 +251,12 @@ def apply(path: Path, auto_approve: bool, parallelism: int, lock_timeout: str,
         if loading.recursive:
             raise UsageError("--recursive cannot be used with a saved plan",
                              hint="a saved plan holds the documents it was made from")
-        _, outcome = operations.apply_saved(path, settings)
+        with _closing(settings):
+            _, outcome = operations.apply_saved(path, settings)
     else:
         options = _plan_options(False, refresh_only, targets, replace)
-        _, outcome = operations.apply_directory(path, options, settings, loading)
+        with _closing(settings):
+            _, outcome = operations.apply_directory(path, options, settings, loading)
     _finish(outcome, destroy=False)
 
 
@@ -233,7 +273,8 @@ def destroy(directory: Path, auto_approve: bool, parallelism: int, lock_timeout:
     """Destroy everything substratus manages for this directory, in reverse dependency order."""
     settings = _settings(parallelism, lock_timeout, auto_approve, ask, "destroy", targets)
     options = PlanOptions(True, _addresses(targets))
-    _, outcome = operations.apply_directory(directory, options, settings, loading)
+    with _closing(settings):
+        _, outcome = operations.apply_directory(directory, options, settings, loading)
     _finish(outcome, destroy=True)
 
 
@@ -460,7 +501,11 @@ def init(stack: str, directory: Path, instance: str | None) -> None:
 def verify(directory: Path, loading: LoadOptions) -> None:
     """Read back every dataset snapshot and model artifact the state names and check each blob
     against its manifest. Exits 1 naming what is missing or corrupt."""
-    result = operations.verify(directory, loading)
+    progress = PlanProgress(err)
+    try:
+        result = operations.verify(directory, loading, progress)
+    finally:
+        progress.close()
     for d in result.damage:
         err.print(Text(f"Error: {d.address}: {d.digest}: {d.problem}"))
     mib = result.bytes_read / (1 << 20)
@@ -628,6 +673,16 @@ def _settings(parallelism: int, lock_timeout: str, auto_approve: bool, ask: bool
         show=show)
 
 
+@contextlib.contextmanager
+def _closing(settings: operations.ApplySettings) -> Iterator[None]:
+    """The reporter closed (its progress display stopped) however the apply ends."""
+    try:
+        yield
+    finally:
+        if settings.reporter is not None:
+            settings.reporter.close()
+
+
 def _confirm(verb: str, plan: Plan, ask: bool) -> bool:
     if plan.refresh_only:
         question = ("Would you like to update the state to reflect these detected changes?\n"
@@ -677,6 +732,19 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * scale
 
 
+def _accept_everywhere(group: click.Group) -> None:
+    """The global options on every command too, unless a command has an option of that name."""
+    for command in group.commands.values():
+        taken = {o for p in command.params if isinstance(p, click.Option)
+                 for o in (*p.opts, *p.secondary_opts)}
+        command.params += [o for o in global_options() if not set(o.opts) & taken]
+        if isinstance(command, click.Group):
+            _accept_everywhere(command)
+
+
+_accept_everywhere(cli)
+
+
 def main(argv: list[str] | None = None) -> None:
     """The one boundary where errors become exit codes; users never see a traceback."""
     sys.exit(run(argv))
@@ -718,6 +786,15 @@ def terraform_flags(argv: list[str]) -> list[str]:
 
 def run(argv: list[str] | None = None) -> int:
     try:
+        return _run(argv)
+    finally:
+        verbosity.finish()
+
+
+def _run(argv: list[str] | None) -> int:
+    _use_consoles(no_color=False)  # NO_COLOR as it is now; --no-color is read with the options
+    try:
+        verbosity.configure()
         args = terraform_flags(sys.argv[1:] if argv is None else argv)
         # Without standalone mode, click returns the code of a raised Exit instead of exiting.
         result = cli.main(args=args, prog_name="substratus", standalone_mode=False)

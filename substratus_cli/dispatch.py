@@ -4,7 +4,7 @@ checked (a provider that breaks the contract is named), and diagnostics placed a
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from substratus_cli.action import Action
@@ -31,6 +31,8 @@ from substratus_cli.provider import (
     ReadRequest,
     ReadyRequest,
     Registry,
+    StepProgress,
+    unwatched,
 )
 from substratus_cli.resource import Resource
 
@@ -91,9 +93,10 @@ def read_live(registry: Registry, addresses: Iterable[Address], part_of: str, *,
     return live
 
 
-def plan(registry: Registry, items: Sequence[PlanItem],
-         resources: Sequence[Resource]) -> dict[Address, PlannedChange]:
-    """Every item planned by its kind's provider, in one batch per provider."""
+def plan(registry: Registry, items: Sequence[PlanItem], resources: Sequence[Resource],
+         progress: Callable[[Address], StepProgress] = unwatched) -> dict[Address, PlannedChange]:
+    """Every item planned by its kind's provider, in one batch per provider; `progress` gives
+    each address what its planning tells (see PlanRequest)."""
     by_provider: dict[str, list[PlanItem]] = defaultdict(list)
     for item in items:
         by_provider[registry[item.address.kind].name].append(item)
@@ -103,7 +106,8 @@ def plan(registry: Registry, items: Sequence[PlanItem],
         batch = by_provider.get(provider.name, [])
         if not batch:
             continue
-        response = provider.plan(PlanRequest(tuple(batch), tuple(resources), dict(planned)))
+        response = provider.plan(PlanRequest(tuple(batch), tuple(resources), dict(planned),
+                                             progress))
         errors = [d for d in response.diagnostics if d.severity is Severity.ERROR]
         if errors:  # the files ask for what cannot be planned: exit 3, each at its place
             raise DiagnosticsError(Diagnostics(place(d, by_address) for d in errors))

@@ -23,7 +23,16 @@ from substratus_cli.plan import Plan, Target
 from substratus_cli.planfile import check_fresh
 from substratus_cli.planfile import load as load_planfile
 from substratus_cli.planner import PlanOptions, build_plan, recorded_statuses
-from substratus_cli.provider import LiveObject, LogSource, Opener, Provider, Registry, Targeted
+from substratus_cli.provider import (
+    LiveObject,
+    LogSource,
+    Opener,
+    Provider,
+    Registry,
+    StepProgress,
+    Targeted,
+    unwatched,
+)
 from substratus_cli.resource import Resource
 from substratus_cli.stacks import RenderedText
 from substratus_cli.state import Inventory, InventoryEntry, StateSession, UnwritableStateError
@@ -77,7 +86,10 @@ def target_of(ws: Workspace, inventory: Inventory | None) -> Target:
                   serial=inventory.serial if inventory else None, endpoint=endpoint)
 
 
-def plan_workspace(ws: Workspace, options: PlanOptions) -> Plan:
+def plan_workspace(ws: Workspace, options: PlanOptions,
+                   progress: Callable[[Address], StepProgress] = unwatched) -> Plan:
+    """The plan of a wired workspace; `progress` is told what planning each address does (the
+    files of a path source hashed)."""
     inventory = ws.backend.read()
     options = _addresses_resolved(ws, inventory, options)
     if inventory is not None:
@@ -85,7 +97,7 @@ def plan_workspace(ws: Workspace, options: PlanOptions) -> Plan:
     try:
         return build_plan(resources=ws.resources, registry=ws.registry, inventory=inventory,
                           target=target_of(ws, inventory), options=options,
-                          environment=ws.environment)
+                          environment=ws.environment, progress=progress)
     finally:  # a plan may write caches (file hashes) under .substratus/
         ws.ignore_data_dir()
 
@@ -148,7 +160,8 @@ def _did_you_mean(text: str, candidates: list[str]) -> str | None:
 
 
 def plan_directory(directory: Path, options: PlanOptions, loading: LoadOptions | None = None,
-                   *, lock: bool = True, lock_timeout: float = 0.0,
+                   progress: Callable[[Address], StepProgress] = unwatched, *,
+                   lock: bool = True, lock_timeout: float = 0.0,
                    warn: Callable[[str], None] | None = None) -> Plan:
     """A plan made under the state lock (unless `lock` is False), as Terraform's: it does not
     read a state an apply is halfway through writing. Where the state's folder cannot be
@@ -163,7 +176,7 @@ def plan_directory(directory: Path, options: PlanOptions, loading: LoadOptions |
             if warn is not None:
                 warn(f"{e.message}; planning without the lock")
     try:
-        return plan_workspace(ws, options)
+        return plan_workspace(ws, options, progress)
     finally:
         if held is not None:
             ws.backend.unlock(held)
@@ -187,7 +200,8 @@ def apply_directory(directory: Path, options: PlanOptions,
     ws = open_workspace(directory, loading)
     operation = "destroy" if options.destroy else "apply"
     with _locked(ws, operation, settings.lock_timeout):
-        plan = plan_workspace(ws, options)
+        plan = plan_workspace(ws, options,
+                              settings.reporter.progress if settings.reporter else unwatched)
         if settings.show:
             settings.show(plan)
         if not plan.has_changes and not plan.refresh:
@@ -255,11 +269,12 @@ def open_url(directory: Path, address: Address,
     return provider.open_url(address)
 
 
-def verify(directory: Path, loading: LoadOptions | None = None) -> Verification:
+def verify(directory: Path, loading: LoadOptions | None = None,
+           progress: Callable[[Address], StepProgress] = unwatched) -> Verification:
     """Every snapshot the state reaches, read back from the artifact store and checked."""
     ws = open_workspace(directory, loading)
     return verification.verify(ws.backend.read(),
-                               wiring.open_artifact_store(ws.artifacts_url, ws.workdir))
+                               wiring.open_artifact_store(ws.artifacts_url, ws.workdir), progress)
 
 
 def gc(directory: Path, dry_run: bool, lock_timeout: float,

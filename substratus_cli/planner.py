@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from substratus_cli import dispatch
@@ -21,7 +21,7 @@ from substratus_cli.plan import (
     Target,
     values,
 )
-from substratus_cli.provider import LiveObject, PlanItem, Registry
+from substratus_cli.provider import LiveObject, PlanItem, Registry, StepProgress, unwatched
 from substratus_cli.resource import Resource
 from substratus_cli.state import Inventory, InventoryEntry
 
@@ -45,7 +45,8 @@ class UnmanagedObjectError(SubstratusError):
 
 def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: Inventory | None,
                target: Target, options: PlanOptions,
-               environment: Resource | None = None) -> Plan:
+               environment: Resource | None = None,
+               progress: Callable[[Address], StepProgress] = unwatched) -> Plan:
     lineage = inventory.lineage if inventory else ""
     entries = inventory.entries if inventory else {}
     declared = {r.address: r for r in resources}
@@ -57,7 +58,7 @@ def build_plan(*, resources: Sequence[Resource], registry: Registry, inventory: 
 
     addresses = sorted(desired.keys() | live.keys())
     planned = dispatch.plan(registry, [PlanItem(a, desired.get(a), live.get(a)) for a in addresses],
-                            resources)
+                            resources, progress)
 
     deps, recorded = _dependencies(declared if not options.destroy else {}, entries)
     changes: dict[Address, Change] = {}

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from substratus_artifacts.layout import StoreError
+from substratus_artifacts.progress import Progress
 from substratus_artifacts.store import Store
 from substratus_cli.action import Action, FieldChange
 from substratus_cli.address import Address
@@ -108,9 +109,11 @@ class ClusterJobs(Protocol):
         ...
 
 
-def wait_until_ready(check: Callable[[], Readiness], timeout: float) -> str | None:
+def wait_until_ready(check: Callable[[], Readiness], timeout: float,
+                     waiting: Callable[[str], None] | None = None) -> str | None:
     """Asks `check` with a growing pause (0.1 s, doubling, 5 s at most) until it answers ready
-    (None), failed, or `timeout` seconds pass (why not, as a message)."""
+    (None), failed, or `timeout` seconds pass (why not, as a message). `waiting` is told each
+    message of a not-ready answer (a rollout's state, for the heartbeat)."""
     deadline = time.monotonic() + timeout
     delay = 0.1
     while True:
@@ -119,6 +122,8 @@ def wait_until_ready(check: Callable[[], Readiness], timeout: float) -> str | No
             return None
         if readiness.failed:
             return f"not ready: {readiness.message}"
+        if waiting is not None and readiness.message:
+            waiting(readiness.message)
         if time.monotonic() + delay > deadline:
             return f"not ready after {timeout:.0f}s: {readiness.message}"
         time.sleep(delay)
@@ -147,6 +152,41 @@ class ProviderContext:
         if self.open_artifacts is None:
             raise ProviderError(f"no artifact store is wired for {self.artifacts_url}")
         return self.open_artifacts()
+
+
+# -- progress: what a working step tells the person watching ---------------------------------
+
+@runtime_checkable
+class StepProgress(Progress, Protocol):
+    """Handed to a provider with each plan item and apply step. `meter` (the store package's
+    Progress) draws a bar for bytes hashed, copied, uploaded or downloaded; `status` replaces the
+    step's status line, which apply's heartbeat shows every 10 s beside the time elapsed (the
+    latest training metric "step=120 loss=0.41", a rollout's "1 of 2 new replicas available").
+    Both may be called from any thread, as often as the work goes; they never raise."""
+
+    def status(self, text: str) -> None: ...
+
+
+class _Quiet:
+    def status(self, text: str) -> None:
+        pass
+
+    def meter(self, operation: str, total: int) -> _Quiet:
+        return self
+
+    def advance(self, nbytes: int, /) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+QUIET: StepProgress = _Quiet()  # nobody watching (tests, benchmarks, the default)
+
+
+def unwatched(address: Address) -> StepProgress:
+    """PlanRequest's default: no progress for any address."""
+    return QUIET
 
 
 # -- check ------------------------------------------------------------------------------------
@@ -201,6 +241,8 @@ class PlanRequest:
     # What the providers planned before this one (the registry's order: infrastructure and
     # images first): the changes of other kinds an item may read, an image's digest.
     upstream: Mapping[Address, PlannedChange] = dataclasses.field(default_factory=dict)
+    # Where planning an item tells how it goes (the files of a path source being hashed).
+    progress: Callable[[Address], StepProgress] = unwatched
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,6 +298,8 @@ class ApplyRequest:
     # The status of each address this one depends on, as recorded after its own apply in this
     # run (or an earlier one): what was "known after apply" at plan time, an image's digest.
     upstream: Mapping[Address, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    # Where the step tells how it goes: bytes copied or uploaded, the latest training metric.
+    progress: StepProgress = QUIET
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from substratus_artifacts.layout import StoreError
 from substratus_artifacts.store import Store
 from substratus_cli.address import Address
+from substratus_cli.provider import StepProgress, unwatched
 from substratus_cli.state import Inventory
 
 # The kinds whose status names a snapshot in the artifact store (an Image's names a registry's).
@@ -51,11 +52,14 @@ def reachable(inventory: Inventory | None, store: Store) -> tuple[dict[str, list
     return out, damage
 
 
-def verify(inventory: Inventory | None, store: Store) -> Verification:
+def verify(inventory: Inventory | None, store: Store,
+           progress: Callable[[Address], StepProgress] = unwatched) -> Verification:
+    """Every reachable snapshot read back; the reading of each told to `progress` of the
+    first address that names it."""
     snapshots, damage = reachable(inventory, store)
     total = 0
     for digest, addresses in sorted(snapshots.items()):
-        problems, read = store.verify(digest)
+        problems, read = store.verify(digest, progress(sorted(addresses)[0]))
         total += read
         damage += [Damage(a, digest, p) for a in addresses for p in problems]
     return Verification(len(snapshots), total, tuple(damage))

@@ -5,8 +5,9 @@
 #     auth tests), skopeo (reads back what was pushed), buildah (builds images without a
 #     daemon), busybox-static (the shell of the test base image), shellcheck (checks
 #     examples/ci/drift-check.sh and, through actionlint, the workflows' run: scripts), graphviz
-#     (`substratus graph --format svg|png` draws with its dot), nodejs and npm when there is no
-#     npm; apt-get as root, only when missing;
+#     (`substratus graph --format svg|png` draws with its dot), tmux (the terminal the
+#     live-progress test drives: tests/e2e/test_progress_tty.py), nodejs and npm when there is
+#     no npm; apt-get as root, only when missing;
 #   - the test Kubernetes control plane (tests/cluster/build.sh: Go builds into
 #     ~/.cache/substratus/controlplane, about 8 minutes the first time on 2 cores);
 #   - actionlint, which checks the GitHub Actions workflows of examples/ci
@@ -22,7 +23,7 @@ cd "$(dirname "$0")/.."
 mkdir -p .ci/logs
 
 missing=()
-for package in docker-registry apache2-utils skopeo buildah busybox-static shellcheck graphviz; do
+for package in docker-registry apache2-utils skopeo buildah busybox-static shellcheck graphviz tmux; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
     || missing+=("$package")
 done

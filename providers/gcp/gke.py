@@ -19,7 +19,7 @@ from google.auth import credentials as auth_credentials
 from google.auth import exceptions as auth_exc
 from google.cloud import container_v1
 
-from substratus_artifacts.gcs import CREDENTIALS_HINT
+from substratus_artifacts.gcs import CREDENTIALS_HINT, logged
 from substratus_cli.errors import ProviderError
 from substratus_cli.retry import RetryPolicy, retry_after_seconds
 
@@ -92,6 +92,9 @@ class GKE:
                  request_timeout: float = 60.0, sleep: Callable[[float], None] = time.sleep,
                  ) -> None:
         self.client = client
+        session = getattr(getattr(client, "_transport", None), "_session", None)
+        if session is not None:  # the REST transport's requests session: log each request
+            session.hooks["response"].append(logged(log, "gke"))
         self.poll_interval = poll_interval
         self.operation_timeout = operation_timeout
         self.retry = retry or DEFAULT_RETRY

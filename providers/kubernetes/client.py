@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import urllib3
 import yaml
@@ -276,6 +276,7 @@ class Client:
             self.requests += 1
         headers = {**self._api.default_headers, "Accept": "application/json",
                    "Content-Type": content_type}
+        started, status = time.monotonic(), "no answer"
         try:
             # Straight to the REST layer: ApiClient.call_api turns a TLS failure into an
             # AttributeError (it decodes the body such an error does not have).
@@ -283,9 +284,19 @@ class Client:
             answer = self._api.rest_client.request(
                 call.method, self.server + call.path, query_params=list(query), headers=headers,
                 body=body, _request_timeout=self.timeout)
+            status = str(answer.status)
+        except ApiException as e:
+            status = str(e.status)
+            raise
         except ConfigException as e:  # an exec plugin or token refresh failed
+            status = "no credentials"
             raise ProviderError(f"cannot get credentials for kubeconfig context "
                                 f"{self.context!r}: {e}") from e
+        finally:
+            # The path and query only: never a header (the bearer token) or a body (a Secret).
+            log.debug("%s %s%s %s %.0f ms", call.method, call.path,
+                      f"?{urlencode(query)}" if query else "", status,
+                      (time.monotonic() - started) * 1000, extra={"api": "kubernetes"})
         try:
             decoded = json.loads(answer.data) if answer.data else {}
         except ValueError:  # e.g. a proxy's HTML page in front of the API server

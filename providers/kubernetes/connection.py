@@ -14,13 +14,13 @@ from substratus_artifacts.store import Store
 from substratus_cli import __version__
 from substratus_cli.address import Address
 from substratus_cli.errors import ProviderError
-from substratus_cli.provider import Batch, ProviderContext
+from substratus_cli.provider import Batch, ProviderContext, ReadRequest
 from substratus_cli.resource import Resource
 from substratus_cli.sizing import declared_gpus, gpu_pool_capacity
 from substratus_providers.kubernetes.client import Client
 from substratus_providers.kubernetes.desired import Cluster
 from substratus_providers.kubernetes.gpus import catalogued, offered, pools_to_come
-from substratus_providers.kubernetes.live import Obj, get_any, key
+from substratus_providers.kubernetes.live import Lists, Obj, get_any, key
 from substratus_providers.kubernetes.manifests import MANAGED_BY, PART_OF
 
 DELETE_WAIT_SECONDS = 120.0
@@ -49,6 +49,8 @@ class Connection:
         self._namespaces: set[str] = set()
         # The batch planned last and its context: one LIST of Nodes per batch, not per item.
         self._planning: tuple[Batch, PlanContext] | None = None
+        # The LIST answers of the reads of one round (see round_lists).
+        self._round: tuple[Mapping[Address, Resource], Lists] | None = None
 
     @property
     def client(self) -> Client:
@@ -112,6 +114,15 @@ class Connection:
             self._planning = (batch, PlanContext(self.cluster(batch.request.resources), models,
                                                  self.stat_cache()))
         return self._planning[1]
+
+    def round_lists(self, request: ReadRequest) -> Lists:
+        """The LIST answers shared by the reads of one round: the engine reads kind after kind
+        handing each read the same `resources` mapping, so a Job list made for Datasets serves
+        the Models read next. A read with other `resources` (the next plan) lists afresh."""
+        with self._lock:
+            if self._round is None or self._round[0] is not request.resources:
+                self._round = (request.resources, {})
+            return self._round[1]
 
     def endpoint(self) -> str:
         client = self.connect()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from substratus_artifacts.files import hash_tree
+from substratus_artifacts.progress import SILENT, Progress
 from substratus_artifacts.statcache import StatCache
 from substratus_artifacts.store import Store
 from substratus_cli.address import Address
@@ -79,8 +80,9 @@ def ref_name(address: Address, version: str) -> str:
     return f"{address.namespace}/{address.kind.lower()}/{address.name}/{version}"
 
 
-def path_digest(resource: Resource, workdir: Path, cache: StatCache | None) -> str:
-    manifest, _ = hash_tree(workdir / str(resource.spec["source"]["path"]), cache)
+def path_digest(resource: Resource, workdir: Path, cache: StatCache | None,
+                progress: Progress = SILENT) -> str:
+    manifest, _ = hash_tree(workdir / str(resource.spec["source"]["path"]), cache, progress)
     return manifest.digest
 
 

@@ -35,21 +35,40 @@ def key(obj: Mapping[str, Any]) -> str:
     return f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"
 
 
+# A LIST answer kept for the other resource kinds made of the same object kind (a Job list
+# serves Datasets and Models): (apiVersion, object kind, namespace) -> items.
+Lists = dict[tuple[str, str, str], list[Obj]]
+
+
 def list_owned(client: Client, kind: str, namespace: str, part_of: str,
-               ) -> dict[Address, dict[str, Obj]]:
+               lists: Lists | None = None) -> dict[Address, dict[str, Obj]]:
     """Every object of this workspace that makes up a `kind` resource in `namespace`, by address,
-    then by object kind. One LIST per object kind."""
+    then by object kind. One LIST per object kind, for every resource kind made of it: with
+    `lists` kept across the reads of one plan, Jobs, ConfigMaps and Services are listed once
+    per namespace, not once per resource kind."""
     found: dict[Address, dict[str, Obj]] = {}
     if not part_of:  # nothing was applied yet, so nothing can carry our label
         return found
-    selector = f"{PART_OF}={part_of},{KIND_LABEL}={kind}"
     for api_version, object_kind in OBJECT_KINDS[kind]:
-        items, _ = client.list(api_version, object_kind, namespace, label_selector=selector)
+        items = _listed(client, api_version, object_kind, namespace, part_of,
+                        {} if lists is None else lists)
         for item in items:
-            name = ((item.get("metadata") or {}).get("labels") or {}).get(NAME_LABEL)
-            if name:
+            item_labels = (item.get("metadata") or {}).get("labels") or {}
+            name = item_labels.get(NAME_LABEL)
+            if name and item_labels.get(KIND_LABEL) == kind:
                 found.setdefault(Address(kind, namespace, name), {})[object_kind] = item
     return found
+
+
+def _listed(client: Client, api_version: str, object_kind: str, namespace: str, part_of: str,
+            lists: Lists) -> list[Obj]:
+    slot = (api_version, object_kind, namespace)
+    if slot not in lists:
+        kinds = sorted(k for k, made_of in OBJECT_KINDS.items()
+                       if (api_version, object_kind) in made_of)
+        selector = f"{PART_OF}={part_of},{KIND_LABEL} in ({','.join(kinds)})"
+        lists[slot], _ = client.list(api_version, object_kind, namespace, label_selector=selector)
+    return lists[slot]
 
 
 def get_any(client: Client, address: Address) -> dict[str, Obj]:

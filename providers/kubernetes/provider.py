@@ -3,8 +3,9 @@ uploaded to the artifact store and recorded in a ConfigMap), ModelServer as a De
 Service, Notebook as a StatefulSet and a Service. Server-side apply as field manager `substratus`.
 A {kind: handler} table (`workloads.py`) over one connection (`connection.py`).
 
-Requests: a read is one LIST per (object kind, namespace), plus one GET per object kind for a
-resource that is not found (to refuse an object of the same name that we do not own). A plan
+Requests: a plan's reads are one LIST per (object kind, namespace), shared by the resource kinds
+made of that object kind (Jobs for Datasets and Models, Services for ModelServers and Notebooks),
+plus one GET per object kind for a resource that is not found (to refuse an object of the same name that we do not own). A plan
 sends a dry-run apply only for an object whose normalized live form differs from its manifest
 (`compare.py`), so a plan with no changes sends no write at all."""
 

@@ -22,6 +22,7 @@ from substratus_cli.provider import (
     Readiness,
     ReadRequest,
     ReadResponse,
+    StepProgress,
 )
 from substratus_cli.resource import Resource
 from substratus_cli.sizing import declared_size
@@ -66,8 +67,9 @@ class Workloads:
         namespaces = sorted({a.namespace for a in request.addresses} |
                             {self.connection.namespace})
         found: dict[Address, dict[str, Obj]] = {}
+        lists = self.connection.round_lists(request)
         for namespace in namespaces:
-            found.update(list_owned(client, request.kind, namespace, request.part_of))
+            found.update(list_owned(client, request.kind, namespace, request.part_of, lists))
         for a in request.addresses:
             if a not in found and (others := get_any(client, a)):
                 found[a] = others
@@ -86,7 +88,7 @@ class Workloads:
                 raise ProviderError(f"{r.kind} {r.name!r} reads {dep.short()}, which is not "
                                     "planned with it", hint="plan without -target")
             versions[role] = (ref_name(dep, str(version)), str(version))
-        digest = self._digest(r, context)
+        digest = self._digest(r, context, batch.request.progress(item.address))
         with _as_provider_error(r):
             want = desired(r, context.cluster, self.connection.store, versions,
                            declared_size(r, context.models), digest, built_image(r, batch))
@@ -96,8 +98,9 @@ class Workloads:
     def _dry_run(self, manifest: Obj) -> Obj:
         return write(self.connection.client, manifest, dry_run=True)
 
-    def _digest(self, r: Resource, context: PlanContext) -> str | None:
-        """The snapshot digest of the files the resource declares on this machine, if any."""
+    def _digest(self, r: Resource, context: PlanContext, progress: StepProgress) -> str | None:
+        """The snapshot digest of the files the resource declares on this machine, if any
+        (their hashing told to `progress`)."""
         return None
 
     def apply(self, request: ApplyRequest) -> LiveObject:
@@ -107,7 +110,7 @@ class Workloads:
         with _as_provider_error(r):
             want = build(r, self.connection.cluster(), planned)
         self.connection.ensure_namespace(a.namespace)
-        self._before_write(r, planned)
+        self._before_write(r, planned, request.progress)
         live = self.connection.owned(a)
         wanted = {m["kind"] for m in want.manifests}
         if request.action is Action.REPLACE:
@@ -122,8 +125,8 @@ class Workloads:
                                          "kind": manifest["kind"], **answer}
         return live_object(a, answers)
 
-    def _before_write(self, r: Resource, planned: Planned) -> None:
-        """What must be in place before any object is touched."""
+    def _before_write(self, r: Resource, planned: Planned, progress: StepProgress) -> None:
+        """What must be in place before any object is touched (an upload told to `progress`)."""
 
     def _alongside(self, r: Resource) -> None:
         """What the objects need that no manifest holds, made just before they are written."""
@@ -180,16 +183,16 @@ class Artifacts(Workloads):
     """Dataset and Model: a Job that publishes the artifact, or, for files on this machine, a
     snapshot substratus uploads itself and a ConfigMap that records its digest."""
 
-    def _digest(self, r: Resource, context: PlanContext) -> str | None:
-        return path_digest(r, self.connection.context.workdir, context.cache) \
+    def _digest(self, r: Resource, context: PlanContext, progress: StepProgress) -> str | None:
+        return path_digest(r, self.connection.context.workdir, context.cache, progress) \
             if uploads(r) else None
 
-    def _before_write(self, r: Resource, planned: Planned) -> None:
+    def _before_write(self, r: Resource, planned: Planned, progress: StepProgress) -> None:
         if not uploads(r):
             return
         store = self.connection.store
         result = snapshot_tree(self.connection.context.workdir / str(r.spec["source"]["path"]),
-                               store, self.connection.stat_cache())
+                               store, self.connection.stat_cache(), progress)
         if planned.digest and result.digest != planned.digest:
             raise ProviderError(f"the files of {r.kind} {r.name!r} changed since the plan "
                                 f"(planned {planned.digest}, now {result.digest})",

@@ -16,6 +16,7 @@ from substratus_cli.provider import (
     PlanItem,
     PlannedChange,
     Readiness,
+    StepProgress,
 )
 from substratus_providers.local import secret_env
 from substratus_providers.local.machine import (
@@ -35,7 +36,8 @@ class Datasets(RecordedKind):
     def plan(self, item: PlanItem, batch: Batch) -> PlannedChange:
         a, desired, live = item.address, self.declared(item), item.live
         m = self.machine
-        digest = plan_digest(desired.spec.get("source", {}), m.workdir, m.cache)
+        digest = plan_digest(desired.spec.get("source", {}), m.workdir, m.cache,
+                             progress=batch.request.progress(a))
         planned = {"digest": digest}
         if live is None:
             return PlannedChange(a, Action.CREATE, "not in live state", planned_status=planned)
@@ -75,17 +77,18 @@ class Datasets(RecordedKind):
             status = dict(request.live.status)  # nothing fetched changed: the snapshot stays
         else:
             discard_damaged(m.store, request.live, m.cache)
-            status = self._snapshot(a, desired.spec, request.planned_status.get("digest"))
+            status = self._snapshot(a, desired.spec, request.planned_status.get("digest"),
+                                    request.progress)
         return m.records.put(a, spec=desired.spec, status=status, labels=m.labels(desired),
                              new_object=request.action is not Action.UPDATE)
 
-    def _snapshot(self, address: Address, spec: Mapping[str, Any],
-                  planned_digest: Any) -> dict[str, Any]:
+    def _snapshot(self, address: Address, spec: Mapping[str, Any], planned_digest: Any,
+                  progress: StepProgress) -> dict[str, Any]:
         """Fetch the source into the store; returns the status to record."""
         m = self.machine
         result = fetch_snapshot(address, spec.get("source", {}), m.workdir, m.store, m.cache,
                                 m.runtime, secret_env.env_of(spec, m.resolve_secret),
-                                m.resolve_secret)
+                                m.resolve_secret, progress)
         if isinstance(planned_digest, str) and planned_digest != result.digest:
             raise ProviderError(
                 f"the source changed after the plan was made: planned snapshot {planned_digest}, "

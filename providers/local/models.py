@@ -22,6 +22,7 @@ from substratus_cli.provider import (
     PlanItem,
     PlannedChange,
     Readiness,
+    StepProgress,
 )
 from substratus_cli.resource import Resource
 from substratus_cli.sizing import ModelSize, training
@@ -53,7 +54,8 @@ class Models(RecordedKind):
         size = self._planned_size(desired, batch)
         notes = self._sizing_notes(desired, size)
         source = desired.spec.get("source") or {}
-        content = (plan_digest(source, self.machine.workdir, self.machine.cache, "model")
+        content = (plan_digest(source, self.machine.workdir, self.machine.cache, "model",
+                               batch.request.progress(a))
                    if source.get("path") is not None else UNKNOWN)
         planned: dict[str, Any] = {"digest": content, **inputs}
         if size is not None:
@@ -154,12 +156,13 @@ class Models(RecordedKind):
         building = m.records.put(a, spec=desired.spec, status={"phase": "Building"},
                                  labels=labels, new_object=True)
         try:
-            status = self._build(desired, request.planned_status.get("digest"))
+            status = self._build(desired, request.planned_status.get("digest"), request.progress)
         except (SubstratusError, StoreError) as e:
             raise ApplyFailed(e.message, building, hint=e.hint) from e
         return m.records.put(a, spec=desired.spec, status=status, labels=labels, new_object=False)
 
-    def _build(self, desired: Resource, planned_digest: Any) -> dict[str, Any]:
+    def _build(self, desired: Resource, planned_digest: Any,
+               progress: StepProgress) -> dict[str, Any]:
         """Make the model artifact; returns the status to record."""
         spec, m = desired.spec, self.machine
         env = secret_env.env_of(spec, m.resolve_secret)
@@ -170,14 +173,15 @@ class Models(RecordedKind):
                 desired.address, "run", "trainer", tuple(spec.get("command") or ()),
                 {**(spec["training"].get("params") or {}), **(spec.get("params") or {})}, env,
                 {"model": status["baseModelDigest"], "data": status["datasetDigest"]},
-            ), "training")
+            ), "training", progress=progress)
         elif (spec.get("source") or {}).get("scratch") is not None:
             result = m.runtime.run_to_completion(Workload(
                 desired.address, "run", "scratch", tuple(spec.get("command") or ()),
-                spec["source"]["scratch"].get("config") or {}, env), "the scratch model build")
+                spec["source"]["scratch"].get("config") or {}, env), "the scratch model build",
+                progress=progress)
         else:
             result = fetch_snapshot(desired.address, spec["source"], m.workdir, m.store, m.cache,
-                                    m.runtime, env, m.resolve_secret)
+                                    m.runtime, env, m.resolve_secret, progress)
             if isinstance(planned_digest, str) and planned_digest != result.digest:
                 raise ProviderError(
                     f"the source changed after the plan was made: planned {planned_digest}, "

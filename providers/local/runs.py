@@ -21,6 +21,7 @@ from substratus_artifacts.store import Store
 from substratus_cli import extras, failpoints
 from substratus_cli.address import Address
 from substratus_cli.errors import ProviderError
+from substratus_cli.provider import QUIET, StepProgress
 from substratus_cli.secrets import ENV_PREFIX as SECRET_ENV_PREFIX
 from substratus_providers.local import processes
 from substratus_providers.local.process_book import Entry, ProcessBook
@@ -39,6 +40,8 @@ PROGRAM_MODULES: Mapping[str, tuple[str, ...]] = {
 }
 # This file is providers/local/runs.py: in a source checkout, the repository is two folders up.
 _CHECKOUT = Path(__file__).resolve().parents[2]
+# How often a running workload's log is read for its latest metric line.
+WATCH_SECONDS = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,14 +89,15 @@ class Runtime:
         self.book = book
         self.cache = cache  # which blobs were hashed since they last changed
 
-    def prepare(self, w: Workload, run_id: str) -> Path:
-        """The content directory of one run: params.json, data/ and model/ from the store."""
+    def prepare(self, w: Workload, run_id: str, progress: StepProgress = QUIET) -> Path:
+        """The content directory of one run: params.json, data/ and model/ from the store (the
+        copies told to `progress`)."""
         content = self._dir("content", w.address) / run_id
         content.mkdir(parents=True, exist_ok=True)
         (content / "params.json").write_text(json.dumps(dict(w.params), indent=2, sort_keys=True))
         for name, digest in w.inputs.items():
             # Copies, checked: a workload (as root, or after chmod) must not write to a blob.
-            self.store.materialize(digest, content / name, copies=self.cache)
+            self.store.materialize(digest, content / name, copies=self.cache, progress=progress)
         if self.cache.dirty:
             self.cache.save()
         (content / "artifacts").mkdir(exist_ok=True)
@@ -121,16 +125,18 @@ class Runtime:
         self.book.add(w.address, entry)
         return entry
 
-    def run_to_completion(self, w: Workload, what: str, *, quote_error: bool = False) -> SnapshotResult:
+    def run_to_completion(self, w: Workload, what: str, *, quote_error: bool = False,
+                          progress: StepProgress = QUIET) -> SnapshotResult:
         """Run a build, training or loader workload, then snapshot what it wrote to artifacts/.
         With quote_error, a failure the workload explained in one `error:` line is that line
-        (the loader's are about the source, not about the run)."""
+        (the loader's are about the source, not about the run). The workload's latest metric
+        line (`step=120 loss=0.41`) is its status on `progress` while it runs."""
         run_id = new_run_id()
-        content = self.prepare(w, run_id)
+        content = self.prepare(w, run_id, progress)
         try:
             entry = self.start(w, content, self.log_path(w.address, run_id, w.program))
             failpoints.hit("local.run.started")
-            code = processes.wait(entry.ref)
+            code = _wait_watching(entry, progress)
             self.book.forget(w.address, [entry])
             if code != 0:
                 tail = processes.log_tail(Path(entry.log))
@@ -141,7 +147,7 @@ class Runtime:
             artifacts = content / "artifacts"
             if not any(artifacts.iterdir()):
                 raise ProviderError(f"{what} succeeded but wrote nothing to its artifacts directory")
-            return snapshot_tree(artifacts, self.store, None)
+            return snapshot_tree(artifacts, self.store, None, progress)
         finally:
             shutil.rmtree(content, ignore_errors=True)
 
@@ -191,6 +197,33 @@ class Runtime:
             # JSON, so the string "3" stays a string when the workload decodes it.
             env[f"PARAM_{key.upper()}"] = json.dumps(value)
         return env
+
+
+def _wait_watching(entry: Entry, progress: StepProgress) -> int | None:
+    """processes.wait, telling `progress` each new metric line the workload logs meanwhile."""
+    if progress is QUIET:
+        return processes.wait(entry.ref)
+    read_at = time.monotonic() + WATCH_SECONDS
+    partial = b""  # a line still being written
+    with open(entry.log, "rb") as log:
+        while processes.alive(entry.ref):
+            time.sleep(0.1)
+            if time.monotonic() < read_at:
+                continue
+            read_at += WATCH_SECONDS
+            text = partial + log.read()
+            whole, _, partial = text.rpartition(b"\n")
+            metric = latest_metric(whole.decode(errors="replace"))
+            if metric:
+                progress.status(metric)
+    return processes.wait(entry.ref)
+
+
+def latest_metric(text: str) -> str | None:
+    """The last line of `text` that reports a training step (`step=120 epoch=1 loss=0.41`), as
+    the workloads' logfmt writes it."""
+    return next((line.strip() for line in reversed(text.splitlines())
+                 if line.startswith("step=") or " step=" in line), None)
 
 
 def new_run_id() -> str:

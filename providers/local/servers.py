@@ -25,6 +25,7 @@ from substratus_cli.provider import (
     PlanItem,
     PlannedChange,
     Readiness,
+    StepProgress,
 )
 from substratus_cli.resource import Resource
 from substratus_cli.sizing import ModelSize, serving
@@ -135,7 +136,8 @@ class Servers(RecordedKind):
             current = self.records.put(address, spec=desired.spec, status=status, labels=labels,
                                        new_object=True)
         if len(serving) != replicas:  # else only strays of an interrupted rollout go, below
-            serving, error = self._start_version(address, desired, str(digest), version, replicas)
+            serving, error = self._start_version(address, desired, str(digest), version, replicas,
+                                                 request.progress)
             if error is not None:
                 was = status["version"]
                 where = (f"; version {was} is still serving at {status['endpoint']}" if was
@@ -182,7 +184,7 @@ class Servers(RecordedKind):
         return client, port
 
     def _start_version(self, address: Address, desired: Resource, digest: str, version: str,
-                       replicas: int) -> tuple[list[Entry], str | None]:
+                       replicas: int, progress: StepProgress) -> tuple[list[Entry], str | None]:
         spec = desired.spec
         # What runs of this version is short of replicas (an interrupted rollout, a replica that
         # died): it starts over.
@@ -195,7 +197,7 @@ class Servers(RecordedKind):
             env["SUBSTRATUS_QUANTIZATION_BITS"] = str(quant)
         w = Workload(address, "server", "server", tuple(spec.get("command") or ()),
                      spec.get("params") or {}, env, {"model": digest})
-        content = self.runtime.prepare(w, version)
+        content = self.runtime.prepare(w, version, progress)
         run_id = new_run_id()
         timeout = float((spec.get("rollout") or {}).get("readinessTimeoutSeconds", 300))
         started = []

@@ -17,6 +17,7 @@ from substratus_artifacts.store import Store
 from substratus_cli.action import UNKNOWN
 from substratus_cli.address import Address
 from substratus_cli.errors import ProviderError, UsageError
+from substratus_cli.provider import QUIET, StepProgress
 from substratus_cli.secrets import env_var_name, references
 from substratus_providers.local.runs import Runtime, Workload
 
@@ -38,11 +39,12 @@ def source_kind(source: Mapping[str, Any], what: str = "dataset") -> str:
 
 
 def plan_digest(source: Mapping[str, Any], workdir: Path, cache: StatCache,
-                what: str = "dataset") -> str | _Unknown:
-    """The snapshot digest a plan shows: hashed now for `path`, UNKNOWN for fetched sources."""
+                what: str = "dataset", progress: StepProgress = QUIET) -> str | _Unknown:
+    """The snapshot digest a plan shows: hashed now for `path` (told to `progress`), UNKNOWN
+    for fetched sources."""
     if source_kind(source, what) != "path":
         return UNKNOWN
-    manifest, _ = hash_tree(_local_path(source, workdir, what), cache)
+    manifest, _ = hash_tree(_local_path(source, workdir, what), cache, progress)
     return manifest.digest
 
 
@@ -55,13 +57,14 @@ def fetch_snapshot(
     runtime: Runtime,
     env: Mapping[str, str],
     resolve_secret: Callable[[str, str], str] | None,
+    progress: StepProgress = QUIET,
 ) -> SnapshotResult:
     """Snapshot the source into the store. `env` is the resource's spec.env, secrets resolved
     (HF_TOKEN, HF_ENDPOINT reach the loader through it); `resolve_secret` gives the values of
     the secrets the source's headers name, handed to the loader as its variables."""
     what = address.kind.lower()
     if source_kind(source, what) == "path":
-        return snapshot_tree(_local_path(source, workdir, what), store, cache)
+        return snapshot_tree(_local_path(source, workdir, what), store, cache, progress)
     secrets = {env_var_name(name, key): resolve_secret(name, key)
                for name, key in references(dict(source))} if resolve_secret else {}
     loader_env = {
@@ -72,7 +75,8 @@ def fetch_snapshot(
         "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
     }
     return runtime.run_to_completion(Workload(address, "run", "loader", env=loader_env),
-                                     f"fetching the {what} source", quote_error=True)
+                                     f"fetching the {what} source", quote_error=True,
+                                     progress=progress)
 
 
 def _local_path(source: Mapping[str, Any], workdir: Path, what: str = "dataset") -> Path:

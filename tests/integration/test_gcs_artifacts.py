@@ -290,3 +290,41 @@ def test_the_cli_snapshots_datasets_into_gcs(cli, quickstart_datasets: Path,
     plan = cli("plan", "--detailed-exitcode", quickstart_datasets)
     assert plan.code == 0, plan.output
     assert blob_generations(bucket) == before
+
+
+class _Seen:
+    """What a store's meters were told: [operation, total, bytes advanced, closed]."""
+
+    def __init__(self) -> None:
+        self.meters: list[list[object]] = []
+
+    def meter(self, operation: str, total: int) -> _Seen._Meter:
+        self.meters.append([operation, total, 0, False])
+        return _Seen._Meter(self.meters[-1])
+
+    class _Meter:
+        def __init__(self, row: list[object]) -> None:
+            self.row = row
+
+        def advance(self, nbytes: int, /) -> None:
+            self.row[2] = int(self.row[2]) + nbytes  # type: ignore[call-overload]
+
+        def close(self) -> None:
+            self.row[3] = True
+
+
+def test_uploads_and_downloads_are_metered_byte_for_byte(
+        store: Store, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "small.bin").write_bytes(b"s" * 1000)  # a multipart upload
+    (root / "large.bin").write_bytes(os.urandom(1 << 16) * 160)  # 10 MiB: a resumable one
+    total = 1000 + (10 << 20)
+    seen = _Seen()
+    result = snapshot_tree(root, store, None, seen)
+    assert seen.meters == [["hashing", total, total, True], ["uploading", total, total, True]]
+
+    fetched = _Seen()
+    store.materialize(result.digest, tmp_path / "out", progress=fetched)
+    assert fetched.meters == [["downloading", total, total, True]]
+    assert files_under(tmp_path / "out") == files_under(root)

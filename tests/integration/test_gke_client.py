@@ -293,3 +293,20 @@ def test_no_credentials_names_the_gcloud_command(
         GKE.connect()
     assert caught.value.message.startswith("cannot reach GKE: no Google credentials found")
     assert "gcloud auth application-default login" in (caught.value.hint or "")
+
+
+def test_each_request_is_logged_at_debug_with_its_status_and_counted(
+        fake: FakeGKE, client: GKE, capsys: pytest.CaptureFixture[str]) -> None:
+    from substratus_cli import verbosity
+
+    verbosity.configure(verbose=True)
+    try:
+        client.create_cluster(CLUSTER, cluster_message())
+    finally:
+        verbosity.finish()
+    lines = capsys.readouterr().err.splitlines()
+    logged = [re.fullmatch(r"DEBUG substratus_providers\.gcp\.gke: ([A-Z]+) (\S+) (\d{3}) \d+ ms",
+                           line) for line in lines]
+    sent = [(m[1], m[2], m[3]) for m in logged if m]
+    assert sent == [(method, path, "200") for method, path in fake.requests]
+    assert f"DEBUG substratus_cli.verbosity: gke: {len(sent)} API requests in all" in lines
