@@ -77,9 +77,10 @@ def global_options() -> list[click.Option]:
                      help="No colours or styles in the output (as does a non-empty NO_COLOR)."),
         click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, is_eager=True,
                      callback=_verbose,
-                     help="Log to stderr what substratus does: a debug line per API request "
-                          "(method, path, status, time) and a count at the end. Same as "
-                          f"{verbosity.ENV}=debug."),
+                     help="Tell everything: log to stderr a debug line per API request "
+                          "(method, path, status, time) and a count at the end (same as "
+                          f"{verbosity.ENV}=debug), and print the plan's notes that say nothing "
+                          "is done."),
     ]
 
 DIRECTORY = click.argument("directory", default=".",
@@ -183,9 +184,6 @@ def _diagnostics_as_json(as_json: bool, directory: Path) -> Iterator[None]:
               help="Print the plan as JSON (the shape of `terraform show -json`); invalid files "
                    "give a diagnostics document (`terraform validate -json`'s shape, exit 3).")
 @click.option("--destroy", is_flag=True, help="Plan the destruction of everything managed.")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Also print the notes that say nothing is done (e.g. a server sized for no "
-                   "GPU because its model's size is not known yet).")
 @REFRESH_ONLY
 @TARGET
 @REPLACE
@@ -194,7 +192,7 @@ def _diagnostics_as_json(as_json: bool, directory: Path) -> Iterator[None]:
 @INPUT
 @with_loading
 def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_json: bool,
-         destroy: bool, verbose: bool, refresh_only: bool, targets: tuple[str, ...],
+         destroy: bool, refresh_only: bool, targets: tuple[str, ...],
          replace: tuple[str, ...], lock: bool, lock_timeout: str, ask: bool,
          loading: LoadOptions) -> None:
     """Show what apply would change: read the files and the live state, diff them.
@@ -215,7 +213,8 @@ def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_jso
     if as_json:
         click.echo(json.dumps(plan_to_json(the_plan), indent=2))
     else:
-        render_plan(the_plan, out, verbose=verbose)
+        # -v also prints the notes that say nothing is done (a server sized for no GPU).
+        render_plan(the_plan, out, verbose=verbosity.verbose())
         if out_file is not None:
             what = "update the state" if the_plan.refresh_only else "perform exactly these actions"
             out.print(f"\nSaved the plan to: {out_file}\n\nTo {what}, run:"

@@ -72,6 +72,11 @@ def configure(*, verbose: bool = False) -> None:
             logger.addHandler(_handler)
 
 
+def verbose() -> bool:
+    """Whether this command was asked for everything (-v, or SUBSTRATUS_LOG=debug)."""
+    return logging.getLogger(PACKAGES[0]).level == logging.DEBUG
+
+
 def finish() -> None:
     """Log how many requests each API was sent, then leave the loggers as they were before
     `configure` (a command run in-process, as the tests do, changes nothing for the next)."""
