@@ -4,6 +4,7 @@ then the manifest, last), and a snapshot URL (a ref or a manifest) fetched into 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 from substratus_artifacts.files import files_of, hash_files
@@ -29,10 +30,12 @@ class Fetched:
     blobs: int  # distinct blobs read
 
 
-def snapshot_tree(root: Path, store: Store, cache: StatCache | None = None) -> SnapshotResult:
-    """Hash a file or folder (with the stat cache), copy the blobs the store lacks, then store
-    the manifest, last, so a stored manifest always names blobs that are there."""
-    files = files_of(root)
+def snapshot_tree(root: Path, store: Store, cache: StatCache | None = None,
+                  skip: Callable[[str], bool] | None = None) -> SnapshotResult:
+    """Hash a file or folder (with the stat cache; less the folders `skip` names), copy the blobs
+    the store lacks, then store the manifest, last, so a stored manifest always names blobs
+    that are there."""
+    files = files_of(root, skip)
     manifest, stats = hash_files(files, cache)
     paths = dict(files)
     # One source per content: a file repeated under several names is uploaded once.

@@ -16,6 +16,7 @@ from substratus_artifacts.statcache import StatCache
 from substratus_artifacts.store import Store
 from substratus_cli.action import UNKNOWN
 from substratus_cli.address import Address
+from substratus_cli.config import source_paths
 from substratus_cli.errors import ProviderError, UsageError
 from substratus_cli.secrets import env_var_name, references
 from substratus_providers.local.runs import Runtime, Workload
@@ -42,7 +43,8 @@ def plan_digest(source: Mapping[str, Any], workdir: Path, cache: StatCache,
     """The snapshot digest a plan shows: hashed now for `path`, UNKNOWN for fetched sources."""
     if source_kind(source, what) != "path":
         return UNKNOWN
-    manifest, _ = hash_tree(_local_path(source, workdir, what), cache)
+    root = _local_path(source, workdir, what)
+    manifest, _ = hash_tree(root, cache, _skip(root, workdir))
     return manifest.digest
 
 
@@ -61,7 +63,8 @@ def fetch_snapshot(
     the secrets the source's headers name, handed to the loader as its variables."""
     what = address.kind.lower()
     if source_kind(source, what) == "path":
-        return snapshot_tree(_local_path(source, workdir, what), store, cache)
+        root = _local_path(source, workdir, what)
+        return snapshot_tree(root, store, cache, _skip(root, workdir))
     secrets = {env_var_name(name, key): resolve_secret(name, key)
                for name, key in references(dict(source))} if resolve_secret else {}
     loader_env = {
@@ -76,7 +79,12 @@ def fetch_snapshot(
 
 
 def _local_path(source: Mapping[str, Any], workdir: Path, what: str = "dataset") -> Path:
-    path = Path(workdir) / str(source["path"])
-    if not path.exists():
-        raise ProviderError(f"{what} source path {source['path']!r} does not exist ({path})")
-    return path
+    # validate refuses these with file:line; a saved plan or a path removed since comes here.
+    try:
+        return source_paths.locate(workdir, source)
+    except source_paths.SourcePathError as e:
+        raise ProviderError(f"{what} {e.message}", hint=e.hint) from None
+
+
+def _skip(root: Path, workdir: Path) -> Callable[[str], bool]:
+    return source_paths.excluded(root, Path(workdir) / source_paths.DATA_DIR)

@@ -7,6 +7,7 @@ import functools
 import operator
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -91,7 +92,66 @@ def _no_secret_refs(value: str) -> str:
     return value
 
 
+# The fields a number goes to: Kubernetes' replicas and counts are int32, a parameter count int64.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
+_URL_CHARS = re.compile(r"[\x21-\x7e]+")  # ASCII without spaces and control characters
+_RESERVED_LABEL = "app.kubernetes.io/managed-by"
+_RESERVED_PREFIX = "substratus.ai/"
+
+
+def _http_url(value: str) -> str:
+    # What the loader fetches: checked here so that validate, not apply, refuses it.
+    scheme = value.split(":", 1)[0].lower() if ":" in value else ""
+    if scheme not in ("http", "https"):
+        raise ValueError(f"unsupported url {value[:60]!r}: a url source is fetched over http:// or "
+                         "https:// (a file on this machine is a `path` source)")
+    if not _URL_CHARS.fullmatch(value):
+        raise ValueError("a url is ASCII without spaces or control characters: percent-encode "
+                         "them (%20), and write an international domain name in its xn-- form")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not one
+    except ValueError as error:
+        raise ValueError(f"invalid url {value[:60]!r}: {error}") from None
+    if not parts.hostname:
+        raise ValueError(f"invalid url {value[:60]!r}: it names no host")
+    return value
+
+
+def _header_name(value: str) -> str:
+    if not _HEADER_NAME.fullmatch(value):
+        raise ValueError(f"invalid header name {value[:40]!r}: use letters, digits and "
+                         "!#$%&'*+.^_`|~- only (no spaces, colons or line breaks)")
+    return value
+
+
+def _header_value(value: str) -> str:
+    # HTTP sends header values as latin-1 bytes; control characters (CR and LF above all) would
+    # end the header and start another.
+    bad = next((c for c in value if (ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F
+                or ord(c) > 0xFF), None)
+    if bad is not None:
+        raise ValueError(f"a header value cannot hold {bad!r}: no line breaks, control "
+                         "characters or characters beyond latin-1")
+    return value
+
+
+def _label_key(value: str) -> str:
+    # LiveObject.owner trusts these: a file that sets them would forge or fight ownership.
+    if value == _RESERVED_LABEL or value.startswith(_RESERVED_PREFIX):
+        raise ValueError(f"label {value!r} is reserved: substratus sets "
+                         f"{_RESERVED_LABEL} and the {_RESERVED_PREFIX}* labels itself")
+    return value
+
+
 PlainURL = Annotated[str, AfterValidator(_no_secret_refs)]
+HttpURL = Annotated[PlainURL, AfterValidator(_http_url)]
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+HeaderValue = Annotated[MaybeSecret, AfterValidator(_header_value)]
+LabelKey = Annotated[str, AfterValidator(_label_key)]
+Int32 = Annotated[int, Field(le=INT32_MAX)]
 Quantity = Annotated[str | int | float, BeforeValidator(_quantity)]
 
 
@@ -179,12 +239,12 @@ class ClusterSpec(_Model):
 
 class Accelerator(_Model):
     type: str
-    count: int = Field(1, ge=1)
+    count: Int32 = Field(1, ge=1)
 
 
 class Autoscaling(_Model):
-    min: int = Field(ge=0)
-    max: int = Field(ge=1)
+    min: Int32 = Field(ge=0)
+    max: Int32 = Field(ge=1)
 
     @classmethod
     def _problems(cls, data: dict[Any, Any]) -> list[str]:
@@ -257,7 +317,7 @@ class ImageSpec(Build):
 
 class GPU(_Model):
     type: str
-    count: int = Field(1, ge=1)
+    count: Int32 = Field(1, ge=1)
 
 
 class Resources(_Model):
@@ -288,10 +348,11 @@ class HuggingFace(_Model):
 
 
 class DatasetSource(_Model):
-    url: PlainURL | None = None
+    url: HttpURL | None = None
     sha256: Sha256 | None = None
-    headers: dict[str, MaybeSecret] | None = None
+    headers: dict[HeaderName, HeaderValue] | None = None
     path: str | None = None
+    allow_outside: bool = Field(False, alias="allowOutside")
     huggingface: HuggingFace | None = None
 
     @classmethod
@@ -299,7 +360,7 @@ class DatasetSource(_Model):
         problems = _one_of(data, "url", "path", "huggingface")
         if not _given(data, "url") and _given(data, "sha256", "headers"):
             problems.append("sha256 and headers apply only to a url source")
-        return problems
+        return problems + _path_only(data)
 
 
 class DatasetSpec(WorkloadSpec):
@@ -313,15 +374,22 @@ class DatasetSpec(WorkloadSpec):
         return problems
 
 
+def _path_only(data: dict[Any, Any]) -> list[str]:
+    if data.get("allowOutside") not in (None, False) and not _given(data, "path"):
+        return ["allowOutside applies only to a path source"]
+    return []
+
+
 class Scratch(_Model):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
 class ModelSource(_Model):
     huggingface: HuggingFace | None = None
-    url: PlainURL | None = None
+    url: HttpURL | None = None
     sha256: Sha256 | None = None
     path: str | None = None
+    allow_outside: bool = Field(False, alias="allowOutside")
     scratch: Scratch | None = None
 
     @classmethod
@@ -329,7 +397,7 @@ class ModelSource(_Model):
         problems = _one_of(data, "huggingface", "url", "path", "scratch")
         if not _given(data, "url") and _given(data, "sha256"):
             problems.append("sha256 applies only to a url source")
-        return problems
+        return problems + _path_only(data)
 
 
 class Training(_Model):
@@ -339,7 +407,7 @@ class Training(_Model):
 
 
 class Size(_Model):
-    parameter_count: int = Field(gt=0, alias="parameterCount")
+    parameter_count: int = Field(gt=0, le=INT64_MAX, alias="parameterCount")
     parameter_bits: Literal[4, 8, 16, 32] = Field(alias="parameterBits")
 
 
@@ -358,13 +426,13 @@ class Quantization(_Model):
 
 
 class Rollout(_Model):
-    max_surge: int = Field(1, ge=1, alias="maxSurge")
-    readiness_timeout_seconds: int = Field(300, gt=0, alias="readinessTimeoutSeconds")
+    max_surge: Int32 = Field(1, ge=1, alias="maxSurge")
+    readiness_timeout_seconds: Int32 = Field(300, gt=0, alias="readinessTimeoutSeconds")
 
 
 class ModelServerSpec(WorkloadSpec):
     model: Ref
-    replicas: int = Field(1, ge=0)
+    replicas: Int32 = Field(1, ge=0)
     quantization: Quantization | None = None
     rollout: Rollout | None = None
 
@@ -395,7 +463,7 @@ assert tuple(SPEC_MODELS) == KINDS, "every kind needs a spec model"
 class Metadata(_Model):
     name: Name
     namespace: Name | None = None
-    labels: dict[str, str] | None = None
+    labels: dict[LabelKey, str] | None = None
 
 
 def _empty_spec_is_default(value: Any) -> Any:
@@ -433,7 +501,7 @@ class StackSpec(_Model):
 class StackMetadata(_Model):
     name: Name
     namespace: Name | None = None
-    labels: dict[str, str] | None = None
+    labels: dict[LabelKey, str] | None = None
 
 
 class VariableMetadata(_Model):

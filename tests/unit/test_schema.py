@@ -32,5 +32,6 @@ def test_json_schema_uses_the_names_written_in_files() -> None:
     assert "baseModel" in definitions["Training"]["properties"]
     server = definitions["ModelServerSpec"]
     assert server["properties"]["replicas"] == {
-        "default": 1, "minimum": 0, "title": "Replicas", "type": "integer"}
+        "default": 1, "minimum": 0, "maximum": 2147483647, "title": "Replicas",
+        "type": "integer"}
     assert definitions["Metadata"]["properties"]["name"]["pattern"].startswith("^")
