@@ -97,8 +97,10 @@ INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
 _URL_CHARS = re.compile(r"[\x21-\x7e]+")  # ASCII without spaces and control characters
-_RESERVED_LABEL = "app.kubernetes.io/managed-by"
-_RESERVED_PREFIX = "substratus.ai/"
+# The labels substratus sets on what it creates (ownership: provider.MANAGED_BY_LABEL and
+# PART_OF_LABEL; the Kubernetes provider's selectors): a file setting one would fight them.
+RESERVED_LABELS = ("app.kubernetes.io/managed-by", "substratus.ai/part-of", "substratus.ai/kind",
+                   "substratus.ai/name")
 
 
 def _http_url(value: str) -> str:
@@ -140,9 +142,9 @@ def _header_value(value: str) -> str:
 
 def _label_key(value: str) -> str:
     # LiveObject.owner trusts these: a file that sets them would forge or fight ownership.
-    if value == _RESERVED_LABEL or value.startswith(_RESERVED_PREFIX):
-        raise ValueError(f"label {value!r} is reserved: substratus sets "
-                         f"{_RESERVED_LABEL} and the {_RESERVED_PREFIX}* labels itself")
+    if value in RESERVED_LABELS:
+        raise ValueError(f"label {value!r} is reserved: substratus sets it itself (reserved: "
+                         f"{', '.join(RESERVED_LABELS)})")
     return value
 
 

@@ -16,10 +16,14 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from substratus_cli.config import load_directory
-from substratus_cli.config.schema import DatasetSource, ModelServerSpec
+from substratus_cli.config.schema import RESERVED_LABELS, DatasetSource, ModelServerSpec
+from substratus_cli.provider import MANAGED_BY_LABEL, PART_OF_LABEL
+from substratus_providers.kubernetes.manifests import KIND_LABEL, NAME_LABEL
 from tests.unit.test_loader import messages, write
 
 INT32_MAX = 2**31 - 1  # Kubernetes' replicas and counts
+RESERVED = ("reserved: app.kubernetes.io/managed-by, substratus.ai/part-of, substratus.ai/kind, "
+            "substratus.ai/name")
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -69,11 +73,9 @@ def test_what_used_to_fail_at_apply_is_refused_at_validate_all_at_once(tmp_path:
         "a.yaml:26: spec.source.headers.X-A\nB: invalid header name 'X-A\\nB': use letters, "
         "digits and !#$%&'*+.^_`|~- only (no spaces, colons or line breaks)",
         "a.yaml:31: metadata.labels.app.kubernetes.io/managed-by: label "
-        "'app.kubernetes.io/managed-by' is reserved: substratus sets app.kubernetes.io/managed-by "
-        "and the substratus.ai/* labels itself",
+        f"'app.kubernetes.io/managed-by' is reserved: substratus sets it itself ({RESERVED})",
         "a.yaml:31: metadata.labels.substratus.ai/part-of: label 'substratus.ai/part-of' is "
-        "reserved: substratus sets app.kubernetes.io/managed-by and the substratus.ai/* labels "
-        "itself",
+        f"reserved: substratus sets it itself ({RESERVED})",
         f"a.yaml:33: spec.source.path: source path 'missing/folder' does not exist "
         f"({ws / 'missing/folder'})\n  paths are relative to the workspace folder",
         f"a.yaml:40: spec.source.path: source path '../outside' is outside the workspace (it "
@@ -133,6 +135,16 @@ def test_a_model_path_source_is_checked_like_a_datasets(tmp_path: Path) -> None:
         f"({tmp_path / 'weights'})\n  paths are relative to the workspace folder"]
 
 
+def test_the_labels_substratus_sets_are_the_reserved_ones() -> None:
+    assert {MANAGED_BY_LABEL, PART_OF_LABEL, KIND_LABEL, NAME_LABEL} == set(RESERVED_LABELS)
+
+
+def test_a_stack_may_label_with_its_own_substratus_ai_keys(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", dataset("x", "{url: https://h/x}",
+                                      labels='{substratus.ai/stack: s, substratus.ai/instance: i}'))
+    assert messages(load_directory(tmp_path)) == []
+
+
 # Properties: what validate accepts, the HTTP client sends (the oracle is http.client itself).
 
 
@@ -158,7 +170,7 @@ def test_every_header_validate_accepts_is_one_http_sends(name: str, value: str) 
 
 
 @SETTINGS
-@given(st.text(st.characters(codec="latin-1"), max_size=30))
+@given(st.text(st.characters(codec="latin-1"), max_size=30).filter(lambda v: "${{" not in v))
 def test_header_values_are_refused_exactly_when_they_hold_control_characters(value: str) -> None:
     controls = any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value)
     try:
