@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import graphlib
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -206,6 +207,10 @@ class ApplyRequest:
     # The status of each address this one depends on, as recorded after its own apply in this
     # run (or an earlier one): what was "known after apply" at plan time, an image's digest.
     upstream: Mapping[Address, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    # Set at the first Ctrl-C (SIGINT/SIGTERM): a step that can stop without leaving anything
+    # behind (a download) stops and fails at once, so the run ends and releases its lock; others
+    # finish.
+    interrupted: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
 @dataclasses.dataclass(frozen=True)

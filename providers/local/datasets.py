@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,17 +64,18 @@ class Datasets(RecordedKind):
         if request.action is Action.UPDATE and request.live is not None:
             status = dict(request.live.status)  # nothing fetched changed: the snapshot stays
         else:
-            status = self._snapshot(a, desired.spec, request.planned_status.get("digest"))
+            status = self._snapshot(a, desired.spec, request.planned_status.get("digest"),
+                                    request.interrupted)
         return m.records.put(a, spec=desired.spec, status=status, labels=m.labels(desired),
                              new_object=request.action is not Action.UPDATE)
 
     def _snapshot(self, address: Address, spec: Mapping[str, Any],
-                  planned_digest: Any) -> dict[str, Any]:
+                  planned_digest: Any, interrupted: threading.Event) -> dict[str, Any]:
         """Fetch the source into the store; returns the status to record."""
         m = self.machine
         result = fetch_snapshot(address, spec.get("source", {}), m.workdir, m.store, m.cache,
                                 m.runtime, secret_env.env_of(spec, m.resolve_secret),
-                                m.resolve_secret)
+                                m.resolve_secret, interrupted)
         if isinstance(planned_digest, str) and planned_digest != result.digest:
             raise ProviderError(
                 f"the source changed after the plan was made: planned snapshot {planned_digest}, "

@@ -11,6 +11,7 @@ import secrets
 import shlex
 import shutil
 import sys
+import threading
 import time
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
@@ -39,6 +40,9 @@ PROGRAM_MODULES: Mapping[str, tuple[str, ...]] = {
     "notebook": ("jupyterlab",),
     "loader": (),
 }
+# How often a cancellable run looks at its interruption, and how long a stopped one gets to end.
+_CANCEL_POLL_S = 0.2
+_CANCEL_GRACE_S = 2.0
 # This file is providers/local/runs.py: in a source checkout, the repository is two folders up.
 _CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -135,17 +139,22 @@ class Runtime:
         self.book.add(w.address, entry)
         return entry
 
-    def run_to_completion(self, w: Workload, what: str, *, quote_error: bool = False) -> SnapshotResult:
+    def run_to_completion(self, w: Workload, what: str, *, quote_error: bool = False,
+                          interrupted: threading.Event | None = None) -> SnapshotResult:
         """Run a build, training or loader workload, then snapshot what it wrote to artifacts/.
         With quote_error, a failure the workload explained in one `error:` line is that line
-        (the loader's are about the source, not about the run)."""
+        (the loader's are about the source, not about the run). Once `interrupted` is set (a
+        download's, at the first Ctrl-C) the workload is stopped and this fails."""
         run_id = new_run_id()
         content = self.prepare(w, run_id)
         try:
             entry = self.start(w, content, self.log_path(w.address, run_id, w.program))
             failpoints.hit("local.run.started")
-            code = processes.wait(entry.ref)
+            code = self._wait(entry, interrupted)
             self.book.forget(w.address, [entry])
+            if code is None and interrupted is not None and interrupted.is_set():
+                raise ProviderError(f"{what} was cancelled (interrupted)",
+                                    hint="apply again to fetch it")
             if code != 0:
                 tail = processes.log_tail(Path(entry.log))
                 said = tail.startswith("error: ") and quote_error
@@ -158,6 +167,18 @@ class Runtime:
             return snapshot_tree(artifacts, self.store, None)
         finally:
             shutil.rmtree(content, ignore_errors=True)
+
+    @staticmethod
+    def _wait(entry: Entry, interrupted: threading.Event | None) -> int | None:
+        """The workload's exit code; None once it was stopped because `interrupted` was set."""
+        if interrupted is None:
+            return processes.wait(entry.ref)
+        while not interrupted.wait(_CANCEL_POLL_S):
+            code = processes.exit_code(entry.ref)
+            if code is not None or not processes.alive(entry.ref):
+                return processes.wait(entry.ref)
+        processes.stop(entry.ref, grace=_CANCEL_GRACE_S)
+        return None
 
     def log_path(self, address: Address, run_id: str, role: str) -> Path:
         return self._dir("logs", address) / f"{run_id}-{role}.log"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,10 +58,12 @@ def fetch_snapshot(
     runtime: Runtime,
     env: Mapping[str, str],
     resolve_secret: Callable[[str, str], str] | None,
+    interrupted: threading.Event | None = None,
 ) -> SnapshotResult:
     """Snapshot the source into the store. `env` is the resource's spec.env, secrets resolved
     (HF_TOKEN, HF_ENDPOINT reach the loader through it); `resolve_secret` gives the values of
-    the secrets the source's headers name, handed to the loader as its variables."""
+    the secrets the source's headers name, handed to the loader as its variables. A download
+    stops (ProviderError) once `interrupted` is set: the first Ctrl-C."""
     what = address.kind.lower()
     if source_kind(source, what) == "path":
         root = _local_path(source, workdir, what)
@@ -75,7 +78,8 @@ def fetch_snapshot(
         "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
     }
     return runtime.run_to_completion(Workload(address, "run", "loader", env=loader_env),
-                                     f"fetching the {what} source", quote_error=True)
+                                     f"fetching the {what} source", quote_error=True,
+                                     interrupted=interrupted)
 
 
 def _local_path(source: Mapping[str, Any], workdir: Path, what: str = "dataset") -> Path:
