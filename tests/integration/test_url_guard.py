@@ -241,3 +241,18 @@ spec:
                             env=env, timeout=120)
     assert second.returncode == ExitCode.OK, second.stdout + second.stderr
     assert "Apply complete! Resources: 1 added" in second.stdout
+
+
+def test_the_deadline_is_set_in_the_resource_env(cli, server: Server, tmp_path: Path) -> None:
+    (tmp_path / "slow.yaml").write_text(f"""\
+apiVersion: substratus.ai/v1
+kind: Dataset
+metadata: {{name: slow}}
+spec:
+  env: {{{DEADLINE_VAR}: "2"}}
+  source: {{url: "{server.url}/drip"}}
+""")
+    result = cli("apply", tmp_path, "--auto-approve")
+    assert result.code == ExitCode.PARTIAL_APPLY, result.output
+    assert (f"Dataset/default/slow: cannot fetch {server.url}/drip: the download did not finish "
+            f"within 2 s ({DEADLINE_VAR} sets the limit)") in result.output
