@@ -92,20 +92,23 @@ def _nothing(rel: str) -> bool:
     return False
 
 
-def files_of(root: Path) -> list[tuple[str, Path]]:
-    """A file is one entry named by its basename; a folder is every file under it."""
+def files_of(root: Path, skip: Callable[[str], bool] | None = None) -> list[tuple[str, Path]]:
+    """A file is one entry named by its basename; a folder is every file under it (less the
+    folders `skip` names, see list_files)."""
     root = Path(root)
     if root.is_dir():
-        return list_files(root)
+        return list_files(root, skip)
     if root.is_file():
         return [(Path(os.path.abspath(root)).name, root)]
     raise StoreError(f"{root} does not exist (or is neither a file nor a folder)")
 
 
 def hash_tree(root: Path, cache: StatCache | None = None,
-              progress: Progress = SILENT) -> tuple[Manifest, Stats]:
-    """The manifest of a file (one entry named by its basename) or of a folder (every file)."""
-    return hash_files(files_of(root), cache, progress)
+              progress: Progress = SILENT,
+              skip: Callable[[str], bool] | None = None) -> tuple[Manifest, Stats]:
+    """The manifest of a file (one entry named by its basename) or of a folder (every file, less
+    the folders `skip` names)."""
+    return hash_files(files_of(root, skip), cache, progress)
 
 
 def hash_files(files: list[tuple[str, Path]], cache: StatCache | None,

@@ -4,6 +4,7 @@ then the manifest, last), and a snapshot URL (a ref or a manifest) fetched into 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 from substratus_artifacts.files import files_of, hash_files
@@ -31,11 +32,13 @@ class Fetched:
 
 
 def snapshot_tree(root: Path, store: Store, cache: StatCache | None = None,
-                  progress: Progress = SILENT) -> SnapshotResult:
-    """Hash a file or folder (with the stat cache), copy the blobs the store lacks, then store
-    the manifest, last, so a stored manifest always names blobs that are there. The hashing and
-    the copy (or upload) are each told to `progress` as they go."""
-    files = files_of(root)
+                  progress: Progress = SILENT,
+                  skip: Callable[[str], bool] | None = None) -> SnapshotResult:
+    """Hash a file or folder (with the stat cache; less the folders `skip` names), copy the blobs
+    the store lacks, then store the manifest, last, so a stored manifest always names blobs
+    that are there. The hashing and the copy (or upload) are each told to `progress` as they
+    go."""
+    files = files_of(root, skip)
     manifest, stats = hash_files(files, cache, progress)
     paths = dict(files)
     # One source per content: a file repeated under several names is uploaded once.

@@ -206,7 +206,8 @@ class Executor:
         try:
             response = dispatch.apply(provider, ApplyRequest(
                 change.address, change.action, change.desired, change.live,
-                change.planned_status, change.private, self._upstream(change), progress))
+                change.planned_status, change.private, self._upstream(change), progress,
+                self._stop))
         except Exception as e:  # a provider bug must not take the other branches down
             return self._failed(change, started, f"{type(e).__name__}: {e}")
         failpoints.hit("apply.after-provider")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import graphlib
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -300,6 +301,10 @@ class ApplyRequest:
     upstream: Mapping[Address, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     # Where the step tells how it goes: bytes copied or uploaded, the latest training metric.
     progress: StepProgress = QUIET
+    # Set at the first Ctrl-C (SIGINT/SIGTERM): a step that can stop without leaving anything
+    # behind (a download) stops and fails at once, so the run ends and releases its lock; others
+    # finish.
+    interrupted: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
 @dataclasses.dataclass(frozen=True)

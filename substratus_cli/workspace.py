@@ -10,13 +10,13 @@ from pathlib import Path
 
 from substratus_cli.config import load_directory
 from substratus_cli.config.schema import EnvironmentSpec
+from substratus_cli.config.source_paths import DATA_DIR as DATA_DIR
 from substratus_cli.diagnostics import Diagnostics
 from substratus_cli.provider import Registry
 from substratus_cli.resource import Resource
 from substratus_cli.stacks import Expansion, VariableInput
 from substratus_cli.state import StateBackend
 
-DATA_DIR = ".substratus"
 # The data folder's own .gitignore: state, caches and artifacts of this machine, never committed.
 DATA_DIR_GITIGNORE = "# Written by substratus: local state, caches and artifacts.\n*\n"
 DEFAULT_STATE = f"file://{DATA_DIR}/state"

@@ -4,7 +4,8 @@ Kubernetes the pod entrypoint pushes it). It needs no torch: the core install ru
 
 Environment: SUBSTRATUS_SOURCE (the resource's `source` as JSON), SUBSTRATUS_KIND (`Dataset` or
 `Model`: a Model's archive is unpacked, and it is the Hub repo type), SUBSTRATUS_SECRET_<NAME>_<KEY>
-for each secret the source references, HF_TOKEN and HF_ENDPOINT for the Hub.
+for each secret the source references, HF_TOKEN and HF_ENDPOINT for the Hub,
+SUBSTRATUS_DOWNLOAD_TIMEOUT (seconds a url download may take in all; 12 hours by default).
 """
 
 from __future__ import annotations
@@ -27,12 +28,16 @@ from typing import Any, NoReturn
 from urllib.parse import unquote, urlsplit
 
 from substratus_artifacts.manifest import ManifestError, normalize_sha256
-from substratus_workloads import archives, contract, logfmt
+from substratus_workloads import archives, contract, http_guard, logfmt
 from substratus_workloads.secret_refs import MissingSecret, Resolver
 
 FETCH_EXIT = 1  # the source could not be fetched; a bad source is contract.USAGE_EXIT (2)
 CHUNK_SIZE = 1 << 20
-HTTP_TIMEOUT_S = 60.0
+HTTP_TIMEOUT_S = 60.0  # per connect and read: a server that stops answering
+# The whole download, however slowly the bytes come (a server dripping a byte a second would
+# pass a per-read timeout forever); generous, since one file may be a large model.
+DEADLINE_VAR = "SUBSTRATUS_DOWNLOAD_TIMEOUT"
+DEFAULT_DEADLINE_S = 12 * 3600.0
 USER_AGENT = "substratus"
 SENSITIVE = "(sensitive value)"
 KINDS = ("Dataset", "Model")
@@ -152,24 +157,53 @@ def fetch_url(source: Mapping[str, Any], kind: str, out: Path, secrets: list[str
             contract.fail(f"header {name!r} for {shown} has a line break in its value")
     hidden = [v for v in (*headers.values(), parts.password, parts.query, *secrets) if v]
     name = url_file_name(url)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".loader-") as tmp:
+    deadline = _deadline()
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".loader-") as tmp, \
+            http_guard.Download(deadline) as download:
         downloaded = Path(tmp) / name
         try:
-            _download(url, headers, downloaded, expected)
-        except urllib.error.HTTPError as e:
-            e.close()
-            failed = f"GET {shown} failed: HTTP {e.code} {e.reason}"
-            raise FetchError(_scrub(failed, hidden)) from None
-        except urllib.error.URLError as e:
-            raise FetchError(_scrub(f"cannot fetch {shown}: {_reason(e.reason)}", hidden)) from None
-        except (OSError, ValueError, http.client.HTTPException) as e:  # reset, truncated body
-            raise FetchError(_scrub(f"cannot fetch {shown}: {_reason(e)}", hidden)) from None
-        except FetchError as e:  # checksum mismatch: say which URL
-            raise FetchError(_scrub(f"{shown}: {e}", hidden)) from None
+            _download(url, headers, downloaded, expected, download)
+        except Exception as e:
+            explained = _explain(e, shown, download)
+            if explained is None:
+                raise
+            raise FetchError(_scrub(explained, hidden)) from None
         if kind == "Model" and archives.is_archive(name):
             _unpack_model(downloaded, Path(tmp) / "unpacked", out)
         else:
             os.replace(downloaded, out / name)
+
+
+def _explain(e: Exception, shown: str, download: http_guard.Download) -> str | None:
+    """One line about why the URL could not be fetched; None for a bug."""
+    if isinstance(e, http_guard.Refused):
+        return f"cannot fetch {shown}: {e}"
+    if download.expired.is_set():  # whatever the cut sockets raised
+        return (f"cannot fetch {shown}: the download did not finish within "
+                f"{download.deadline_s:g} s ({DEADLINE_VAR} sets the limit)")
+    if isinstance(e, urllib.error.HTTPError):
+        e.close()
+        return f"GET {shown} failed: HTTP {e.code} {e.reason}"
+    if isinstance(e, urllib.error.URLError):
+        return f"cannot fetch {shown}: {_reason(e.reason)}"
+    if isinstance(e, OSError | ValueError | http.client.HTTPException):  # reset, truncated body
+        return f"cannot fetch {shown}: {_reason(e)}"
+    if isinstance(e, FetchError):  # checksum mismatch: say which URL
+        return f"{shown}: {e}"
+    return None
+
+
+def _deadline() -> float:
+    raw = os.environ.get(DEADLINE_VAR, "")
+    if not raw:
+        return DEFAULT_DEADLINE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        contract.fail(f"{DEADLINE_VAR} must be a number of seconds above 0, got {raw!r}")
+    return value
 
 
 def _expected_sha256(value: Any) -> str | None:
@@ -181,11 +215,12 @@ def _expected_sha256(value: Any) -> str | None:
         contract.fail(f"source sha256: {e}")
 
 
-def _download(url: str, headers: Mapping[str, str], target: Path, expected: str | None) -> None:
+def _download(url: str, headers: Mapping[str, str], target: Path, expected: str | None,
+              download: http_guard.Download) -> None:
     digest = hashlib.sha256()
     size = 0
     with open(target, "wb") as handle:
-        for chunk in _chunks(url, headers):
+        for chunk in _chunks(url, headers, download):
             digest.update(chunk)
             size += len(chunk)
             handle.write(chunk)
@@ -195,14 +230,20 @@ def _download(url: str, headers: Mapping[str, str], target: Path, expected: str 
                          f"({size} bytes); nothing was stored")
 
 
-def _chunks(url: str, headers: Mapping[str, str]) -> Iterator[bytes]:
+def _chunks(url: str, headers: Mapping[str, str],
+            download: http_guard.Download) -> Iterator[bytes]:
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **headers})
-    opener = urllib.request.build_opener(_DropHeadersOnCrossOriginRedirect(set(headers)))
+    opener = urllib.request.build_opener(
+        _Redirects(set(headers), download), _GuardedHTTP(download), _GuardedHTTPS(download))
     with opener.open(request, timeout=HTTP_TIMEOUT_S) as response:
         received = 0
         while chunk := response.read(CHUNK_SIZE):
+            if download.expired.is_set():  # what a cut socket returned is not the body
+                raise TimeoutError("the download deadline passed")
             received += len(chunk)
             yield chunk
+        if download.expired.is_set():
+            raise TimeoutError("the download deadline passed")
         missing = getattr(response, "length", None)
         if missing:  # http.client ends a short body quietly instead of raising IncompleteRead
             raise ConnectionError(
@@ -220,23 +261,59 @@ def _split_userinfo(url: str) -> tuple[str, dict[str, str]]:
     return parts._replace(netloc=netloc).geturl(), {"Authorization": f"Basic {token}"}
 
 
-class _DropHeadersOnCrossOriginRedirect(urllib.request.HTTPRedirectHandler):
-    """urllib forwards every header on a redirect; a token meant for one host must not reach
-    another (object stores and CDNs answer downloads with redirects)."""
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Where a redirect may lead (http_guard's rules, checked before anything connects there);
+    and urllib forwards every header on a redirect, but a token meant for one host must not
+    reach another (object stores and CDNs answer downloads with redirects)."""
 
-    def __init__(self, user_headers: set[str]) -> None:
+    def __init__(self, user_headers: set[str], download: http_guard.Download) -> None:
         self._user_headers = {name.lower() for name in user_headers}
+        self._download = download
 
     def redirect_request(
         self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
         newurl: str,
     ) -> urllib.request.Request | None:
+        try:
+            self._download.check_redirect(req.full_url, newurl)
+        except http_guard.Refused as e:
+            fp.close()
+            raise http_guard.Refused(f"{e}; Location: {safe_url(newurl)}") from None
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         if new is not None and _origin(newurl) != _origin(req.full_url):
             for name in list(new.headers):
                 if name.lower() in self._user_headers:
                     del new.headers[name]
         return new
+
+
+class _GuardedHTTP(urllib.request.HTTPHandler):
+    """Connections through the download's rules and deadline (http_guard.Download)."""
+
+    def __init__(self, download: http_guard.Download) -> None:
+        super().__init__()
+        self._download = download
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_connection(http.client.HTTPConnection, self._download), req)
+
+
+class _GuardedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, download: http_guard.Download) -> None:
+        super().__init__()
+        self._download = download
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_connection(http.client.HTTPSConnection, self._download), req)
+
+
+def _connection(cls: type[http.client.HTTPConnection], download: http_guard.Download) -> Any:
+    def make(host: str, **kwargs: Any) -> http.client.HTTPConnection:
+        connection = cls(host, **kwargs)
+        # http.client opens its socket through this attribute (HTTPS wraps what it returns).
+        connection._create_connection = download.create_connection  # type: ignore[attr-defined]
+        return connection
+    return make
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

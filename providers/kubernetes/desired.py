@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,9 @@ from substratus_artifacts.progress import SILENT, Progress
 from substratus_artifacts.statcache import StatCache
 from substratus_artifacts.store import Store
 from substratus_cli.address import Address
+from substratus_cli.config import source_paths
 from substratus_cli.diff import spec_hash
+from substratus_cli.errors import ProviderError
 from substratus_cli.resource import Resource, references
 from substratus_cli.sizing import Accelerator, ModelSize, PoolCapacity
 from substratus_providers.kubernetes.gpus import UNSIZED, gpu_request, rollout_capacity
@@ -82,8 +84,19 @@ def ref_name(address: Address, version: str) -> str:
 
 def path_digest(resource: Resource, workdir: Path, cache: StatCache | None,
                 progress: Progress = SILENT) -> str:
-    manifest, _ = hash_tree(workdir / str(resource.spec["source"]["path"]), cache, progress)
+    root, skip = source_root(resource, workdir)
+    manifest, _ = hash_tree(root, cache, progress, skip)
     return manifest.digest
+
+
+def source_root(resource: Resource, workdir: Path) -> tuple[Path, Callable[[str], bool]]:
+    """What a path source uploads: the folder or file, and what of it is skipped."""
+    try:
+        root = source_paths.locate(workdir, resource.spec["source"])
+    except source_paths.SourcePathError as e:  # validate says so first, with file:line
+        raise ProviderError(f"{resource.kind} {resource.name!r}: {e.message}", hint=e.hint) \
+            from None
+    return root, source_paths.excluded(root, workdir / source_paths.DATA_DIR)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,6 +38,7 @@ from substratus_providers.kubernetes.desired import (
     inputs_of,
     path_digest,
     ref_name,
+    source_root,
 )
 from substratus_providers.kubernetes.errors import KubernetesError
 from substratus_providers.kubernetes.live import Obj, get_any, list_owned, live_object, objects_of
@@ -191,8 +192,8 @@ class Artifacts(Workloads):
         if not uploads(r):
             return
         store = self.connection.store
-        result = snapshot_tree(self.connection.context.workdir / str(r.spec["source"]["path"]),
-                               store, self.connection.stat_cache(), progress)
+        root, skip = source_root(r, self.connection.context.workdir)
+        result = snapshot_tree(root, store, self.connection.stat_cache(), progress, skip)
         if planned.digest and result.digest != planned.digest:
             raise ProviderError(f"the files of {r.kind} {r.name!r} changed since the plan "
                                 f"(planned {planned.digest}, now {result.digest})",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -78,17 +79,17 @@ class Datasets(RecordedKind):
         else:
             discard_damaged(m.store, request.live, m.cache)
             status = self._snapshot(a, desired.spec, request.planned_status.get("digest"),
-                                    request.progress)
+                                    request.progress, request.interrupted)
         return m.records.put(a, spec=desired.spec, status=status, labels=m.labels(desired),
                              new_object=request.action is not Action.UPDATE)
 
     def _snapshot(self, address: Address, spec: Mapping[str, Any], planned_digest: Any,
-                  progress: StepProgress) -> dict[str, Any]:
+                  progress: StepProgress, interrupted: threading.Event) -> dict[str, Any]:
         """Fetch the source into the store; returns the status to record."""
         m = self.machine
         result = fetch_snapshot(address, spec.get("source", {}), m.workdir, m.store, m.cache,
                                 m.runtime, secret_env.env_of(spec, m.resolve_secret),
-                                m.resolve_secret, progress)
+                                m.resolve_secret, progress, interrupted)
         if isinstance(planned_digest, str) and planned_digest != result.digest:
             raise ProviderError(
                 f"the source changed after the plan was made: planned snapshot {planned_digest}, "

@@ -4,6 +4,7 @@ from a base model and a dataset. The output is an immutable, content-addressed m
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -156,13 +157,14 @@ class Models(RecordedKind):
         building = m.records.put(a, spec=desired.spec, status={"phase": "Building"},
                                  labels=labels, new_object=True)
         try:
-            status = self._build(desired, request.planned_status.get("digest"), request.progress)
+            status = self._build(desired, request.planned_status.get("digest"), request.progress,
+                                 request.interrupted)
         except (SubstratusError, StoreError) as e:
             raise ApplyFailed(e.message, building, hint=e.hint) from e
         return m.records.put(a, spec=desired.spec, status=status, labels=labels, new_object=False)
 
     def _build(self, desired: Resource, planned_digest: Any,
-               progress: StepProgress) -> dict[str, Any]:
+               progress: StepProgress, interrupted: threading.Event) -> dict[str, Any]:
         """Make the model artifact; returns the status to record."""
         spec, m = desired.spec, self.machine
         env = secret_env.env_of(spec, m.resolve_secret)
@@ -181,7 +183,7 @@ class Models(RecordedKind):
                 progress=progress)
         else:
             result = fetch_snapshot(desired.address, spec["source"], m.workdir, m.store, m.cache,
-                                    m.runtime, env, m.resolve_secret, progress)
+                                    m.runtime, env, m.resolve_secret, progress, interrupted)
             if isinstance(planned_digest, str) and planned_digest != result.digest:
                 raise ProviderError(
                     f"the source changed after the plan was made: planned {planned_digest}, "

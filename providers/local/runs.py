@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -38,6 +39,9 @@ PROGRAM_MODULES: Mapping[str, tuple[str, ...]] = {
     "notebook": ("jupyterlab",),
     "loader": (),
 }
+# How often a cancellable run looks at its interruption, and how long a stopped one gets to end.
+_CANCEL_POLL_S = 0.2
+_CANCEL_GRACE_S = 2.0
 # This file is providers/local/runs.py: in a source checkout, the repository is two folders up.
 _CHECKOUT = Path(__file__).resolve().parents[2]
 # How often a running workload's log is read for its latest metric line.
@@ -126,18 +130,24 @@ class Runtime:
         return entry
 
     def run_to_completion(self, w: Workload, what: str, *, quote_error: bool = False,
-                          progress: StepProgress = QUIET) -> SnapshotResult:
+                          progress: StepProgress = QUIET,
+                          interrupted: threading.Event | None = None) -> SnapshotResult:
         """Run a build, training or loader workload, then snapshot what it wrote to artifacts/.
         With quote_error, a failure the workload explained in one `error:` line is that line
         (the loader's are about the source, not about the run). The workload's latest metric
-        line (`step=120 loss=0.41`) is its status on `progress` while it runs."""
+        line (`step=120 loss=0.41`) is its status on `progress` while it runs. Once
+        `interrupted` is set (a download's, at the first Ctrl-C) the workload is stopped and
+        this fails."""
         run_id = new_run_id()
         content = self.prepare(w, run_id, progress)
         try:
             entry = self.start(w, content, self.log_path(w.address, run_id, w.program))
             failpoints.hit("local.run.started")
-            code = _wait_watching(entry, progress)
+            code = self._wait(entry, interrupted, progress)
             self.book.forget(w.address, [entry])
+            if code is None and interrupted is not None and interrupted.is_set():
+                raise ProviderError(f"{what} was cancelled (interrupted)",
+                                    hint="apply again to fetch it")
             if code != 0:
                 tail = processes.log_tail(Path(entry.log))
                 said = tail.startswith("error: ") and quote_error
@@ -150,6 +160,31 @@ class Runtime:
             return snapshot_tree(artifacts, self.store, None, progress)
         finally:
             shutil.rmtree(content, ignore_errors=True)
+
+    @staticmethod
+    def _wait(entry: Entry, interrupted: threading.Event | None,
+              progress: StepProgress = QUIET) -> int | None:
+        """The workload's exit code, telling `progress` each new metric line it logs meanwhile;
+        None once it was stopped because `interrupted` was set."""
+        if interrupted is None and progress is QUIET:
+            return processes.wait(entry.ref)
+        stop = interrupted if interrupted is not None else threading.Event()
+        read_at = time.monotonic() + WATCH_SECONDS
+        partial = b""  # a line still being written
+        with open(entry.log, "rb") as log:
+            while not stop.wait(_CANCEL_POLL_S):
+                if processes.exit_code(entry.ref) is not None or not processes.alive(entry.ref):
+                    return processes.wait(entry.ref)
+                if progress is QUIET or time.monotonic() < read_at:
+                    continue
+                read_at += WATCH_SECONDS
+                text = partial + log.read()
+                whole, _, partial = text.rpartition(b"\n")
+                metric = latest_metric(whole.decode(errors="replace"))
+                if metric:
+                    progress.status(metric)
+        processes.stop(entry.ref, grace=_CANCEL_GRACE_S)
+        return None
 
     def log_path(self, address: Address, run_id: str, role: str) -> Path:
         return self._dir("logs", address) / f"{run_id}-{role}.log"
@@ -197,26 +232,6 @@ class Runtime:
             # JSON, so the string "3" stays a string when the workload decodes it.
             env[f"PARAM_{key.upper()}"] = json.dumps(value)
         return env
-
-
-def _wait_watching(entry: Entry, progress: StepProgress) -> int | None:
-    """processes.wait, telling `progress` each new metric line the workload logs meanwhile."""
-    if progress is QUIET:
-        return processes.wait(entry.ref)
-    read_at = time.monotonic() + WATCH_SECONDS
-    partial = b""  # a line still being written
-    with open(entry.log, "rb") as log:
-        while processes.alive(entry.ref):
-            time.sleep(0.1)
-            if time.monotonic() < read_at:
-                continue
-            read_at += WATCH_SECONDS
-            text = partial + log.read()
-            whole, _, partial = text.rpartition(b"\n")
-            metric = latest_metric(whole.decode(errors="replace"))
-            if metric:
-                progress.status(metric)
-    return processes.wait(entry.ref)
 
 
 def latest_metric(text: str) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from substratus_artifacts.statcache import StatCache
 from substratus_artifacts.store import Store
 from substratus_cli.action import UNKNOWN
 from substratus_cli.address import Address
+from substratus_cli.config import source_paths
 from substratus_cli.errors import ProviderError, UsageError
 from substratus_cli.provider import QUIET, StepProgress
 from substratus_cli.secrets import env_var_name, references
@@ -44,7 +46,8 @@ def plan_digest(source: Mapping[str, Any], workdir: Path, cache: StatCache,
     for fetched sources."""
     if source_kind(source, what) != "path":
         return UNKNOWN
-    manifest, _ = hash_tree(_local_path(source, workdir, what), cache, progress)
+    root = _local_path(source, workdir, what)
+    manifest, _ = hash_tree(root, cache, progress, _skip(root, workdir))
     return manifest.digest
 
 
@@ -58,13 +61,16 @@ def fetch_snapshot(
     env: Mapping[str, str],
     resolve_secret: Callable[[str, str], str] | None,
     progress: StepProgress = QUIET,
+    interrupted: threading.Event | None = None,
 ) -> SnapshotResult:
     """Snapshot the source into the store. `env` is the resource's spec.env, secrets resolved
     (HF_TOKEN, HF_ENDPOINT reach the loader through it); `resolve_secret` gives the values of
-    the secrets the source's headers name, handed to the loader as its variables."""
+    the secrets the source's headers name, handed to the loader as its variables. A download
+    stops (ProviderError) once `interrupted` is set: the first Ctrl-C."""
     what = address.kind.lower()
     if source_kind(source, what) == "path":
-        return snapshot_tree(_local_path(source, workdir, what), store, cache, progress)
+        root = _local_path(source, workdir, what)
+        return snapshot_tree(root, store, cache, progress, _skip(root, workdir))
     secrets = {env_var_name(name, key): resolve_secret(name, key)
                for name, key in references(dict(source))} if resolve_secret else {}
     loader_env = {
@@ -76,11 +82,16 @@ def fetch_snapshot(
     }
     return runtime.run_to_completion(Workload(address, "run", "loader", env=loader_env),
                                      f"fetching the {what} source", quote_error=True,
-                                     progress=progress)
+                                     progress=progress, interrupted=interrupted)
 
 
 def _local_path(source: Mapping[str, Any], workdir: Path, what: str = "dataset") -> Path:
-    path = Path(workdir) / str(source["path"])
-    if not path.exists():
-        raise ProviderError(f"{what} source path {source['path']!r} does not exist ({path})")
-    return path
+    # validate refuses these with file:line; a saved plan or a path removed since comes here.
+    try:
+        return source_paths.locate(workdir, source)
+    except source_paths.SourcePathError as e:
+        raise ProviderError(f"{what} {e.message}", hint=e.hint) from None
+
+
+def _skip(root: Path, workdir: Path) -> Callable[[str], bool]:
+    return source_paths.excluded(root, Path(workdir) / source_paths.DATA_DIR)

@@ -16,6 +16,7 @@ import pydantic
 from pydantic import BaseModel
 
 from substratus_cli.address import DEFAULT_NAMESPACE, KINDS, Address, closest_kind
+from substratus_cli.config import source_paths
 from substratus_cli.config.schema import CROSS_FIELD, DOCUMENT_MODELS
 from substratus_cli.diagnostics import Diagnostics
 from substratus_cli.resource import API_VERSION, Resource, closest_line, references
@@ -94,6 +95,8 @@ def load_directory(path: Path, variables: VariableInput | None = None, *,
         addressed_env = {}
     for address, entry in [*addressed.items(), *addressed_env.items()]:
         _check_references(entry, address.namespace, set(addressed), diagnostics)
+    for entry in addressed.values():
+        _check_source_path(entry, path, diagnostics)
 
     resources = [_resource(e, a) for a, e in addressed.items() if e.validated is not None]
     env_resource = next((_resource(e, a) for a, e in addressed_env.items()
@@ -357,6 +360,25 @@ def _check_references(entry: _Declared, namespace: str, known: set[Address],
             where += f' in namespace "{namespace}"'
         detail = _instance_of(entry)
         diagnostics.error(f'{kind} "{name}" not found ({where})', detail=detail, file=entry.file,
+                          line=_line_of(entry.document, field), field=field)
+
+
+def _check_source_path(entry: _Declared, workdir: Path, diagnostics: Diagnostics) -> None:
+    """A `path` source is read from this machine at plan: it must be there, in the workspace
+    (unless `allowOutside`), so that validate says so rather than a plan or an apply."""
+    if entry.kind not in ("Dataset", "Model"):
+        return
+    # An invalid document's path is checked too, as written, so every error shows at once.
+    spec = _spec(entry) if entry.validated is not None else entry.document.data.get("spec")
+    source = spec.get("source") if isinstance(spec, dict) else None
+    if not isinstance(source, dict) or not isinstance(source.get("path"), str):
+        return
+    try:
+        source_paths.locate(workdir, source)
+    except source_paths.SourcePathError as error:
+        field = "spec.source.path"
+        detail = "; ".join(filter(None, [error.hint, _instance_of(entry)]))
+        diagnostics.error(error.message, detail=detail, file=entry.file,
                           line=_line_of(entry.document, field), field=field)
 
 

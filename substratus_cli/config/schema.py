@@ -8,6 +8,7 @@ import operator
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -103,7 +104,68 @@ def _no_secret_refs(value: str) -> str:
     return value
 
 
+# The fields a number goes to: Kubernetes' replicas and counts are int32, a parameter count int64.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
+_URL_CHARS = re.compile(r"[\x21-\x7e]+")  # ASCII without spaces and control characters
+# The labels substratus sets on what it creates (ownership: provider.MANAGED_BY_LABEL and
+# PART_OF_LABEL; the Kubernetes provider's selectors): a file setting one would fight them.
+RESERVED_LABELS = ("app.kubernetes.io/managed-by", "substratus.ai/part-of", "substratus.ai/kind",
+                   "substratus.ai/name")
+
+
+def _http_url(value: str) -> str:
+    # What the loader fetches: checked here so that validate, not apply, refuses it.
+    scheme = value.split(":", 1)[0].lower() if ":" in value else ""
+    if scheme not in ("http", "https"):
+        raise ValueError(f"unsupported url {value[:60]!r}: a url source is fetched over http:// or "
+                         "https:// (a file on this machine is a `path` source)")
+    if not _URL_CHARS.fullmatch(value):
+        raise ValueError("a url is ASCII without spaces or control characters: percent-encode "
+                         "them (%20), and write an international domain name in its xn-- form")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not one
+    except ValueError as error:
+        raise ValueError(f"invalid url {value[:60]!r}: {error}") from None
+    if not parts.hostname:
+        raise ValueError(f"invalid url {value[:60]!r}: it names no host")
+    return value
+
+
+def _header_name(value: str) -> str:
+    if not _HEADER_NAME.fullmatch(value):
+        raise ValueError(f"invalid header name {value[:40]!r}: use letters, digits and "
+                         "!#$%&'*+.^_`|~- only (no spaces, colons or line breaks)")
+    return value
+
+
+def _header_value(value: str) -> str:
+    # HTTP sends header values as latin-1 bytes; control characters (CR and LF above all) would
+    # end the header and start another.
+    bad = next((c for c in value if (ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F
+                or ord(c) > 0xFF), None)
+    if bad is not None:
+        raise ValueError(f"a header value cannot hold {bad!r}: no line breaks, control "
+                         "characters or characters beyond latin-1")
+    return value
+
+
+def _label_key(value: str) -> str:
+    # LiveObject.owner trusts these: a file that sets them would forge or fight ownership.
+    if value in RESERVED_LABELS:
+        raise ValueError(f"label {value!r} is reserved: substratus sets it itself (reserved: "
+                         f"{', '.join(RESERVED_LABELS)})")
+    return value
+
+
 PlainURL = Annotated[str, AfterValidator(_no_secret_refs)]
+HttpURL = Annotated[PlainURL, AfterValidator(_http_url)]
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+HeaderValue = Annotated[MaybeSecret, AfterValidator(_header_value)]
+LabelKey = Annotated[str, AfterValidator(_label_key)]
+Int32 = Annotated[int, Field(le=INT32_MAX)]
 Quantity = Annotated[str | int | float, BeforeValidator(_quantity)]
 
 
@@ -283,7 +345,7 @@ class Accelerator(_Model):
 
     type: GPUType = Field(description="The GKE accelerator type (changing it replaces the pool).",
                       examples=["nvidia-l4", "nvidia-tesla-t4"])
-    count: int = Field(default=1, ge=1, description="GPUs per node.")
+    count: Int32 = Field(default=1, ge=1, description="GPUs per node.")
     # GKE's GPUDriverInstallationConfig.GPUDriverVersion.
     gpu_driver_version: Literal["LATEST", "DEFAULT", "INSTALLATION_DISABLED"] = Field(
         default="LATEST", alias="gpuDriverVersion", description=(
@@ -295,8 +357,8 @@ class Accelerator(_Model):
 class Autoscaling(_Model):
     """The node count range the pool scales within (from zero with `min: 0`)."""
 
-    min: int = Field(ge=0, description="The fewest nodes (per zone).")
-    max: int = Field(ge=1, description="The most nodes (per zone); at least `min`.")
+    min: Int32 = Field(ge=0, description="The fewest nodes (per zone).")
+    max: Int32 = Field(ge=1, description="The most nodes (per zone); at least `min`.")
 
     @classmethod
     def _problems(cls, data: dict[Any, Any]) -> list[str]:
@@ -408,7 +470,7 @@ class GPU(_Model):
 
     type: str = Field(description="The GPU type (on GKE, an accelerator type).",
                       examples=["nvidia-l4"])
-    count: int = Field(default=1, ge=1, description="How many GPUs.")
+    count: Int32 = Field(default=1, ge=1, description="How many GPUs.")
 
 
 class Resources(_Model):
@@ -463,17 +525,20 @@ class HuggingFace(_Model):
 class DatasetSource(_Model):
     """Where a dataset's files come from (exactly one of url, path, huggingface)."""
 
-    url: PlainURL | None = Field(default=None, description=(
-        "Download one file (a `.tar.gz` or `.zip` is unpacked). It is shown in plans: put "
+    url: HttpURL | None = Field(default=None, description=(
+        "Download one file over http(s) (a `.tar.gz` or `.zip` is unpacked). It is shown in plans: put "
         "credentials in `headers`."), examples=["https://example.com/data.jsonl"])
     sha256: Sha256 | None = Field(default=None, description=(
         "The downloaded file's expected sha256 (a url source only); a mismatch fails the apply."))
-    headers: dict[str, MaybeSecret] | None = Field(default=None, description=(
+    headers: dict[HeaderName, HeaderValue] | None = Field(default=None, description=(
         "HTTP headers sent with the download (a url source only); values can be secret "
         "references."), examples=[{"Authorization": "Bearer ${{ secrets.data.token }}"}])
     path: str | None = Field(default=None, description=(
         "A file or folder of the workspace, relative to it."),
         examples=["data/favorite-colors.jsonl"])
+    allow_outside: bool = Field(default=False, alias="allowOutside", description=(
+        "Allow a `path` outside the workspace's folder (refused by default, as kustomize's "
+        "load restrictor does)."))
     huggingface: HuggingFace | None = Field(default=None, description=(
         "A dataset repository on the Hugging Face Hub."))
 
@@ -482,7 +547,7 @@ class DatasetSource(_Model):
         problems = _one_of(data, "url", "path", "huggingface")
         if not _given(data, "url") and _given(data, "sha256", "headers"):
             problems.append("sha256 and headers apply only to a url source")
-        return problems
+        return problems + _path_only(data)
 
 
 class DatasetSpec(WorkloadSpec):
@@ -500,6 +565,12 @@ class DatasetSpec(WorkloadSpec):
         return problems
 
 
+def _path_only(data: dict[Any, Any]) -> list[str]:
+    if data.get("allowOutside") not in (None, False) and not _given(data, "path"):
+        return ["allowOutside applies only to a path source"]
+    return []
+
+
 class Scratch(_Model):
     """A small model built from a config, randomly initialised."""
 
@@ -513,13 +584,15 @@ class ModelSource(_Model):
 
     huggingface: HuggingFace | None = Field(default=None, description=(
         "A model repository on the Hugging Face Hub."))
-    url: PlainURL | None = Field(default=None, description=(
-        "Download one file (a `.tar.gz` or `.zip` is unpacked)."),
+    url: HttpURL | None = Field(default=None, description=(
+        "Download one file over http(s) (a `.tar.gz` or `.zip` is unpacked)."),
         examples=["https://example.com/model.tar.gz"])
     sha256: Sha256 | None = Field(default=None, description=(
         "The downloaded file's expected sha256 (a url source only)."))
     path: str | None = Field(default=None, description="A folder of the workspace, relative to it.",
                              examples=["models/base"])
+    allow_outside: bool = Field(default=False, alias="allowOutside", description=(
+        "Allow a `path` outside the workspace's folder (refused by default)."))
     scratch: Scratch | None = Field(default=None, description="Build a new model from a config.")
 
     @classmethod
@@ -527,7 +600,7 @@ class ModelSource(_Model):
         problems = _one_of(data, "huggingface", "url", "path", "scratch")
         if not _given(data, "url") and _given(data, "sha256"):
             problems.append("sha256 applies only to a url source")
-        return problems
+        return problems + _path_only(data)
 
 
 class Training(_Model):
@@ -543,7 +616,7 @@ class Training(_Model):
 class Size(_Model):
     """The model's size, which sizes its memory and GPUs without loading it."""
 
-    parameter_count: int = Field(gt=0, alias="parameterCount", description=(
+    parameter_count: int = Field(gt=0, le=INT64_MAX, alias="parameterCount", description=(
         "The number of parameters."), examples=[125000000])
     parameter_bits: Literal[4, 8, 16, 32] = Field(alias="parameterBits", description=(
         "Bits per parameter as stored."), examples=[16])
@@ -575,9 +648,9 @@ class Quantization(_Model):
 class Rollout(_Model):
     """How a new version replaces the old: started beside it, switched to once ready."""
 
-    max_surge: int = Field(default=1, ge=1, alias="maxSurge", description=(
+    max_surge: Int32 = Field(default=1, ge=1, alias="maxSurge", description=(
         "Replicas of the new version started at a time."))
-    readiness_timeout_seconds: int = Field(default=300, gt=0, alias="readinessTimeoutSeconds", description=(
+    readiness_timeout_seconds: Int32 = Field(default=300, gt=0, alias="readinessTimeoutSeconds", description=(
         "How long the new version may take to answer `/health`; then the apply fails and the "
         "old version keeps serving."))
 
@@ -587,7 +660,7 @@ class ModelServerSpec(WorkloadSpec):
     stable endpoint, rolled out without downtime."""
 
     model: Ref = Field(description="The `Model` to serve.")
-    replicas: int = Field(default=1, ge=0, description="How many server processes or pods.")
+    replicas: Int32 = Field(default=1, ge=0, description="How many server processes or pods.")
     quantization: Quantization | None = Field(default=None, description=(
         "Serve the weights quantized."))
     rollout: Rollout | None = Field(default=None, description="How a changed server is rolled out.")
@@ -634,7 +707,7 @@ class Metadata(_Model):
         "digits and '-'."), examples=["favorite-colors"])
     namespace: Name | None = Field(default=None, description=(
         "The namespace; the Environment's (`default` when not set) when not given."))
-    labels: dict[str, str] | None = _labels()
+    labels: dict[LabelKey, str] | None = _labels()
 
 
 def _empty_spec_is_default(value: Any) -> Any:
@@ -689,7 +762,7 @@ class StackMetadata(_Model):
     name: Name = Field(description="The instance's name; `--target Stack/NAME` selects every "
                        "resource it renders.", examples=["colors"])
     namespace: Name | None = Field(default=None, description="The namespace of what it renders.")
-    labels: dict[str, str] | None = _labels()
+    labels: dict[LabelKey, str] | None = _labels()
 
 
 class VariableMetadata(_Model):

@@ -49,6 +49,7 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_malformed_file_is_one_clear_error_exit_3(cli, tmp_path: Path, case: str, command: str):
     text, expected = CASES[case]
+    (tmp_path / "x").mkdir()  # what the path sources name
     (tmp_path / "a.yaml").write_text(text)
     args = [command, tmp_path] + (["--auto-approve"] if command == "apply" else [])
     result = cli(*args)
@@ -60,6 +61,7 @@ def test_malformed_file_is_one_clear_error_exit_3(cli, tmp_path: Path, case: str
 
 
 def test_all_errors_of_a_run_are_reported_together(cli, tmp_path: Path):
+    (tmp_path / "x").mkdir()
     for name in ("unknown kind", "wrong field type"):
         (tmp_path / f"{name.replace(' ', '-')}.yaml").write_text(CASES[name][0])
     result = cli("validate", tmp_path)
@@ -72,19 +74,21 @@ def test_container_images_are_refused_on_the_local_runtime_with_file_and_line(cl
     (tmp_path / "m.yaml").write_text(
         "apiVersion: substratus.ai/v1\nkind: Model\nmetadata: {name: m}\nspec:\n"
         "  image: substratusai/model-loader-huggingface\n  source: {path: weights}\n")
+    (tmp_path / "weights").mkdir()
     result = cli("plan", tmp_path)
     assert result.code == ExitCode.INVALID_INPUT
     assert ("Error: m.yaml:5: spec.image: Model 'm': the local runtime runs workloads as "
             "processes, not container images (spec.image)" in result.err)
 
 
-def test_a_missing_model_path_fails_the_plan_naming_it(cli, tmp_path: Path):
+def test_a_missing_model_path_is_refused_with_file_and_line(cli, tmp_path: Path):
     (tmp_path / "m.yaml").write_text(
         "apiVersion: substratus.ai/v1\nkind: Model\nmetadata: {name: m}\n"
         "spec: {source: {path: weights}}\n")
     result = cli("plan", tmp_path)
-    assert result.code == ExitCode.ERROR
-    assert "Error: model source path 'weights' does not exist" in result.err
+    assert result.code == ExitCode.INVALID_INPUT
+    assert result.err.startswith("Error: m.yaml:4: spec.source.path: source path 'weights' does "
+                                 f"not exist ({tmp_path / 'weights'})\n"), result.err
 
 
 def test_validate_accepts_the_quickstart(cli, quickstart):

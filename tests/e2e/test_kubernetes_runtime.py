@@ -427,6 +427,7 @@ def test_what_the_kubernetes_runtime_cannot_run_is_refused_with_file_and_line(
     (tmp_path / "environment.yaml").write_text(
         f"apiVersion: substratus.ai/v1\nkind: Environment\nmetadata: {{name: e}}\nspec: {spec}\n")
     (tmp_path / "dataset.yaml").write_text(DATASET)
+    (tmp_path / "colors.jsonl").write_text('{"text": "red"}\n')  # the path source it names
     result = cli("plan", tmp_path)
     assert result.code == 3, result.output
     assert line in result.err

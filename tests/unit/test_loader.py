@@ -36,6 +36,7 @@ def load_one(tmp_path: Path, text: str, name: str = "r.yaml") -> LoadResult:
 
 
 def test_valid_directory_loads_every_document(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
     write(tmp_path, "env.yaml", """
         apiVersion: substratus.ai/v1
         kind: Environment
@@ -125,6 +126,7 @@ def test_valid_directory_loads_every_document(tmp_path: Path) -> None:
 
 
 def test_explicit_defaults_normalize_like_omitted(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()  # the path source it names
     write(tmp_path, "a.yaml", HEAD + """
         kind: ModelServer
         metadata: {name: s}
@@ -196,6 +198,7 @@ def test_a_kind_typo_gets_a_did_you_mean(tmp_path: Path, typo: str, meant: str) 
 
 
 def test_wrong_type_names_field_line_and_value(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()  # the path source it names
     result = load_one(tmp_path, HEAD + """
         kind: ModelServer
         metadata: {name: s}
@@ -250,6 +253,7 @@ def test_unknown_field_suggests_the_closest(tmp_path: Path) -> None:
 
 
 def test_cross_field_rules(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()  # the path source it names
     result = load_one(tmp_path, HEAD + """
         kind: Model
         metadata: {name: Bad_Name}
@@ -334,6 +338,7 @@ def test_reference_to_nothing_is_reported_at_the_reference(tmp_path: Path) -> No
 
 
 def test_reference_in_another_namespace_is_not_found(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()  # the path source it names
     result = load_one(tmp_path, HEAD + """
         kind: Notebook
         metadata: {name: nb, namespace: team}
@@ -483,6 +488,7 @@ def test_alias_bomb_is_refused(tmp_path: Path) -> None:
 
 
 def test_merge_keys_and_timestamps_are_read(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()  # the path source it names
     result = load_one(tmp_path, HEAD + """
         kind: Dataset
         metadata: {name: d}
@@ -538,6 +544,7 @@ def test_secret_references_must_be_well_formed(tmp_path: Path) -> None:
 
 
 def test_ml_resources_depend_on_the_bucket_their_artifacts_go_to(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()  # the path source it names
     write(tmp_path, "all.yaml", HEAD + """
         kind: Environment
         metadata: {name: e}

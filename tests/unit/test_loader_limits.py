@@ -23,6 +23,7 @@ def test_a_huge_flow_list_is_refused_before_it_is_composed(tmp_path: Path) -> No
                                      f"{HEAD.replace('name: a', 'name: b')}spec: {{}}\n")
     (tmp_path / "ok.yaml").write_text(HEAD.replace("name: a", "name: c") +
                                       "spec: {source: {path: x}}\n")
+    (tmp_path / "x").write_text("data\n")
     program = ("import sys; from pathlib import Path; "
                "from substratus_cli.config import load_directory; "
                "result = load_directory(Path(sys.argv[1])); "
@@ -41,6 +42,7 @@ def test_a_huge_flow_list_is_refused_before_it_is_composed(tmp_path: Path) -> No
 
 def test_a_document_just_under_the_limit_is_read(tmp_path: Path) -> None:
     values = ",".join(["1"] * (MAX_NODES - 20))
+    (tmp_path / "x").write_text("data\n")
     (tmp_path / "a.yaml").write_text(f"{HEAD}spec: {{source: {{path: x}}, params: "
                                      f"{{x: [{values}]}}}}\n")
     result = load_directory(tmp_path)

@@ -39,6 +39,8 @@ def load(files: dict[str, bytes]) -> LoadResult:
             path = Path(root, name)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
+        for folder in ("data", "d"):  # what the generated path sources name
+            Path(root, folder).mkdir(exist_ok=True)
         return load_directory(Path(root), recursive=True)
 
 

@@ -35,8 +35,8 @@ def test_json_schema_uses_the_names_written_in_files() -> None:
     assert "baseModel" in definitions["Training"]["properties"]
     server = definitions["ModelServerSpec"]
     assert server["properties"]["replicas"] == {
-        "default": 1, "minimum": 0, "title": "replicas", "type": "integer",
-        "description": "How many server processes or pods."}
+        "default": 1, "minimum": 0, "maximum": 2147483647, "title": "replicas",
+        "type": "integer", "description": "How many server processes or pods."}
     assert definitions["ClusterSpec"]["properties"]["releaseChannel"]["title"] == "releaseChannel"
     assert definitions["Metadata"]["properties"]["name"]["pattern"].startswith("^")
 

@@ -57,6 +57,7 @@ def test_a_damaged_state_file_is_a_clear_error(cli, tmp_path: Path, text: str) -
     workdir = tmp_path / "ws"
     workdir.mkdir()
     shutil.copy(EXAMPLES / "quickstart" / "datasets.yaml", workdir)
+    shutil.copytree(EXAMPLES / "quickstart" / "data", workdir / "data")
     state = workdir / ".substratus" / "state" / "inventory.json"
     state.parent.mkdir(parents=True)
     state.write_text(text)
