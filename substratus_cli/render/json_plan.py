@@ -6,7 +6,8 @@ plan with it): `format_version` 1.0; per entry of `resource_changes` the `addres
 left out where none fits, as Terraform does) and `change` with `actions`, `before`, `after`,
 `after_unknown`, `before_sensitive`, `after_sensitive` and `replace_paths`; `resource_drift`
 entries with the same fields, whose change reads from what the last apply left to what is live.
-substratus's own fields stand beside them: `substratus_version`, `target`, `destroy`, `summary`,
+substratus's own fields stand beside them: `substratus_version`, `target`, `destroy`,
+`refresh_only` (true: a `--refresh-only` plan, which changes only the state), `summary`,
 `errored`; per change `kind`, `namespace`, `reason` (the words of the human plan), `notes`,
 `depends_on`, `change.field_changes` and, where the provider prices it, `cost` (hourly, before
 and after; `summary.cost` adds them up).
@@ -45,6 +46,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "target": {"runtime": plan.target.runtime, "workdir": plan.target.workdir,
                    "state": plan.target.state, "artifacts": plan.target.artifacts},
         "destroy": plan.destroy,
+        "refresh_only": plan.refresh_only,
         "resource_changes": [change_to_json(c, destroy=plan.destroy) for c in plan.changes],
         "resource_drift": [drift_to_json(d, plan.change_for(d.address)) for d in plan.drift],
         "summary": {"add": s.add, "change": s.change, "destroy": s.destroy,

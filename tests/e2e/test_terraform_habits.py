@@ -84,6 +84,8 @@ def test_refresh_only_records_what_changed_outside_and_forgets_what_is_gone(
             "the state records it as it is now") in plan.out
     assert "Refresh: 1 to update in the state, 1 to forget." in plan.out
     as_json = json.loads(cli("plan", ws, "--refresh-only", "--json").out)
+    assert as_json["refresh_only"] is True
+    assert json.loads(cli("plan", ws, "--json").out)["refresh_only"] is False
     assert as_json["resource_changes"] == []
     assert [d["address"] for d in as_json["resource_drift"]] == [
         "Dataset/default/color-facts", "Dataset/default/favorite-colors"]
