@@ -153,3 +153,34 @@ def test_a_per_chunk_reset_cuts_a_kept_alive_connection_after_a_forwarded_chunk(
     # The chunk that drew the reset reached the target; its echo never came back.
     chunks = b"".join(b"%03d" % n for n in range(sent))
     assert arrived(received, chunks) == chunks
+
+
+def test_only_the_numbered_connections_meet_faults(echo) -> None:
+    host, port, _ = echo
+    faults = Faults(reset=1.0, reset_at_accept=1.0, only=frozenset({2, 4}))
+    with FaultProxy(host, port, faults) as proxy:
+        outcome = [was_reset(proxy.port, b"x") for _ in range(5)]
+    assert outcome == [False, True, False, True, False]
+
+
+def test_a_lost_answer_delivers_the_whole_request_and_no_byte_back(echo) -> None:
+    host, port, received = echo
+    request = b"PUT /x HTTP/1.1\r\n\r\n" + b"body" * 100  # one chunk: the echo follows it
+    with FaultProxy(host, port, Faults(lose_answer=1.0)) as proxy:
+        with pytest.raises(ConnectionResetError):
+            exchange(proxy.port, request)
+        counts = proxy.snapshot()
+    assert (counts.resets, counts.bytes_up, counts.bytes_down) == (1, len(request), 0)
+    assert arrived(received, request) == request
+
+
+def test_with_match_only_the_connections_carrying_it_meet_faults(echo) -> None:
+    host, port, received = echo
+    faults = Faults(lose_answer=1.0, match=b"DELETE ", only=frozenset({2}))
+    with FaultProxy(host, port, faults) as proxy:
+        outcome = [was_reset(proxy.port, request) for request in
+                   (b"GET /a", b"DELETE /a", b"GET /b", b"DELETE /b", b"DELETE /c")]
+        counts = proxy.snapshot()
+    assert outcome == [False, False, False, True, False]
+    assert (counts.connections, counts.matched, counts.resets) == (5, 3, 1)
+    assert b"DELETE /b" in arrived(received, b"GET /aDELETE /aGET /bDELETE /bDELETE /c")

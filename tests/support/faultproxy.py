@@ -24,30 +24,51 @@ CHUNK = 65536
 
 @dataclasses.dataclass(frozen=True)
 class Faults:
-    """What happens to each new connection: reset with probability `reset`, else delayed with
-    probability `delay`. A reset one is cut at accept with probability `reset_at_accept`, else after
+    """What happens to each new connection: reset with probability `reset`, else cut when the
+    target's first answer arrives with probability `lose_answer` (the request landed, the client
+    never hears of it), else delayed with probability `delay`. A reset one is cut at accept with probability `reset_at_accept`, else after
     the client sent more than a byte count drawn from 0..`reset_after_bytes`. A delayed one waits
     `delay_seconds` before each chunk it forwards, either way.
 
     A client keeps its connections open for many requests, so a fault drawn only per connection
     meets few of them: `reset_per_chunk` is the probability that any chunk the client sends, on
-    any connection, is the last one forwarded before a reset."""
+    any connection, is the last one forwarded before a reset.
+
+    `only`: the numbers of the connections (from 1, in accept order) that meet faults at all;
+    None: every one. With `match`, only connections whose first chunk from the client holds those
+    bytes meet faults (a reset "at accept" then drops that chunk), and `only` numbers those. A
+    test can thus lose the answer to exactly the request it means (e.g. `match=b"DELETE "`)."""
 
     reset: float = 0.0
+    lose_answer: float = 0.0
     reset_per_chunk: float = 0.0
     delay: float = 0.0
     delay_seconds: float = 0.05
     reset_at_accept: float = 0.5
     reset_after_bytes: int = 4096
     seed: int = 0
+    only: frozenset[int] | None = None
+    match: bytes | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Fate:
+    """One connection's draw: reset after this many client bytes (None: never; -1: at accept),
+    cut at the first answer bytes, delay per chunk, probability of a reset after each chunk."""
+
+    reset_after: int | None = None
+    lose_answer: bool = False
+    delay: float = 0.0
+    per_chunk: float = 0.0
 
 
 @dataclasses.dataclass
 class Counts:
     connections: int = 0
-    resets: int = 0  # connections cut with an RST, at accept or mid-stream
+    resets: int = 0  # connections cut with an RST: at accept, mid-stream or at the answer
     resets_at_accept: int = 0
     delayed: int = 0
+    matched: int = 0  # connections whose first chunk held `Faults.match`
     bytes_up: int = 0  # client -> target
     bytes_down: int = 0  # target -> client
 
@@ -103,31 +124,52 @@ class FaultProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            fate = self._draw()
-            thread = threading.Thread(target=self._serve, args=(client, *fate),
+            fate = None if self.faults.match is not None else self._draw()
+            thread = threading.Thread(target=self._serve, args=(client, fate),
                                       name="faultproxy-conn", daemon=True)
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
             thread.start()
 
-    def _draw(self) -> tuple[int | None, float]:
-        """(reset after this many client bytes, None: never; -1: at accept), delay per chunk."""
+    def _draw(self, first: bytes | None = None) -> _Fate:
+        """The fate of a new connection; with `Faults.match`, drawn at its first chunk."""
         f = self.faults
         with self._lock:
-            self.counts.connections += 1
+            if f.match is None:
+                self.counts.connections += 1
+                number = self.counts.connections
+            elif first is not None and f.match in first:
+                self.counts.matched += 1
+                number = self.counts.matched
+            else:
+                return _Fate()
+            if f.only is not None and number not in f.only:
+                return _Fate()
             roll = self._random.random()
             if roll < f.reset:
                 if self._random.random() < f.reset_at_accept:
-                    return -1, 0.0
-                return self._random.randint(0, f.reset_after_bytes), 0.0
-            if roll < f.reset + f.delay:
+                    return _Fate(reset_after=-1)
+                return _Fate(self._random.randint(0, f.reset_after_bytes),
+                             per_chunk=f.reset_per_chunk)
+            if roll < f.reset + f.lose_answer:
+                return _Fate(lose_answer=True, per_chunk=f.reset_per_chunk)
+            if roll < f.reset + f.lose_answer + f.delay:
                 self.counts.delayed += 1
-                return None, f.delay_seconds
-            return None, 0.0
+                return _Fate(delay=f.delay_seconds, per_chunk=f.reset_per_chunk)
+            return _Fate(per_chunk=f.reset_per_chunk)
 
-    def _serve(self, client: socket.socket, reset_after: int | None, delay: float) -> None:
+    def _serve(self, client: socket.socket, fate: _Fate | None) -> None:
         upstream: socket.socket | None = None
+        first = b""
         try:
-            if reset_after == -1:
+            if fate is None:  # drawn once the first chunk shows what the connection carries
+                with self._lock:
+                    self.counts.connections += 1
+                try:
+                    first = client.recv(CHUNK)
+                except OSError:
+                    return
+                fate = self._draw(first)
+            if fate.reset_after == -1:
                 self._reset(client, at_accept=True)
                 return
             try:
@@ -136,23 +178,24 @@ class FaultProxy:
                 self._reset(client, at_accept=True)
                 return
             upstream.settimeout(None)
-            self._pump(client, upstream, reset_after, delay)
+            self._pump(client, upstream, fate, first)
         finally:
             for sock in (client, upstream):
                 if sock is not None:
                     with contextlib.suppress(OSError):
                         sock.close()
 
-    def _pump(self, client: socket.socket, upstream: socket.socket, reset_after: int | None,
-              delay: float) -> None:
+    def _pump(self, client: socket.socket, upstream: socket.socket, fate: _Fate,
+              first: bytes) -> None:
+        """Forwards both ways; `first`, the client's chunk read before, goes first."""
         sent_up = 0
         peer = {client: upstream, upstream: client}
         open_ends = {client, upstream}
         while open_ends and not self._stopping.is_set():
-            ready, _, _ = select.select(list(open_ends), [], [], 0.5)
+            ready = [client] if first else select.select(list(open_ends), [], [], 0.5)[0]
             for sock in ready:
                 try:
-                    data = sock.recv(CHUNK)
+                    data, first = (first, b"") if first else (sock.recv(CHUNK), b"")
                 except OSError:
                     data = b""
                 if not data:  # that side is done sending: pass the half-close on
@@ -162,8 +205,11 @@ class FaultProxy:
                     if sock is upstream:
                         return  # the target closed: an HTTP server's answer is complete
                     continue
-                if delay:
-                    time.sleep(delay)
+                if sock is upstream and fate.lose_answer:
+                    self._reset(client, at_accept=False)
+                    return
+                if fate.delay:
+                    time.sleep(fate.delay)
                 try:
                     peer[sock].sendall(data)
                 except OSError:
@@ -175,15 +221,16 @@ class FaultProxy:
                         self.counts.bytes_down += len(data)
                 if sock is client:
                     sent_up += len(data)
-                    if (reset_after is not None and sent_up > reset_after) or self._chunk_reset():
+                    if (fate.reset_after is not None and sent_up > fate.reset_after) or \
+                            self._chunk_reset(fate.per_chunk):
                         self._reset(client, at_accept=False)
                         return
 
-    def _chunk_reset(self) -> bool:
-        if not self.faults.reset_per_chunk:
+    def _chunk_reset(self, probability: float) -> bool:
+        if not probability:
             return False
         with self._lock:
-            return self._random.random() < self.faults.reset_per_chunk
+            return self._random.random() < probability
 
     def _reset(self, sock: socket.socket, *, at_accept: bool) -> None:
         with self._lock:
