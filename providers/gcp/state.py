@@ -10,10 +10,12 @@ import dataclasses
 import json
 import threading
 import time
+import uuid
 from typing import Any
 
 import google.cloud.storage as storage
 from google.api_core import exceptions as gexc
+from google.cloud.storage.retry import DEFAULT_RETRY
 
 from substratus_cli.errors import LockError, ProviderError, SubstratusError
 from substratus_cli.state.backend import ConflictError, LockHeldError, LockInfo
@@ -145,9 +147,11 @@ class GCSStateBackend:
         if self._read is None or self._read[0] != expected_serial:
             self.read()
         if self._read is not None and self._read[0] == expected_serial:
+            # Retried although unconditional (the client retries only conditional writes by
+            # default): writing the same bytes twice changes nothing.
             with gcs_errors("keep the state backup", self.location):
                 self._blob("inventory.json.backup").upload_from_string(
-                    self._read[1], content_type="application/json")
+                    self._read[1], content_type="application/json", retry=DEFAULT_RETRY)
         self._backed_up = True
 
     def _generation_for(self, expected_serial: int | None) -> int:
@@ -171,17 +175,31 @@ class GCSStateBackend:
         self._keep_backup(expected_serial)
         blob = self._blob("inventory.json")
         body = json.dumps(inventory.to_dict(), indent=2)
+        # Names this write: the client sends a conditional write again when its answer was lost,
+        # and if the first try landed the retry is refused; the stored object then carries it.
+        blob.metadata = {"write": uuid.uuid4().hex}
         try:
             with gcs_errors("write the state", self.location):
                 blob.upload_from_string(body, content_type="application/json",
                                         if_generation_match=generation)
         except gexc.PreconditionFailed:
+            if self._landed(blob.metadata["write"], inventory.serial):
+                return
             self._seen = None
             current = self.read()
             raise self._conflict(current.serial if current else None, expected_serial) from None
         except gexc.NotFound:
             raise self._not_found("write the state") from None
         self._seen = (inventory.serial, int(blob.generation))
+
+    def _landed(self, write: str, serial: int) -> bool:
+        """Whether the stored inventory is the one the write named `write` stored."""
+        with gcs_errors("read the state", self.location):
+            stored = self._bucket().get_blob(self._object_name("inventory.json"))
+        if stored is None or (stored.metadata or {}).get("write") != write:
+            return False
+        self._seen = (serial, int(stored.generation))
+        return True
 
     # -- lock ------------------------------------------------------------------------------
 
@@ -220,7 +238,9 @@ class GCSStateBackend:
         if found is None:
             return None
         holder, generation, _ = found
-        return generation if dataclasses.replace(holder, id="") == info else None
+        # The stored record has no id (the generation is the id): compare without it.
+        ours = dataclasses.replace(holder, id="") == dataclasses.replace(info, id="")
+        return generation if ours else None
 
     def _lock_object(self) -> tuple[LockInfo, int, dict[str, str]] | None:
         """The lock holder, its generation and its metadata, or None when unlocked."""
@@ -243,12 +263,16 @@ class GCSStateBackend:
         return found[0] if found else None
 
     def _delete_lock(self, generation: int) -> bool:
-        """Delete lock.json if `generation` is still the live one; False if it is not."""
+        """Delete lock.json if `generation` is still the live one; False if another one is.
+        Callers have just read that generation there, so a 404 is this delete's own retry (the
+        client sends a conditional delete again when its answer was lost): it is gone."""
         try:
             with gcs_errors("release the state lock", self.location):
                 self._blob("lock.json").delete(if_generation_match=generation)
-        except (gexc.PreconditionFailed, gexc.NotFound):
+        except gexc.PreconditionFailed:
             return False
+        except gexc.NotFound:
+            return True
         return True
 
     def unlock(self, lock: LockInfo) -> None:

@@ -23,6 +23,12 @@ _RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 # permanent (unlike kopf): an RBAC denial is far more common than the 403 some API servers answer
 # during an upgrade, and a user should read about a missing permission at once, not 20 s later.
 _TEMPORARY_403 = ("is being terminated", "error looking up service account")
+# The kubernetes client reports every TLS failure as an ApiException with status 0: a certificate
+# or protocol mismatch, which the next try meets again, but also a connection cut mid-stream (a
+# proxy or load balancer dropping it, a server restarting), which OpenSSL may report as an EOF
+# rather than as the reset it was. Those are temporary, as a reset outside TLS is.
+_TLS_CUT = ("EOF occurred in violation of protocol", "UNEXPECTED_EOF_WHILE_READING",
+            "Connection reset by peer", "Broken pipe")
 _SSL_NOISE = re.compile(r"\[SSL: \w+\] | \(_ssl\.c:\d+\)")
 _MANAGER = re.compile(r'conflicts? with "([^"]+)"')
 
@@ -84,6 +90,8 @@ def is_temporary(exc: Failure) -> bool:
     if isinstance(exc, urllib3.exceptions.HTTPError):
         # A name that does not resolve will not resolve on the next try either.
         return not isinstance(exc, urllib3.exceptions.NameResolutionError)
+    if not exc.status:
+        return any(cut in str(exc.reason) for cut in _TLS_CUT)
     if exc.status in _RETRIED_STATUSES:
         return True
     message = str(status_of(exc).get("message", ""))

@@ -103,13 +103,18 @@ def _service_account_key() -> str:
 class ControlPlane:
     """Starts on `start()` or `with`, stops every process on `stop()` or leaving the block, also
     when starting failed. After start: `server`, `token`, `ca_file`, `kubeconfig` (context
-    `substratus-test`, admin in system:masters), `workdir` (logs under `logs/`)."""
+    `substratus-test`, admin in system:masters), `workdir` (logs under `logs/`).
+
+    `apiserver_flags` go to kube-apiserver after the ones set here, so a later flag of the same
+    name wins: e.g. tight `--max-requests-inflight` limits for the fault tests (system:masters,
+    which the admin and the components here are in, is exempt from those limits)."""
 
     def __init__(self, *, workdir: Path | None = None, default_pool: bool = True,
-                 log: Log = stderr_log) -> None:
+                 log: Log = stderr_log, apiserver_flags: Sequence[str] = ()) -> None:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="substratus-controlplane-"))
         self._default_pool = default_pool
+        self._apiserver_flags = tuple(apiserver_flags)
         self._log = log
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._ssl: ssl.SSLContext | None = None
@@ -232,6 +237,7 @@ class ControlPlane:
             # No `kubernetes` Service endpoints to keep up to date: nothing runs in the cluster.
             "--endpoint-reconciler-type=none",
             "--profiling=false",
+            *self._apiserver_flags,
         ])
 
     def _wait_for_etcd_and_apiserver(self) -> None:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from substratus_cli.errors import LockError, ProviderError, SubstratusError
 from substratus_cli.state import ConflictError, LockHeldError, LockInfo
+from tests.support.faultproxy import Faults, fault_proxy
 from tests.support.gcs import fake_gcs_server
 from tests.support.state_conformance import check_backend_conformance, sample_inventory
 
@@ -265,3 +267,57 @@ def test_the_cli_keeps_its_state_in_gcs(cli, quickstart_datasets: Path, state_ur
             in refused.err
     finally:
         holder.unlock(lock)
+
+
+@pytest.fixture
+def lossy(gcs_server: str, monkeypatch: pytest.MonkeyPatch,
+          ) -> Iterator[Callable[[bytes], storage.Client]]:
+    """`lossy(b"DELETE ")`: a client that opens a connection per request, through a proxy that
+    forwards the first request starting so and cuts it before the answer: the write lands, and
+    the client, which retries conditional writes, sends it again."""
+    with contextlib.ExitStack() as stack:
+        def make(request: bytes) -> storage.Client:
+            faults = Faults(lose_answer=1.0, match=request, only=frozenset({1}))
+            proxy = stack.enter_context(fault_proxy(gcs_server, faults))
+            monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{proxy.address}")
+            client = storage.Client(project="test", credentials=AnonymousCredentials())
+            client._http.headers["Connection"] = "close"
+            return client
+        yield make
+
+
+UPLOAD = b"POST /upload/"
+
+
+def test_a_lock_whose_create_landed_unanswered_is_ours(lossy, state_url: str) -> None:
+    backend = GCSStateBackend(state_url, lossy(UPLOAD))
+    info = backend.lock("apply", 0)
+    assert backend.current_lock() == info
+    assert info.pid == os.getpid()
+    backend.unlock(info)
+    assert backend.current_lock() is None
+
+
+def test_a_state_write_that_landed_unanswered_is_no_conflict(lossy, state_url: str) -> None:
+    backend = GCSStateBackend(state_url, lossy(UPLOAD))
+    backend.write(sample_inventory(1), None)
+    assert backend.read() == sample_inventory(1)
+    backend.write(sample_inventory(2), 1)
+    assert GCSStateBackend(state_url, lossy(b"-")).read() == sample_inventory(2)
+
+
+def test_a_lock_release_that_landed_unanswered_is_released(lossy, state_url: str) -> None:
+    backend = GCSStateBackend(state_url, lossy(b"DELETE "))
+    info = backend.lock("apply", 0)
+    backend.unlock(info)
+    assert backend.current_lock() is None
+
+
+def test_a_state_backup_whose_answer_was_lost_is_sent_again(client: storage.Client, lossy,
+                                                            state_url: str) -> None:
+    GCSStateBackend(state_url, client).write(sample_inventory(1), None)
+    backend = GCSStateBackend(state_url, lossy(UPLOAD))  # the backup is the first upload
+    assert backend.read() == sample_inventory(1)
+    backend.write(sample_inventory(2), 1)
+    assert backend.read() == sample_inventory(2)
+    assert backend.read_backup() == sample_inventory(1)

@@ -19,6 +19,7 @@ from substratus_providers.kubernetes.client import Client, ResourceType
 from substratus_providers.kubernetes.errors import KubernetesError
 from tests.cluster.controlplane import ControlPlane, free_port
 from tests.support.cluster import started_cluster
+from tests.support.faultproxy import Faults, fault_proxy
 
 TRIES = 3
 FAST = RetryPolicy(tries=TRIES, first_delay=0.05)
@@ -251,3 +252,36 @@ def test_a_missing_context_or_kubeconfig_is_named(cluster: ControlPlane, tmp_pat
     assert e.value.message == f"no kubeconfig file at {missing} (from KUBECONFIG)"
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
     assert Client.from_kubeconfig(None, None).server == cluster.server
+
+
+@pytest.mark.parametrize("faults", [
+    Faults(reset=1.0, reset_at_accept=1.0),
+    # The ClientHello reaches the server, then the connection is cut mid-handshake.
+    Faults(reset=1.0, reset_at_accept=0.0, reset_after_bytes=0),
+], ids=["at-accept", "mid-handshake"])
+def test_a_connection_cut_before_or_during_the_tls_handshake_is_retried(
+        cluster: ControlPlane, tmp_path: Path, faults: Faults) -> None:
+    with fault_proxy(cluster.server, faults) as proxy:
+        path = kubeconfig_for(cluster, tmp_path, server=f"https://{proxy.address}")
+        client = Client.from_kubeconfig(path, retry=FAST)
+        with pytest.raises(KubernetesError) as e:
+            client.get("v1", "Namespace", None, "kube-system")
+        assert proxy.snapshot().resets == TRIES
+    assert client.requests == TRIES
+    assert e.value.message.startswith(
+        f"cannot reach the Kubernetes API server at https://{proxy.address}: ")
+    assert re.search(rf"\(gave up after {TRIES} tries in \d+\.\d s\)$", e.value.message)
+
+
+def test_a_tls_connection_cut_after_the_handshake_is_retried(cluster: ControlPlane,
+                                                             tmp_path: Path) -> None:
+    # An RST once TLS is up surfaces as a reset, as "remote end closed connection" or as
+    # "TLS: EOF occurred in violation of protocol", depending on where the read was.
+    patient = RetryPolicy(tries=10, first_delay=0.01, max_delay=0.05)
+    with fault_proxy(cluster.server, Faults(reset_per_chunk=0.1, seed=5)) as proxy:
+        path = kubeconfig_for(cluster, tmp_path, server=f"https://{proxy.address}")
+        with Client.from_kubeconfig(path, retry=patient) as client:
+            names = [client.get("v1", "Namespace", None, "kube-system") for _ in range(100)]
+        assert proxy.snapshot().resets > 10
+    assert all(n is not None and n["metadata"]["name"] == "kube-system" for n in names)
+    assert client.requests > 100

@@ -45,6 +45,30 @@ def test_only_the_403s_that_pass_by_themselves_are_temporary():
     assert not errors.is_temporary(answer(403, 'User "u" cannot patch resource "configmaps"'))
 
 
+def tls_failure(reason: str) -> ApiException:
+    """What the kubernetes client raises for a urllib3 SSLError: status 0, the error as reason."""
+    return ApiException(status=0, reason=f"SSLError\n{reason}")
+
+
+@pytest.mark.parametrize("reason", [
+    "EOF occurred in violation of protocol (_ssl.c:2427)",
+    "[SSL: UNEXPECTED_EOF_WHILE_READING] EOF occurred in violation of protocol (_ssl.c:1006)",
+    "[Errno 104] Connection reset by peer",
+])
+def test_a_tls_connection_cut_short_is_temporary(reason: str):
+    assert errors.is_temporary(tls_failure(reason))
+
+
+@pytest.mark.parametrize("reason", [
+    "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate "
+    "(_ssl.c:1006)",
+    "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)",
+    "hostname '10.0.0.1' doesn't match 'kubernetes'",
+])
+def test_a_tls_mismatch_is_permanent(reason: str):
+    assert not errors.is_temporary(tls_failure(reason))
+
+
 def test_retry_after_comes_from_the_header_or_the_status_details():
     assert errors.retry_after(answer(429, headers={"Retry-After": "3"})) == 3.0
     assert errors.retry_after(answer(429, details={"retryAfterSeconds": 2})) == 2.0
