@@ -166,10 +166,11 @@ def plan_directory(directory: Path, options: PlanOptions, loading: LoadOptions |
     """A plan made under the state lock (unless `lock` is False), as Terraform's: it does not
     read a state an apply is halfway through writing. Where the state's folder cannot be
     written (a read-only or full disk), nothing can apply either: the plan goes on without the
-    lock and says so through `warn`."""
+    lock and says so through `warn`. A workspace never applied has no state to guard: its
+    plan takes no lock, and so writes nothing (no `.substratus/` appears)."""
     ws = open_workspace(directory, loading)
     held = None
-    if lock:
+    if lock and ws.backend.read() is not None:
         try:
             held = ws.backend.lock("plan", lock_timeout)
         except UnwritableStateError as e:
