@@ -48,8 +48,15 @@ def _sha256(value: str) -> str:
     return value
 
 
-def _storage_url(value: str) -> str:
-    if not value.startswith(_STORAGE_SCHEMES):
+def _artifacts_url(value: str) -> str:
+    # An artifact store may also be a registry repository (the store package's oci.py).
+    if value.startswith("oci://"):
+        return _storage_url(value, oci=True)
+    return _storage_url(value)
+
+
+def _storage_url(value: str, *, oci: bool = False) -> str:
+    if not oci and not value.startswith(_STORAGE_SCHEMES):
         raise ValueError(f"invalid location {value!r}: expected file://PATH or gs://BUCKET/PREFIX")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise ValueError(f"invalid location {value!r}: control characters (a NUL, a newline) "
@@ -87,6 +94,9 @@ Sha256 = Annotated[
 ]
 StorageURL = Annotated[
     str, AfterValidator(_storage_url), Field(json_schema_extra={"pattern": "^(file|gs)://"})
+]
+ArtifactsURL = Annotated[
+    str, AfterValidator(_artifacts_url), Field(json_schema_extra={"pattern": "^(file|gs|oci)://"})
 ]
 MaybeSecret = Annotated[str, AfterValidator(_secret_refs)]
 
@@ -169,7 +179,7 @@ class EnvironmentKubernetes(_Model):
 class EnvironmentSpec(_Model):
     runtime: Literal["local", "kubernetes"] = "local"
     kubernetes: EnvironmentKubernetes | None = None
-    artifacts: StorageURL | None = None
+    artifacts: ArtifactsURL | None = None
     state: StorageURL | None = None
     registry: str | None = None
 
