@@ -50,14 +50,14 @@ def _sha256(value: str) -> str:
 
 def _artifacts_url(value: str) -> str:
     # An artifact store may also be a registry repository (the store package's oci.py).
-    if value.startswith("oci://"):
-        return _storage_url(value, oci=True)
-    return _storage_url(value)
+    return _storage_url(value, (*_STORAGE_SCHEMES, "oci://"),
+                        "file://PATH, gs://BUCKET/PREFIX or oci://HOST[:PORT]/REPOSITORY")
 
 
-def _storage_url(value: str, *, oci: bool = False) -> str:
-    if not oci and not value.startswith(_STORAGE_SCHEMES):
-        raise ValueError(f"invalid location {value!r}: expected file://PATH or gs://BUCKET/PREFIX")
+def _storage_url(value: str, schemes: tuple[str, ...] = _STORAGE_SCHEMES,
+                 expected: str = "file://PATH or gs://BUCKET/PREFIX") -> str:
+    if not value.startswith(schemes):
+        raise ValueError(f"invalid location {value!r}: expected {expected}")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise ValueError(f"invalid location {value!r}: control characters (a NUL, a newline) "
                          "cannot be in a path or object name")
