@@ -18,7 +18,7 @@ from substratus_cli.config import load_directory
 # The distribution spec's tag grammar.
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
-part = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\\\x00\n\r"),
+part = st.text(st.characters(codec="utf-8", exclude_characters="/\\\x00\n\r"),
                min_size=1, max_size=40).filter(lambda p: p not in (".", ".."))
 names = st.lists(part, min_size=1, max_size=5).map("/".join)
 
