@@ -210,8 +210,18 @@ class OCIBackend:
 
         def chunks() -> Iterator[bytes]:
             digest, sent = hashlib.sha256(), 0
-            with open(path, "rb") as handle:
-                while sent < size and (chunk := handle.read(min(CHUNK_SIZE, size - sent))):
+            try:
+                handle = open(path, "rb")  # noqa: SIM115 - closed below
+            except OSError as exc:  # not the registry's failure: never retried as one
+                raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+            with handle:
+                while sent < size:
+                    try:
+                        chunk = handle.read(min(CHUNK_SIZE, size - sent))
+                    except OSError as exc:
+                        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+                    if not chunk:
+                        break
                     digest.update(chunk)
                     sent += len(chunk)
                     yield chunk
