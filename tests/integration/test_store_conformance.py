@@ -53,8 +53,9 @@ class TestGCSStore(StoreContract):
         self.bucket.blob(f"artifacts/dev/{blob_key(sha256_hex)}").delete()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def registry() -> Iterator[RegistryServer]:
+    # One a test: a blob corrupted on disk is corrupt in every repository of that registry.
     with registry_server() as server:
         yield server
 
