@@ -268,25 +268,27 @@ class RegistryClient:
     def get_blob(self, repository: str, digest: str) -> bytes | None:
         """The blob's bytes (not checked: callers hash them), None when the registry lacks it."""
         answer = self._request("GET", f"/v2/{repository}/blobs/{digest}", repository,
-                               absent_ok=True)
+                               absent_ok=True, storage_redirect=True)
         return None if answer is None else answer[2]
 
     def download_blob(self, repository: str, digest: str, sink: Sink) -> bool:
         """The blob streamed into sink in 1 MiB chunks (not checked: callers hash what arrives);
         False when the registry lacks it."""
         return self._request("GET", f"/v2/{repository}/blobs/{digest}", repository,
-                             absent_ok=True, sink=sink) is not None
+                             absent_ok=True, sink=sink, storage_redirect=True) is not None
 
     # -- the one place that talks HTTP --------------------------------------------------------
 
     def _request(self, method: str, path: str, repository: str, *, push: bool = False,
                  headers: Mapping[str, str] | None = None, body: Body | None = None,
-                 absent_ok: bool = False,
-                 sink: Sink | None = None) -> tuple[int, Mapping[str, str], bytes] | None:
+                 absent_ok: bool = False, sink: Sink | None = None,
+                 storage_redirect: bool = False) -> tuple[int, Mapping[str, str], bytes] | None:
         """Sends, once more with credentials if the registry asks for them, and again under the
         retry policy when the answer is temporary (5xx, 429, a reset or timed-out connection).
         A callable body is called for each try; with a sink, a 2xx answer's body is streamed
-        into it (and the bytes returned are empty)."""
+        into it (and the bytes returned are empty). `storage_redirect`: a blob GET may be sent
+        to the registry's storage (a signed URL: Docker Hub, Artifact Registry, registries on
+        S3 do so), which is followed without our credentials; any other redirect is refused."""
         url = path if path.startswith(("http://", "https://")) else self.base + path
         if urllib.parse.urlsplit(url).netloc != self._netloc:
             # An upload Location elsewhere would carry our credentials to another host.
@@ -310,6 +312,11 @@ class RegistryClient:
                     while chunk := answer.read(_CHUNK):
                         sink.write(chunk)
                     return answer.status, dict(answer.headers.items()), b""
+            except _Redirect as r:
+                if not storage_redirect:
+                    raise RegistryError(f"registry {self.host} answered {method} {path} with a "
+                                        f"redirect to {r.url}; refused") from None
+                return self._from_storage(r.url, path, sink)
             except urllib.error.HTTPError as e:
                 if e.code == 401 and not challenged:
                     challenged = True
@@ -338,6 +345,31 @@ class RegistryClient:
                         self.host, failure, delay, attempt + 1)
             time.sleep(delay)
         raise AssertionError("unreachable")
+
+    def _from_storage(self, url: str, what: str,
+                      sink: Sink | None) -> tuple[int, Mapping[str, str], bytes]:
+        """GET a blob where the registry redirected us: no Authorization header (it is for the
+        registry alone), and HTTPS unless the registry itself is spoken to over HTTP."""
+        scheme = urllib.parse.urlsplit(url).scheme
+        if scheme != "https" and not (scheme == "http" and self.base.startswith("http://")):
+            raise RegistryError(f"registry {self.host} sent {what} to {url}; refused (not HTTPS)")
+        with self._lock:
+            self.requests += 1
+        where = urllib.parse.urlsplit(url).netloc
+        try:
+            with _PLAIN_OPENER.open(urllib.request.Request(url), timeout=self.timeout) as answer:
+                if sink is None:
+                    return answer.status, dict(answer.headers.items()), answer.read()
+                sink.seek(0)
+                while chunk := answer.read(_CHUNK):
+                    sink.write(chunk)
+                return answer.status, dict(answer.headers.items()), b""
+        except urllib.error.HTTPError as e:
+            raise RegistryError(f"{where}, where registry {self.host} sent GET {what}, answered "
+                                f"HTTP {e.code}") from None
+        except (OSError, http.client.HTTPException) as e:
+            raise RegistryError(f"cannot reach {where}, where registry {self.host} sent GET "
+                                f"{what}: {e}") from None
 
     def _authorization(self, scope: str, challenge: str | None) -> dict[str, str]:
         """The Authorization header: none until the registry asks (challenge None), then what
@@ -415,13 +447,22 @@ def _with_digest(location: str, digest: str) -> str:
     return f"{location}{separator}digest={urllib.parse.quote(digest)}"
 
 
+class _Redirect(Exception):  # noqa: N818 - a signal, not an error
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect would carry the Authorization header to wherever it points: refuse it."""
+    """A redirect would carry the Authorization header to wherever it points: it is not
+    followed, but handed to _request, which decides (see storage_redirect)."""
 
     def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
                          headers: Any, newurl: str) -> urllib.request.Request | None:
-        raise RegistryError(f"registry answered {req.get_method()} {req.full_url} with a "
-                            f"redirect to {newurl}; refused")
+        fp.close()
+        raise _Redirect(newurl)
 
 
 _OPENER = urllib.request.build_opener(_NoRedirects)
+# For what a registry sends us to: no credentials go there, so its redirects may be followed.
+_PLAIN_OPENER = urllib.request.build_opener()

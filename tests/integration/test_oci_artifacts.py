@@ -6,10 +6,13 @@ backend-independent guarantees are in test_store_conformance.py."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import http.server
 import json
 import os
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -190,6 +193,70 @@ def test_credentials_come_from_the_docker_config(tmp_path: Path, tree: Path,
         with pytest.raises(StoreError, match="the credentials were refused") as err:
             open_store(url).get_manifest(result.digest)
         assert PASSWORD not in str(err.value) and "wrong" not in str(err.value)
+
+
+@contextlib.contextmanager
+def blob_storage(registry: RegistryServer) -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """Where a registry on cloud storage sends blob downloads: an HTTP server on 127.0.0.1 that
+    serves /sha256/HEX from the registry's own blob files, recording each request's headers."""
+    seen: list[dict[str, str]] = []
+    blobs = registry.root / "docker" / "registry" / "v2" / "blobs" / "sha256"
+
+    class Storage(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            seen.append(dict(self.headers.items()))
+            hex_ = self.path.rsplit("/", 1)[1]
+            data = (blobs / hex_[:2] / hex_ / "data").read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Storage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_blob_downloads_follow_the_registry_to_its_storage_without_credentials(
+        tmp_path: Path, tree: Path) -> None:
+    with registry_server((USER, PASSWORD)) as guarded, blob_storage(guarded) as (storage, seen):
+        def to_storage(method: str, path: str) -> str | None:
+            if method == "GET" and "/blobs/sha256:" in path:
+                return f"{storage}/sha256/{path.rsplit(':', 1)[1]}"
+            return None
+
+        (tmp_path / "docker").mkdir()
+        auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        with fault_proxy(guarded, lambda method, path: None, redirect=to_storage) as proxy:
+            (tmp_path / "docker" / "config.json").write_text(
+                json.dumps({"auths": {proxy.host: {"auth": auth}}}))
+            store = open_store(f"oci://{proxy.host}/team/data")
+            result = snapshot_tree(tree, store, None)
+            store.materialize(result.digest, tmp_path / "out", verify=True)
+            assert store.get_manifest(result.digest) == result.manifest  # the config, by GET
+        assert files_under(tmp_path / "out") == files_under(tree)
+        # Four distinct files, and the snapshot manifest read twice (materialize, get_manifest).
+        assert len(seen) == 6
+        assert not [h for h in seen if "authorization" in {k.lower() for k in h}]
+        assert len([r for r in proxy.requests if r[2] == 307]) == 6
+
+
+def test_a_redirect_anywhere_but_a_blob_download_is_refused(registry: RegistryServer,
+                                                           repository: str, tree: Path) -> None:
+    def elsewhere(method: str, path: str) -> str | None:
+        return "http://127.0.0.1:9/x" if method == "HEAD" and "/blobs/" in path else None
+
+    with fault_proxy(registry, lambda method, path: None, redirect=elsewhere) as proxy, \
+            pytest.raises(StoreError, match=r"answered HEAD .* with a redirect to "
+                                            r"http://127.0.0.1:9/x; refused"):
+        snapshot_tree(tree, open_store(f"oci://{proxy.host}/{repository}"), None)
 
 
 def test_a_refused_push_records_nothing_and_a_rerun_converges(
