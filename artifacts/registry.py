@@ -287,8 +287,8 @@ class RegistryClient:
         retry policy when the answer is temporary (5xx, 429, a reset or timed-out connection).
         A callable body is called for each try; with a sink, a 2xx answer's body is streamed
         into it (and the bytes returned are empty). `storage_redirect`: a blob GET may be sent
-        to the registry's storage (a signed URL: Docker Hub, Artifact Registry, registries on
-        S3 do so), which is followed without our credentials; any other redirect is refused."""
+        to the registry's storage (a signed URL: Docker Hub, and registries whose storage is S3
+        or Cloud Storage, do so), which is followed without our credentials; any other redirect is refused."""
         url = path if path.startswith(("http://", "https://")) else self.base + path
         if urllib.parse.urlsplit(url).netloc != self._netloc:
             # An upload Location elsewhere would carry our credentials to another host.
