@@ -288,7 +288,8 @@ class RegistryClient:
         A callable body is called for each try; with a sink, a 2xx answer's body is streamed
         into it (and the bytes returned are empty). `storage_redirect`: a blob GET may be sent
         to the registry's storage (a signed URL: Docker Hub, and registries whose storage is S3
-        or Cloud Storage, do so), which is followed without our credentials; any other redirect is refused."""
+        or Cloud Storage, do so), which is followed without our credentials; any other
+        redirect is refused."""
         url = path if path.startswith(("http://", "https://")) else self.base + path
         if urllib.parse.urlsplit(url).netloc != self._netloc:
             # An upload Location elsewhere would carry our credentials to another host.
@@ -308,9 +309,9 @@ class RegistryClient:
                     if sink is None:
                         return answer.status, dict(answer.headers.items()), answer.read()
                     if attempt > 1:
-                        sink.seek(0)  # a download that failed half way starts over
+                        _into(sink, None, path)  # a download that failed half way starts over
                     while chunk := answer.read(_CHUNK):
-                        sink.write(chunk)
+                        _into(sink, chunk, path)
                     return answer.status, dict(answer.headers.items()), b""
             except _Redirect as r:
                 if not storage_redirect:
@@ -360,9 +361,9 @@ class RegistryClient:
             with _PLAIN_OPENER.open(urllib.request.Request(url), timeout=self.timeout) as answer:
                 if sink is None:
                     return answer.status, dict(answer.headers.items()), answer.read()
-                sink.seek(0)
+                _into(sink, None, what)
                 while chunk := answer.read(_CHUNK):
-                    sink.write(chunk)
+                    _into(sink, chunk, what)
                 return answer.status, dict(answer.headers.items()), b""
         except urllib.error.HTTPError as e:
             raise RegistryError(f"{where}, where registry {self.host} sent GET {what}, answered "
@@ -440,6 +441,18 @@ class RegistryClient:
         detail = e.read()[:300].decode(errors="replace").strip()
         return RegistryError(f"registry {self.host} answered {method} {what} with HTTP "
                              f"{e.code}{': ' + detail if detail else ''}")
+
+
+def _into(sink: Sink, chunk: bytes | None, what: str) -> None:
+    """A chunk written into sink (None: back to its start). The sink's own failure (a full
+    disk) is a StoreError, not taken for the registry's and retried."""
+    try:
+        if chunk is None:
+            sink.seek(0)
+        else:
+            sink.write(chunk)
+    except OSError as e:
+        raise StoreError(f"cannot write what GET {what} answered: {e.strerror or e}") from None
 
 
 def _with_digest(location: str, digest: str) -> str:

@@ -248,6 +248,28 @@ def test_blob_downloads_follow_the_registry_to_its_storage_without_credentials(
         assert len([r for r in proxy.requests if r[2] == 307]) == 6
 
 
+class FullDisk:
+    """A download sink on a disk that is full."""
+
+    def write(self, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+
+def test_a_download_that_cannot_be_written_is_not_retried_as_a_registry_failure(
+        registry: RegistryServer, repository: str) -> None:
+    digest = RegistryClient(registry.host).push_blob(repository, b"weights" * 1000).digest
+    with fault_proxy(registry, lambda method, path: None) as proxy:
+        backend = open_store(f"oci://{proxy.host}/{repository}").backend
+        assert isinstance(backend, OCIBackend)
+        client = backend.client
+        with pytest.raises(StoreError, match="cannot write what GET .* answered: No space left"):
+            client.download_blob(repository, digest, FullDisk())
+    assert [m for m, _, _ in proxy.requests] == ["GET"]
+
+
 def test_a_redirect_anywhere_but_a_blob_download_is_refused(registry: RegistryServer,
                                                            repository: str, tree: Path) -> None:
     def elsewhere(method: str, path: str) -> str | None:
