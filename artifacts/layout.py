@@ -1,6 +1,7 @@
 """Where things live in an artifact store, whatever its backend, and the URLs that name them.
 
-A store root is `file:///absolute/path` or `gs://bucket[/prefix]`; under it, objects are named
+A store root is `file:///absolute/path`, `gs://bucket[/prefix]` or `oci://host[:port]/repository`;
+under it, objects are named (oci.py maps these names onto a registry's blobs and tags)
 
     blobs/sha256/AB/ABCDEF…         a file's bytes, named by their sha256 (lower-case hex; AB = its
                                     first two digits)
@@ -89,14 +90,14 @@ class Location:
 
 def parse_url(url: str) -> Location:
     """`<root>/refs/<name>` or `<root>/manifests/sha256/<hex>.json`; the root is all before."""
-    if not (url.startswith("gs://") or url.startswith("file:///")):
-        raise StoreError(f"{url!r}: an artifact store URL is gs://bucket[/prefix]/… or "
-                         "file:///absolute/path/…")
+    if not url.startswith(("gs://", "file:///", "oci://")):
+        raise StoreError(f"{url!r}: an artifact store URL is gs://bucket[/prefix]/…, "
+                         "oci://host[:port]/repository/… or file:///absolute/path/…")
     match = _MANIFEST_URL.fullmatch(url)
     if match:
         return Location(url, _root(match["root"], url), digest=DIGEST_PREFIX + match["hex"])
-    # The first /refs/ after the bucket (or the file:// scheme) ends the root.
-    head = len("gs://") if url.startswith("gs://") else len("file://")
+    # The first /refs/ after the bucket or host (or the file:// scheme) ends the root.
+    head = len("file://") if url.startswith("file://") else url.find("://") + len("://")
     at = url.find("/refs/", head)
     if at < 0:
         raise StoreError(f"{url!r} names neither a ref (<root>/refs/<name>) nor a manifest "
@@ -112,4 +113,6 @@ def parse_url(url: str) -> Location:
 def _root(root: str, url: str) -> str:
     if root.startswith("gs://") and not root[len("gs://"):].split("/")[0]:
         raise StoreError(f"{url!r} names no bucket")
+    if root.startswith("oci://") and "/" not in root[len("oci://"):].strip("/"):
+        raise StoreError(f"{url!r} names no repository (oci://host[:port]/repository/…)")
     return root

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import http.client
 import itertools
 import json
 import logging
@@ -22,7 +23,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,6 +41,17 @@ _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 # (user, password), or None for anonymous
 Credentials = tuple[str, str] | None
+# A request body: bytes, or what makes its chunks anew for each try (a file streamed, not loaded)
+Body = bytes | Callable[[], Iterable[bytes]]
+_CHUNK = 1 << 20
+
+
+class Sink(Protocol):
+    """Where a streamed response goes; a retried download seeks it back to 0 first."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
 
 
 TEMPORARY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -182,7 +194,13 @@ class RegistryClient:
         self.retry = retry
         self.requests = 0
         self._tokens: dict[str, str] = {}  # scope -> bearer token
+        self._basic_asked = False  # the registry asked for Basic auth once
         self._lock = threading.Lock()
+
+    def ping(self, repository: str) -> None:
+        """GET /v2/: RegistryError unless the host answers the distribution API and lets us in
+        (credentials asked for `repository`'s pull scope)."""
+        self._request("GET", "/v2/", repository)
 
     # -- manifests ----------------------------------------------------------------------------
 
@@ -230,24 +248,48 @@ class RegistryClient:
         """A blob, uploaded in one PUT unless the registry has it already."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if not self.has_blob(repository, digest):
-            answer = self._request("POST", f"/v2/{repository}/blobs/uploads/", repository,
-                                   push=True)
-            assert answer is not None
-            location = answer[1].get("Location")
-            if not location:
-                raise RegistryError(f"registry {self.host} started an upload to {repository} "
-                                    "without a Location")
-            self._request("PUT", _with_digest(location, digest), repository, push=True,
-                          headers={"Content-Type": "application/octet-stream"}, body=data)
+            self.upload_blob(repository, digest, len(data), data)
         return Descriptor(media_type, digest, len(data))
+
+    def upload_blob(self, repository: str, digest: str, size: int, body: Body) -> None:
+        """A monolithic upload (POST a session, PUT the bytes with their digest), whether or not
+        the registry has the blob: callers HEAD first. The registry checks the bytes against
+        `digest` and refuses others (HTTP 400, DIGEST_INVALID)."""
+        answer = self._request("POST", f"/v2/{repository}/blobs/uploads/", repository, push=True)
+        assert answer is not None
+        location = answer[1].get("Location")
+        if not location:
+            raise RegistryError(f"registry {self.host} started an upload to {repository} "
+                                "without a Location")
+        self._request("PUT", _with_digest(location, digest), repository, push=True,
+                      headers={"Content-Type": "application/octet-stream",
+                               "Content-Length": str(size)}, body=body)
+
+    def get_blob(self, repository: str, digest: str) -> bytes | None:
+        """The blob's bytes (not checked: callers hash them), None when the registry lacks it."""
+        answer = self._request("GET", f"/v2/{repository}/blobs/{digest}", repository,
+                               absent_ok=True, storage_redirect=True)
+        return None if answer is None else answer[2]
+
+    def download_blob(self, repository: str, digest: str, sink: Sink) -> bool:
+        """The blob streamed into sink in 1 MiB chunks (not checked: callers hash what arrives);
+        False when the registry lacks it."""
+        return self._request("GET", f"/v2/{repository}/blobs/{digest}", repository,
+                             absent_ok=True, sink=sink, storage_redirect=True) is not None
 
     # -- the one place that talks HTTP --------------------------------------------------------
 
     def _request(self, method: str, path: str, repository: str, *, push: bool = False,
-                 headers: Mapping[str, str] | None = None, body: bytes | None = None,
-                 absent_ok: bool = False) -> tuple[int, Mapping[str, str], bytes] | None:
+                 headers: Mapping[str, str] | None = None, body: Body | None = None,
+                 absent_ok: bool = False, sink: Sink | None = None,
+                 storage_redirect: bool = False) -> tuple[int, Mapping[str, str], bytes] | None:
         """Sends, once more with credentials if the registry asks for them, and again under the
-        retry policy when the answer is temporary (5xx, 429, a reset or timed-out connection)."""
+        retry policy when the answer is temporary (5xx, 429, a reset or timed-out connection).
+        A callable body is called for each try; with a sink, a 2xx answer's body is streamed
+        into it (and the bytes returned are empty). `storage_redirect`: a blob GET may be sent
+        to the registry's storage (a signed URL: Docker Hub, and registries whose storage is S3
+        or Cloud Storage, do so), which is followed without our credentials; any other
+        redirect is refused."""
         url = path if path.startswith(("http://", "https://")) else self.base + path
         if urllib.parse.urlsplit(url).netloc != self._netloc:
             # An upload Location elsewhere would carry our credentials to another host.
@@ -257,13 +299,25 @@ class RegistryClient:
         challenged = False
         started = time.monotonic()
         for attempt in itertools.count(1):
-            request = urllib.request.Request(url, data=body, method=method,
+            data = body() if callable(body) else body
+            request = urllib.request.Request(url, data=data, method=method,
                                              headers={**(headers or {}), **auth})
             with self._lock:
                 self.requests += 1
             try:
                 with _OPENER.open(request, timeout=self.timeout) as answer:
-                    return answer.status, dict(answer.headers.items()), answer.read()
+                    if sink is None:
+                        return answer.status, dict(answer.headers.items()), answer.read()
+                    if attempt > 1:
+                        _into(sink, None, path)  # a download that failed half way starts over
+                    while chunk := answer.read(_CHUNK):
+                        _into(sink, chunk, path)
+                    return answer.status, dict(answer.headers.items()), b""
+            except _Redirect as r:
+                if not storage_redirect:
+                    raise RegistryError(f"registry {self.host} answered {method} {path} with a "
+                                        f"redirect to {r.url}; refused") from None
+                return self._from_storage(r.url, path, sink)
             except urllib.error.HTTPError as e:
                 if e.code == 401 and not challenged:
                     challenged = True
@@ -274,8 +328,10 @@ class RegistryClient:
                 failure: Exception = self._refused(method, path, e)
                 temporary = e.code in TEMPORARY_STATUS
                 retry_after = _seconds(e.headers.get("Retry-After"))
-            except OSError as e:
-                failure = RegistryError(f"cannot reach registry {self.host}: {e}",
+            except (OSError, http.client.HTTPException) as e:
+                failure = RegistryError(f"cannot reach registry {self.host}: {e!r}"
+                                        if isinstance(e, http.client.HTTPException) else
+                                        f"cannot reach registry {self.host}: {e}",
                                         hint="check the Environment's registry and that it is up")
                 # Refused: nothing listens there, and trying again will not change that.
                 temporary = not isinstance(e, ConnectionRefusedError) and not isinstance(
@@ -291,11 +347,38 @@ class RegistryClient:
             time.sleep(delay)
         raise AssertionError("unreachable")
 
+    def _from_storage(self, url: str, what: str,
+                      sink: Sink | None) -> tuple[int, Mapping[str, str], bytes]:
+        """GET a blob where the registry redirected us: no Authorization header (it is for the
+        registry alone), and HTTPS unless the registry itself is spoken to over HTTP."""
+        scheme = urllib.parse.urlsplit(url).scheme
+        if scheme != "https" and not (scheme == "http" and self.base.startswith("http://")):
+            raise RegistryError(f"registry {self.host} sent {what} to {url}; refused (not HTTPS)")
+        with self._lock:
+            self.requests += 1
+        where = urllib.parse.urlsplit(url).netloc
+        try:
+            with _PLAIN_OPENER.open(urllib.request.Request(url), timeout=self.timeout) as answer:
+                if sink is None:
+                    return answer.status, dict(answer.headers.items()), answer.read()
+                _into(sink, None, what)
+                while chunk := answer.read(_CHUNK):
+                    _into(sink, chunk, what)
+                return answer.status, dict(answer.headers.items()), b""
+        except urllib.error.HTTPError as e:
+            raise RegistryError(f"{where}, where registry {self.host} sent GET {what}, answered "
+                                f"HTTP {e.code}") from None
+        except (OSError, http.client.HTTPException) as e:
+            raise RegistryError(f"cannot reach {where}, where registry {self.host} sent GET "
+                                f"{what}: {e}") from None
+
     def _authorization(self, scope: str, challenge: str | None) -> dict[str, str]:
         """The Authorization header: none until the registry asks (challenge None), then what
         its WWW-Authenticate challenge asks for, a bearer token fetched once per scope."""
         if self.token_source is not None:
             return {"Authorization": f"Bearer {self.token_source()}"}
+        if self._basic_asked:  # sent up front once asked for: an upload is not sent twice
+            return self._basic()
         with self._lock:
             token = self._tokens.get(scope)
         if token is not None:
@@ -304,6 +387,7 @@ class RegistryClient:
             return {}
         kind, _, params = challenge.partition(" ")
         if kind.lower() == "basic":
+            self._basic_asked = True
             return self._basic()
         if kind.lower() != "bearer":
             raise RegistryError(f"registry {self.host} asks for {kind} auth, which substratus "
@@ -359,18 +443,39 @@ class RegistryClient:
                              f"{e.code}{': ' + detail if detail else ''}")
 
 
+def _into(sink: Sink, chunk: bytes | None, what: str) -> None:
+    """A chunk written into sink (None: back to its start). The sink's own failure (a full
+    disk) is a StoreError, not taken for the registry's and retried."""
+    try:
+        if chunk is None:
+            sink.seek(0)
+        else:
+            sink.write(chunk)
+    except OSError as e:
+        raise StoreError(f"cannot write what GET {what} answered: {e.strerror or e}") from None
+
+
 def _with_digest(location: str, digest: str) -> str:
     separator = "&" if "?" in location else "?"
     return f"{location}{separator}digest={urllib.parse.quote(digest)}"
 
 
+class _Redirect(Exception):  # noqa: N818 - a signal, not an error
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect would carry the Authorization header to wherever it points: refuse it."""
+    """A redirect would carry the Authorization header to wherever it points: it is not
+    followed, but handed to _request, which decides (see storage_redirect)."""
 
     def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
                          headers: Any, newurl: str) -> urllib.request.Request | None:
-        raise RegistryError(f"registry answered {req.get_method()} {req.full_url} with a "
-                            f"redirect to {newurl}; refused")
+        fp.close()
+        raise _Redirect(newurl)
 
 
 _OPENER = urllib.request.build_opener(_NoRedirects)
+# For what a registry sends us to: no credentials go there, so its redirects may be followed.
+_PLAIN_OPENER = urllib.request.build_opener()

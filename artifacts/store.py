@@ -1,6 +1,6 @@
 """Store: snapshots, blobs and refs on any Backend, with every remote read checked against its
 sha256 and transfers run as many at once as the backend gains by. `open_store` picks the backend
-from a root URL (file:// or gs://; oci:// and s3:// would be further backends)."""
+from a root URL (file://, gs:// or oci://; s3:// would be a further backend)."""
 
 from __future__ import annotations
 
@@ -406,7 +406,8 @@ def in_parallel(fn: Callable[[_T], _R], items: Sequence[_T], workers: int) -> li
 
 def open_store(url: str, base: Path | None = None, *, client: Any = None) -> Store:
     """The store at a root URL: `file://PATH` (a relative PATH is under base) or
-    `gs://BUCKET[/PREFIX]` (client: a google.cloud.storage.Client to use instead of a new one)."""
+    `gs://BUCKET[/PREFIX]` (client: a google.cloud.storage.Client to use instead of a new one)
+    or `oci://HOST[:PORT]/REPOSITORY` (client: a registry.RegistryClient for HOST)."""
     if url.startswith("file://"):
         rest = url[len("file://"):]
         if not rest:
@@ -425,4 +426,10 @@ def open_store(url: str, base: Path | None = None, *, client: Any = None) -> Sto
         from substratus_artifacts.gcs import GCSBackend
 
         return Store(GCSBackend(bucket, prefix, client))
-    raise StoreError(f"unsupported artifact store URL {url!r}: use file://PATH or gs://BUCKET/PREFIX")
+    if url.startswith("oci://"):
+        from substratus_artifacts.oci import OCIBackend, parse_root
+
+        host, repository = parse_root(url)
+        return Store(OCIBackend(host, repository, client))
+    raise StoreError(f"unsupported artifact store URL {url!r}: use file://PATH, "
+                     "gs://BUCKET/PREFIX or oci://HOST[:PORT]/REPOSITORY")

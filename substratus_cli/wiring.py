@@ -114,9 +114,12 @@ def unsupported(resources: Sequence[Resource], registry: Registry,
     out: list[Diagnostic] = []
     artifacts = str((environment.spec.get("artifacts") if environment else None) or "")
     if runtime == "kubernetes" and environment is not None and not artifacts.startswith("gs://"):
+        why = ("pods do not fetch from an oci:// store yet (its registry credentials are not "
+               "handed to them)" if artifacts.startswith("oci://") else
+               "pods cannot read this machine's files")
         out.append(Diagnostic(
             "the kubernetes runtime needs an artifact store its pods can reach",
-            "pods cannot read this machine's files: set `artifacts: gs://BUCKET/PREFIX` in the "
+            f"{why}: set `artifacts: gs://BUCKET/PREFIX` in the "
             "Environment (Datasets and Models are stored there, content addressed)",
             Subject(environment.file, environment.line_of("spec.artifacts"), "spec.artifacts")))
     for r in resources:

@@ -53,9 +53,16 @@ def _sha256(value: str) -> str:
     return value
 
 
-def _storage_url(value: str) -> str:
-    if not value.startswith(_STORAGE_SCHEMES):
-        raise ValueError(f"invalid location {value!r}: expected file://PATH or gs://BUCKET/PREFIX")
+def _artifacts_url(value: str) -> str:
+    # An artifact store may also be a registry repository (the store package's oci.py).
+    return _storage_url(value, (*_STORAGE_SCHEMES, "oci://"),
+                        "file://PATH, gs://BUCKET/PREFIX or oci://HOST[:PORT]/REPOSITORY")
+
+
+def _storage_url(value: str, schemes: tuple[str, ...] = _STORAGE_SCHEMES,
+                 expected: str = "file://PATH or gs://BUCKET/PREFIX") -> str:
+    if not value.startswith(schemes):
+        raise ValueError(f"invalid location {value!r}: expected {expected}")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise ValueError(f"invalid location {value!r}: control characters (a NUL, a newline) "
                          "cannot be in a path or object name")
@@ -92,6 +99,9 @@ Sha256 = Annotated[
 ]
 StorageURL = Annotated[
     str, AfterValidator(_storage_url), Field(json_schema_extra={"pattern": "^(file|gs)://"})
+]
+ArtifactsURL = Annotated[
+    str, AfterValidator(_artifacts_url), Field(json_schema_extra={"pattern": "^(file|gs|oci)://"})
 ]
 MaybeSecret = Annotated[str, AfterValidator(_secret_refs)]
 
@@ -257,9 +267,10 @@ class EnvironmentSpec(_Model):
         "Deployments and StatefulSets on a cluster (see `kubernetes`)."))
     kubernetes: EnvironmentKubernetes | None = Field(default=None, description=(
         "The cluster and namespace of the kubernetes runtime."))
-    artifacts: StorageURL | None = Field(default=None, description=(
-        "The artifact store for dataset and model snapshots: `file://PATH` or "
-        "`gs://BUCKET/PREFIX`; `.substratus/artifacts` when not given."),
+    artifacts: ArtifactsURL | None = Field(default=None, description=(
+        "The artifact store for dataset and model snapshots: `file://PATH`, "
+        "`gs://BUCKET/PREFIX` or `oci://REGISTRY/REPOSITORY` (local runtime); "
+        "`.substratus/artifacts` when not given."),
         examples=["gs://my-bucket/ml"])
     state: StorageURL | None = Field(default=None, description=(
         "Where the state (and its lock) is kept: `file://PATH` or `gs://BUCKET/PREFIX` to share it "

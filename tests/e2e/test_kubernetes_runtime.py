@@ -421,6 +421,10 @@ def test_a_saved_plan_is_refused_on_another_cluster(
     ("{runtime: kubernetes, kubernetes: {context: c}, artifacts: file://.substratus/artifacts}",
      "environment.yaml:4: spec.artifacts: the kubernetes runtime needs an artifact store its pods can reach",
      "set `artifacts: gs://BUCKET/PREFIX` in the Environment"),
+    ("{runtime: kubernetes, kubernetes: {context: c}, artifacts: 'oci://127.0.0.1:5000/ml'}",
+     "environment.yaml:4: spec.artifacts: the kubernetes runtime needs an artifact store its pods can reach",
+     "pods do not fetch from an oci:// store yet (its registry credentials are not handed to "
+     "them): set `artifacts: gs://BUCKET/PREFIX`"),
 ])
 def test_what_the_kubernetes_runtime_cannot_run_is_refused_with_file_and_line(
         cli, tmp_path: Path, spec: str, line: str, message: str) -> None:

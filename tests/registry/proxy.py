@@ -40,7 +40,10 @@ def once(status: int, method: str, path_part: str) -> Fault:
 
 
 @contextlib.contextmanager
-def fault_proxy(registry: RegistryServer, fault: Fault) -> Iterator[Proxy]:
+def fault_proxy(registry: RegistryServer, fault: Fault,
+                redirect: Callable[[str, str], str | None] | None = None) -> Iterator[Proxy]:
+    """`redirect`: (method, path) -> a URL to answer 307 with instead of relaying (a registry
+    that sends blob downloads to its storage), or None."""
     proxy = Proxy("")
     lock = threading.Lock()
 
@@ -49,6 +52,15 @@ def fault_proxy(registry: RegistryServer, fault: Fault) -> Iterator[Proxy]:
 
         def relay(self) -> None:
             body = self._body()
+            elsewhere = redirect(self.command, self.path) if redirect else None
+            if elsewhere is not None:
+                with lock:
+                    proxy.requests.append((self.command, self.path, 307))
+                self.send_response(307)
+                self.send_header("Location", elsewhere)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             status = fault(self.command, self.path)
             if status is not None:
                 with lock:
