@@ -110,6 +110,7 @@ def _line_of(diagnostic: dict) -> str:
 def test_json_on_invalid_files_is_a_diagnostics_document_exit_3(cli, tmp_path: Path, case: str,
                                                                 command: str):
     text, expected = CASES[case]
+    (tmp_path / "x").mkdir()  # what the path sources name
     (tmp_path / "a.yaml").write_text(text)
     result = cli(command, tmp_path, "--json")
     assert result.code == ExitCode.INVALID_INPUT
@@ -126,6 +127,7 @@ def test_diagnostics_document_ranges_point_at_the_field(cli, tmp_path: Path, upd
     """Also the golden test_tfjson.py hands to terraform-json's reader of `terraform validate
     -json` (tests/unit/goldens/tfjson/diagnostics.json)."""
     (tmp_path / "a.yaml").write_text(CASES["unknown kind"][0])
+    (tmp_path / "x").mkdir()  # what the path source names
     (tmp_path / "b.yaml").write_text(
         "apiVersion: substratus.ai/v1\nkind: Dataset\nmetadata:\n  name: b\nspec:\n"
         "  source:\n    path: x\n    'sha256': abc\n  command:\n  - 7\n")

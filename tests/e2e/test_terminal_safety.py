@@ -16,9 +16,10 @@ def test_a_file_name_and_a_value_with_escape_sequences_print_as_text(cli, tmp_pa
         "apiVersion: substratus.ai/v1\nkind: Dataset\nmetadata: {name: red}\n"
         'spec: {source: {path: "x\\e[2Jy\\u202eevil"}}\n')
     result = cli("plan", tmp_path)
-    assert result.code == ExitCode.ERROR, result
+    assert result.code == ExitCode.INVALID_INPUT, result  # the path does not exist
     assert ESC not in result.err and "\u202e" not in result.err
-    assert "x\\x1b[2Jy\\u202eevil" in result.err
+    assert "Error: f\\x1b[32m.yaml:4: spec.source.path: source path 'x\\x1b[2Jy\\u202eevil'" \
+        in result.err
 
 
 def test_a_diagnostic_names_the_file_with_its_escapes_visible(cli, tmp_path: Path):
