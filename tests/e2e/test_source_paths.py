@@ -35,17 +35,17 @@ def test_a_dataset_of_the_whole_workspace_converges(cli, tmp_path: Path) -> None
 
 
 def test_allow_outside_snapshots_a_folder_beside_the_workspace(cli, tmp_path: Path) -> None:
-    shared = tmp_path / "shared"
+    shared = tmp_path / "team-data"
     shared.mkdir()
     (shared / "rows.csv").write_text("a,b\n")
     workdir = tmp_path / "ws"
-    dataset(workdir, "{path: ../shared}")
+    dataset(workdir, "{path: ../team-data}")
     refused = cli("validate", workdir)
     assert refused.code == ExitCode.INVALID_INPUT
     assert refused.err.startswith(
-        f"Error: dataset.yaml:5: spec.source.path: source path '../shared' is outside the "
+        f"Error: dataset.yaml:5: spec.source.path: source path '../team-data' is outside the "
         f"workspace (it resolves to {shared})\n")
-    dataset(workdir, "{path: ../shared, allowOutside: true}")
+    dataset(workdir, "{path: ../team-data, allowOutside: true}")
     applied = cli("apply", workdir, "--auto-approve")
     assert applied.code == ExitCode.OK, applied.output
     assert cli("plan", workdir, "--detailed-exitcode").code == ExitCode.OK

@@ -89,11 +89,11 @@ def test_what_used_to_fail_at_apply_is_refused_at_validate_all_at_once(tmp_path:
 
 def test_allow_outside_takes_a_path_from_outside_the_workspace(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    (tmp_path / "shared").mkdir()
-    write(ws, "a.yaml", dataset("shared", "{path: ../shared, allowOutside: true}"))
+    (tmp_path / "team-data").mkdir()
+    write(ws, "a.yaml", dataset("team-data", "{path: ../team-data, allowOutside: true}"))
     result = load_directory(ws)
     assert messages(result) == []
-    assert result.resources[0].spec["source"] == {"path": "../shared", "allowOutside": True}
+    assert result.resources[0].spec["source"] == {"path": "../team-data", "allowOutside": True}
 
 
 def test_allow_outside_is_for_path_sources_only(tmp_path: Path) -> None:
