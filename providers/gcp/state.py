@@ -18,7 +18,7 @@ from google.api_core import exceptions as gexc
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from substratus_cli.errors import LockError, ProviderError, SubstratusError
-from substratus_cli.state.backend import ConflictError, LockHeldError, LockInfo
+from substratus_cli.state.backend import ConflictError, LockHeldError, LockInfo, restore_hint
 from substratus_cli.state.inventory import Inventory
 from substratus_providers.gcp.gcs import gcs_errors, parse_url
 
@@ -128,16 +128,11 @@ class GCSStateBackend:
                                   f"damaged too: {e}") from None
 
     def _restore_hint(self) -> str:
-        try:
-            backup = self.read_backup()
-        except SubstratusError:
-            backup = None
-        if backup is None:
-            return ("no backup of it is kept yet; restore an earlier generation of the object "
-                    "if the bucket keeps versions (it is small JSON)")
-        return (f"the state before the last apply is kept: `gcloud storage cp "
-                f"{self.location}/inventory.json.backup {self.location}/inventory.json` restores "
-                f"it (serial {backup.serial}, {len(backup.entries)} resources)")
+        return restore_hint(
+            self, f"gcloud storage cp {self.location}/inventory.json.backup "
+                  f"{self.location}/inventory.json",
+            "no backup of it is kept yet; restore an earlier generation of the object if the "
+            "bucket keeps versions (it is small JSON)")
 
     def _keep_backup(self, expected_serial: int | None) -> None:
         """The state this run started from, once per run (terraform.tfstate.backup)."""

@@ -90,3 +90,17 @@ class StateBackend(Protocol):
         ...
 
     def current_lock(self) -> LockInfo | None: ...
+
+
+def restore_hint(backend: StateBackend, restore_command: str, without_backup: str) -> str:
+    """The hint under a damaged inventory: the command that puts the backup back and what the
+    backup holds; `without_backup` where none can be read."""
+    try:
+        backup = backend.read_backup()
+    except SubstratusError:
+        backup = None
+    if backup is None:
+        return without_backup
+    return (f"the state before the last apply is kept: `{restore_command}` restores it (serial "
+            f"{backup.serial}, {len(backup.entries)} resources); the next plan shows what "
+            "changed since")

@@ -24,6 +24,7 @@ from substratus_cli.state.backend import (
     LockHeldError,
     LockInfo,
     UnwritableStateError,
+    restore_hint,
 )
 from substratus_cli.state.inventory import Inventory
 
@@ -84,16 +85,9 @@ class LocalStateBackend:
             raise SubstratusError(f"the state backup {self._backup} is damaged too: {e}") from None
 
     def _restore_hint(self) -> str:
-        try:
-            backup = self.read_backup()
-        except SubstratusError:
-            backup = None
-        if backup is None:
-            return ("no backup of it is kept yet (one is, from the next apply on); rebuild it "
-                    "with `substratus import` once the file is moved aside")
-        return (f"the state before the last apply is kept: `cp {self._backup} {self._inventory}` "
-                f"restores it (serial {backup.serial}, {len(backup.entries)} resources); the "
-                "next plan shows what changed since")
+        return restore_hint(self, f"cp {self._backup} {self._inventory}",
+                            "no backup of it is kept yet (one is, from the next apply on); "
+                            "rebuild it with `substratus import` once the file is moved aside")
 
     def write(self, inventory: Inventory, expected_serial: int | None) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
