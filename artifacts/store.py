@@ -147,12 +147,14 @@ class Store:
                                   self.backend.parallelism)
         return [p for p, _ in results if p], sum(n for _, n in results)
 
-    def damaged(self, digest: str, cache: StatCache) -> list[ManifestEntry]:
+    def damaged(self, digest: str, cache: StatCache, *,
+                thorough: bool = False) -> list[ManifestEntry]:
         """The blobs of a snapshot kept in a local folder that no longer hold their content (a
         workload wrote through one, a byte flipped on disk). A blob the stat cache knows to be
         unchanged since it was last hashed is not read again, so this costs a stat per blob once
         each has been hashed. A flipped bit that changes no inode is `substratus verify`'s to
-        find. A remote store's blobs: none (every read of one is checked)."""
+        find, or this with `thorough` (every blob hashed). A remote store's blobs: none (every
+        read of one is checked)."""
         manifest = self.get_manifest(digest)
         recorded = self.backend.local_path(manifest_key(digest))
         if manifest is None or recorded is None:
@@ -168,7 +170,8 @@ class Store:
                 return []
             try:
                 st = os.stat(path)
-                if st.st_ctime_ns <= snapshotted_ns or cache.lookup(path, st) == entry.sha256:
+                if not thorough and (st.st_ctime_ns <= snapshotted_ns
+                                     or cache.lookup(path, st) == entry.sha256):
                     continue
                 started = time.time_ns()
                 actual, size = hash_file(path)

@@ -496,10 +496,21 @@ def init(stack: str, directory: Path, instance: str | None) -> None:
 
 @cli.command()
 @DIRECTORY
+@click.option("--repair", is_flag=True,
+              help="Remove the corrupt blobs found at once (a local store; no workload may "
+                   "read them), then apply the damaged resources again (--replace): their "
+                   "sources are snapshotted, their models built or trained again. The apply "
+                   "asks first, as apply does.")
+@AUTO_APPROVE
+@PARALLELISM
+@LOCK_TIMEOUT
+@INPUT
 @with_loading
-def verify(directory: Path, loading: LoadOptions) -> None:
+def verify(directory: Path, repair: bool, auto_approve: bool, parallelism: int,
+           lock_timeout: str, ask: bool, loading: LoadOptions) -> None:
     """Read back every dataset snapshot and model artifact the state names and check each blob
-    against its manifest. Exits 1 naming what is missing or corrupt."""
+    against its manifest. Exits 1 naming what is missing or corrupt (with --repair: makes them
+    again, then exits as apply does)."""
     progress = PlanProgress(err)
     try:
         result = operations.verify(directory, loading, progress)
@@ -508,13 +519,23 @@ def verify(directory: Path, loading: LoadOptions) -> None:
     for d in result.damage:
         err.print(Text(f"Error: {d.address}: {d.digest}: {d.problem}"))
     mib = result.bytes_read / (1 << 20)
+    if result.damage and repair:
+        addresses = tuple(sorted({d.address for d in result.damage}))
+        removed = operations.discard_damaged(directory, result, loading)
+        out.print(f"Removed {removed} corrupt blob(s); applying "
+                  f"{', '.join(a.short() for a in addresses)} again.\n")
+        settings = _settings(parallelism, lock_timeout, auto_approve, ask, "repair")
+        _, outcome = operations.apply_directory(
+            directory, PlanOptions(targets=addresses, replace=addresses), settings, loading)
+        _finish(outcome, destroy=False)
+        return
     if result.damage:
         damaged = len({d.digest for d in result.damage})
         raise SubstratusError(f"{damaged} of {result.snapshots} snapshot(s) damaged ({mib:.1f} "
                               "MiB read)",
-                              hint="nothing was changed; delete the blobs named, then `substratus "
-                                   "apply --replace ADDR` for each address snapshots or builds "
-                                   "it again")
+                              hint="nothing was changed; `substratus verify --repair` makes "
+                                   "them again (or delete the blobs named, then `substratus "
+                                   "apply --replace ADDR` for each address)")
     out.print(f"Verified {result.snapshots} snapshot(s), {mib:.1f} MiB read: intact.")
 
 

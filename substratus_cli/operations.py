@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from substratus_artifacts.gc import Swept, check_keepable, sweep
+from substratus_artifacts.statcache import StatCache
 from substratus_cli import dispatch, outputs, verification, wiring
 from substratus_cli.address import DEFAULT_NAMESPACE, GROUP_KINDS, Address
 from substratus_cli.apply import Executor, Outcome, Reporter
@@ -276,6 +277,30 @@ def verify(directory: Path, loading: LoadOptions | None = None,
     ws = open_workspace(directory, loading)
     return verification.verify(ws.backend.read(),
                                wiring.open_artifact_store(ws.artifacts_url, ws.workdir), progress)
+
+
+def discard_damaged(directory: Path, damage: Verification,
+                    loading: LoadOptions | None = None) -> int:
+    """`verify --repair`'s first half: remove the corrupt blobs `damage` names from a local
+    store (a blob present is never rewritten, so the next snapshot of that content could not
+    replace it); the count removed. The apply that follows snapshots or builds them again."""
+    ws = open_workspace(directory, loading)
+    url = ws.artifacts_url
+    if not url.startswith("file://"):
+        scheme = url.split("://", 1)[0]
+        raise SubstratusError(f"verify --repair is not built yet for {scheme}:// artifact stores "
+                              f"(this workspace's: {url})",
+                              hint="delete the blobs named, then `substratus apply --replace "
+                                   "ADDR` for each address")
+    store = wiring.open_artifact_store(url, ws.workdir)
+    removed = 0
+    for digest in sorted({d.digest for d in damage.damage}):
+        if digest.startswith("sha256:"):
+            corrupt = store.damaged(digest, StatCache(ws.data_dir / "cache" / "stat.json"),
+                                    thorough=True)
+            store.discard(corrupt)
+            removed += len(corrupt)
+    return removed
 
 
 def gc(directory: Path, dry_run: bool, lock_timeout: float,

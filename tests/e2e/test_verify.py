@@ -137,3 +137,32 @@ def test_an_unchanged_snapshot_is_not_read_again_at_plan(cli, tmp_path: Path) ->
             m.touch()
     assert cli("plan", "--detailed-exitcode", root).code == 0  # not read: trusted by ctime
     assert cli("verify", root).code == 1  # the full read finds it
+
+
+def test_verify_repair_makes_the_damaged_snapshots_again(cli, tmp_path: Path) -> None:
+    root = workspace(tmp_path / "ws")
+    assert cli("apply", "--auto-approve", root).code == 0
+    corrupt, gone = blob(root, '{"a": 1}\n'), blob(root, '{"b": 2}\n')
+    corrupt.chmod(0o644)
+    corrupt.write_text('{"a": 9}\n')
+    gone.unlink()
+
+    declined = cli("verify", "--repair", root, input="no\n")
+    assert declined.code == 1, declined.output
+    assert "Do you want to perform these actions?" in declined.out
+    assert "-/+ Dataset/default/rows" in declined.out or "replaced" in declined.out, declined.out
+    assert not corrupt.exists()  # removed before asking: nothing can read it as good
+
+    repaired = cli("verify", "--repair", "--auto-approve", root)
+    assert repaired.code == 0, repaired.output
+    assert "Apply complete! Resources: 1 added, 0 changed, 1 destroyed." in repaired.out
+    assert corrupt.read_text() == '{"a": 1}\n' and gone.read_text() == '{"b": 2}\n'
+    assert cli("verify", root).code == 0
+    assert cli("plan", "--detailed-exitcode", root).code == 0
+
+
+def test_verify_repair_with_nothing_damaged_changes_nothing(cli, tmp_path: Path) -> None:
+    root = workspace(tmp_path / "ws")
+    assert cli("apply", "--auto-approve", root).code == 0
+    checked = cli("verify", "--repair", root)
+    assert checked.code == 0 and "intact" in checked.out, checked.output
