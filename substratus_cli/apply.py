@@ -239,7 +239,7 @@ class Executor:
                      progress: StepProgress) -> str | None:
         # A rollout's state, while it is not ready yet, is shown by the heartbeat.
         return wait_until_ready(lambda: dispatch.ready(provider, live), self.ready_timeout,
-                                waiting=progress.status)
+                                waiting=progress.status, stop=self._stop)
 
     def _record(self, change: Change, live: LiveObject) -> None:
         r = change.desired

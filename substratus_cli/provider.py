@@ -111,10 +111,12 @@ class ClusterJobs(Protocol):
 
 
 def wait_until_ready(check: Callable[[], Readiness], timeout: float,
-                     waiting: Callable[[str], None] | None = None) -> str | None:
+                     waiting: Callable[[str], None] | None = None,
+                     stop: threading.Event | None = None) -> str | None:
     """Asks `check` with a growing pause (0.1 s, doubling, 5 s at most) until it answers ready
     (None), failed, or `timeout` seconds pass (why not, as a message). `waiting` is told each
-    message of a not-ready answer (a rollout's state, for the heartbeat)."""
+    message of a not-ready answer (a rollout's state, for the heartbeat). Once `stop` is set
+    (the first Ctrl-C), it waits no more: the object is applied, only not ready yet."""
     deadline = time.monotonic() + timeout
     delay = 0.1
     while True:
@@ -127,7 +129,11 @@ def wait_until_ready(check: Callable[[], Readiness], timeout: float,
             waiting(readiness.message)
         if time.monotonic() + delay > deadline:
             return f"not ready after {timeout:.0f}s: {readiness.message}"
-        time.sleep(delay)
+        if stop is not None and stop.wait(delay):
+            return (f"interrupted before it was ready ({readiness.message}); it was applied, and "
+                    "the next plan shows where it stands")
+        if stop is None:
+            time.sleep(delay)
         delay = min(delay * 2, 5.0)
 
 
