@@ -1,13 +1,20 @@
-"""What a command imports, read from the real process (`python -X importtime -m substratus_cli`,
-which logs every module the process imports, lazily imported ones included): a no-change plan
-stores nothing, so it imports no google-cloud-storage, and it sends plain dicts, so it imports
-none of the kubernetes library's generated API and model modules (about 600 modules, half a
-second). `--help` and `validate` plan nothing: they import neither library at all. The
-kubernetes runtime's plan runs against the real test control plane, its artifacts in a
+"""The CLI as a real process (`python -m substratus_cli`).
+
+What it imports, read with `-X importtime` (which logs every module the process imports, lazily
+imported ones included): a no-change plan stores nothing, so it imports no google-cloud-storage,
+and it sends plain dicts, so it imports none of the kubernetes library's generated API and model
+modules (about 600 modules, half a second). `--help` and `validate` plan nothing: they import
+neither library at all.
+
+How it ends: without the interpreter's teardown (`os._exit`), but with its output whole, its
+exit code, and what atexit handlers clean up cleaned up (the kubernetes library writes the
+kubeconfig's CA, and a client key when there is one, to temporary files it removes at exit).
+The kubernetes runtime's plans run against the real test control plane, their artifacts in a
 fake-gcs-server."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -31,12 +38,12 @@ GENERATED = ("kubernetes.client.models", "kubernetes.client.api")
 STORAGE = "google.cloud.storage"
 
 
-def imports_of(*args: str | Path) -> tuple[int, str, set[str]]:
-    """Runs `python -m substratus_cli ARGS`: its exit code, stdout, and every module it
+def imports_of(*args: str | Path, **env: str) -> tuple[int, str, set[str]]:
+    """Runs `python -m substratus_cli ARGS`: its exit code, its output, and every module it
     imported."""
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "substratus_cli",
                            *map(str, args)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "NO_COLOR": "1"})
+                          env={**os.environ, "NO_COLOR": "1", **env})
     modules = {m[2] for line in done.stderr.splitlines() if (m := IMPORTED.match(line))}
     assert "substratus_cli.cli" in modules, done.stderr[-3000:]  # the log was read
     rest = "\n".join(line for line in done.stderr.splitlines() if not IMPORTED.match(line))
@@ -62,6 +69,26 @@ def test_help_and_validate_import_no_cloud_or_cluster_library(tmp_path: Path) ->
         assert code == 0, output
         assert under(modules, "kubernetes") == [], args
         assert under(modules, "google") == [], args
+
+
+def test_output_is_whole_and_exit_codes_kept_through_a_pipe(tmp_path: Path) -> None:
+    schema = subprocess.run([sys.executable, "-m", "substratus_cli", "schema"],
+                            capture_output=True, text=True, timeout=300)
+    assert schema.returncode == 0, schema.stderr
+    assert len(schema.stdout) > 10_000  # more than one pipe buffer's worth, all of it read
+    assert json.loads(schema.stdout)["$schema"]
+
+    unknown = subprocess.run([sys.executable, "-m", "substratus_cli", "plna"],
+                             capture_output=True, text=True, timeout=300)
+    assert unknown.returncode == 3
+    assert "No such command 'plna'" in unknown.stderr
+
+    (tmp_path / "bad.yaml").write_text("apiVersion: substratus.ai/v1\nkind: Dataset\n"
+                                       "metadata: {name: x}\nspec: {source: {}}\n")
+    invalid = subprocess.run([sys.executable, "-m", "substratus_cli", "validate", tmp_path],
+                             capture_output=True, text=True, timeout=300)
+    assert invalid.returncode == 3, invalid.stderr
+    assert "bad.yaml" in invalid.stderr
 
 
 def test_a_no_change_local_plan_imports_no_cloud_or_cluster_library(cli, tmp_path: Path) -> None:
@@ -99,9 +126,16 @@ spec:
         applied = cli("apply", "--auto-approve", root)
         assert applied.code == 0, applied.output
 
-        code, output, modules = imports_of("plan", "--detailed-exitcode", root)
+        # The library writes the kubeconfig's CA data to a file in TMPDIR; the process's atexit
+        # handlers remove it before it exits.
+        assert "certificate-authority-data:" in cluster.kubeconfig.read_text()
+        scratch = tmp_path / "tmpdir"
+        scratch.mkdir()
+        code, output, modules = imports_of("plan", "--detailed-exitcode", root,
+                                           TMPDIR=str(scratch))
         assert code == 0, output
         assert "No changes. Live state matches the resource files." in output
+        assert list(scratch.iterdir()) == []
         # The control: it read the kubeconfig with the library and planned on the cluster.
         assert "kubernetes.config.kube_config" in modules
         assert "substratus_providers.kubernetes.client" in modules
