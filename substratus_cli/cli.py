@@ -844,12 +844,13 @@ def _exit(code: int) -> NoReturn:
     module one by one (a quarter to half a second after a large plan), once what teardown does
     that matters is done: the atexit handlers (the kubernetes library's temporary credential
     files, logging's flush, weakref finalizers) run and stdout and stderr are flushed. Every
-    file substratus writes (state, stat cache, plan files) is closed by then; while a thread
-    that is not a daemon still runs, it exits the ordinary way, which waits for it."""
+    file substratus writes (state, stat cache, plan files) is closed by then. It exits the
+    ordinary way while a thread that is not a daemon still runs (the ordinary exit waits for
+    it) and under a profiler or a coverage tracer (they write their reports at the end)."""
     run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
     others = [t for t in threading.enumerate()
               if t is not threading.current_thread() and not t.daemon and t.is_alive()]
-    if run_exitfuncs is None or others:
+    if run_exitfuncs is None or others or sys.getprofile() or sys.gettrace():
         sys.exit(code)
     run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
