@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import importlib.util
 import logging
 import threading
 import urllib.parse
@@ -32,19 +33,26 @@ class GCSBackend:
     parallelism = GCS_PARALLELISM
 
     def __init__(self, bucket: str, prefix: str, client: Any = None) -> None:
-        try:
-            from google.api_core import exceptions
-        except ImportError as exc:
+        # Whether it is installed, without importing it: a plan that stores nothing never
+        # pays for google-cloud-storage's imports.
+        missing = _missing("google.api_core", "google.cloud.storage")
+        if missing:
             raise StoreError(f"gs://{bucket}: gs:// artifact stores need google-cloud-storage "
-                             f"({exc.name} is missing)",
-                             hint="pip install google-cloud-storage") from None
-        self._api = exceptions
+                             f"({missing} is missing)",
+                             hint="pip install google-cloud-storage")
         self.bucket_name = bucket
         self.prefix = prefix.strip("/")
         self.url = f"gs://{bucket}/{self.prefix}".rstrip("/")
         self._client = client
         self._client_lock = threading.Lock()
         self._bucket_seen = False
+
+    @property
+    def _api(self) -> Any:
+        """google.api_core.exceptions, imported when an answer is looked at."""
+        from google.api_core import exceptions
+
+        return exceptions
 
     def local_path(self, key: str) -> None:
         return None
@@ -191,6 +199,17 @@ class _Counted:
 
     def __getattr__(self, name: str) -> Any:  # tell, seek, name, closed: the file's own
         return getattr(self._handle, name)
+
+
+def _missing(*modules: str) -> str | None:
+    """The first of `modules` that cannot be imported, found without importing it."""
+    for name in modules:
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except ImportError:  # a parent package is missing
+            return name
+    return None
 
 
 def _pooled(size: int) -> Any:

@@ -1,8 +1,10 @@
 """Benchmark: a no-change `substratus plan` beside `kubectl diff --server-side` on the same N
-Kubernetes objects in the test control plane (tests/cluster). Prints seconds, API requests and
-the ratio per N; it asserts nothing about time.
+Kubernetes objects in the test control plane (tests/cluster). Prints seconds (median and best),
+API requests and the ratio per N; then the CLI's own latency: `substratus --help` and a
+no-change plan of the quickstart's datasets (local runtime) beside `python -c pass`. It asserts
+nothing about time.
 
-    python bench/plan_vs_kubectl_diff.py [--sizes 100,1000] [--repeat 3] [--rtt-ms 0,10]
+    python bench/plan_vs_kubectl_diff.py [--sizes 100,1000] [--repeat 5] [--rtt-ms 0,10]
 
 Each N is N/2 ModelServers with `replicas: 0` (a Deployment and a Service each: no pods for kwok
 to play on a small machine) serving one Model from a tiny file (one more object, a ConfigMap).
@@ -20,6 +22,8 @@ import io
 import os
 import platform
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -311,37 +315,104 @@ def report_requests(size: dict[str, Any]) -> None:
           f"client-side throttling reported {size['throttled']} time(s)")
 
 
-def report(rows: list[dict[str, Any]], repeat: int, kubectl_version: str) -> None:
+def commit() -> str:
+    """The checkout's commit, `+changes` when its tracked files differ from it."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "diff", "--quiet", "HEAD"]).returncode
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
+def report(rows: list[dict[str, Any]], latency: dict[str, list[float]], repeat: int,
+           kubectl_version: str) -> None:
     v = versions()
     print(f"\nmachine: {os.cpu_count()} cores, {platform.machine()}, {platform.system()} "
-          f"{platform.release()}; python {platform.python_version()}")
-    print(f"versions: substratus {__version__}, kubectl {kubectl_version}, kube-apiserver "
-          f"{v['kubernetes']}, etcd {v['etcd']}, kwok {v['kwok']}")
-    print(f"best of {repeat} runs of each, alternating, as subprocesses: `substratus plan "
+          f"{platform.release()}; python {platform.python_version()}; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end")
+    print(f"versions: substratus {__version__} at commit {commit()}, kubectl {kubectl_version}, "
+          f"kube-apiserver {v['kubernetes']}, etcd {v['etcd']}, kwok {v['kwok']}")
+    print(f"{repeat} runs of each, alternating, as subprocesses: `substratus plan "
           "--detailed-exitcode DIR` and `kubectl diff --server-side --field-manager=substratus "
-          "--force-conflicts -f FILE` (client defaults, discovery cache warm)")
-    print(f"\n{'N':>6} {'RTT ms':>7} {'substratus s':>13} {'kubectl s':>10} {'ratio':>7} "
-          f"{'substratus req':>15} {'kubectl req':>12}")
+          "--force-conflicts -f FILE` (client defaults, discovery cache warm); median and best")
+    print(f"\n{'N':>6} {'RTT ms':>7} {'substratus med/best s':>22} {'kubectl med/best s':>19} "
+          f"{'ratio med/best':>15} {'substratus req':>15} {'kubectl req':>12}")
     for r in rows:
-        print(f"{r['n']:>6} {r['rtt']:>7g} {min(r['ours']):>13.2f} {min(r['theirs']):>10.2f} "
-              f"{min(r['theirs']) / min(r['ours']):>6.1f}x {r['sub_requests']:>15} "
-              f"{r['kube_requests']:>12}")
+        ours, theirs = statistics.median(r["ours"]), statistics.median(r["theirs"])
+        ratios = f"{theirs / ours:.1f}x / {min(r['theirs']) / min(r['ours']):.1f}x"
+        print(f"{r['n']:>6} {r['rtt']:>7g} {ours:>13.2f} / {min(r['ours']):<6.2f} "
+              f"{theirs:>10.2f} / {min(r['theirs']):<6.2f} {ratios:>15} "
+              f"{r['sub_requests']:>15} {r['kube_requests']:>12}")
     print()
     for r in rows:
         rtt = f" at {r['rtt']:g} ms RTT" if r["rtt"] else ""
-        print(f"N={r['n']}{rtt}: substratus plan {min(r['ours']):.2f} s ({r['sub_requests']} "
-              f"requests), kubectl diff {min(r['theirs']):.2f} s ({r['kube_requests']} requests):"
-              f" {min(r['theirs']) / min(r['ours']):.1f}x")
+        ours, theirs = statistics.median(r["ours"]), statistics.median(r["theirs"])
+        goal = {100: 2, 1000: 20}.get(r["n"]) if not r["rtt"] else None
+        met = f" (goal >= {goal}x: {'met' if theirs / ours >= goal else 'NOT met'})" \
+            if goal else ""
+        print(f"N={r['n']}{rtt}: substratus plan {ours:.2f} s median ({r['sub_requests']} "
+              f"requests), kubectl diff {theirs:.2f} s median ({r['kube_requests']} requests): "
+              f"{theirs / ours:.1f}x median, {min(r['theirs']) / min(r['ours']):.1f}x best{met}")
+    if latency:
+        report_latency(latency)
+
+
+# -- the CLI's own latency -------------------------------------------------------------------
+
+LATENCY_GOALS = {"substratus --help": 3, "substratus plan (quickstart, no change)": 6}
+
+
+def cli_latency(work: Path, repeat: int) -> dict[str, list[float]]:
+    """Wall seconds of `python -c pass`, `substratus --help` and a no-change plan of the
+    quickstart's datasets on the local runtime, alternating."""
+    root = work / "quickstart"
+    root.mkdir()
+    examples = Path(__file__).resolve().parent.parent / "examples" / "quickstart"
+    for name in ("environment.yaml", "datasets.yaml"):
+        shutil.copy(examples / name, root / name)
+    shutil.copytree(examples / "data", root / "data")
+    timed([*substratus_command(), "apply", "--auto-approve", str(root)])
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "substratus --help": [*substratus_command(), "--help"],
+        "substratus plan (quickstart, no change)": [*substratus_command(), "plan",
+                                                    "--detailed-exitcode", str(root)],
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeat):
+        for name, command in commands.items():
+            seconds[name].append(timed(command))
+    return seconds
+
+
+def report_latency(latency: dict[str, list[float]]) -> None:
+    base = statistics.median(latency["python -c pass"])
+    base_best = min(latency["python -c pass"])
+    print(f"\nCLI latency, {len(latency['python -c pass'])} runs of each, alternating "
+          f"(`python` is {sys.executable}: the same interpreter and site-packages):")
+    print(f"{'command':<42} {'median s':>9} {'best s':>8} {'x python -c pass (med/best)':>28}")
+    for name, runs in latency.items():
+        med = statistics.median(runs)
+        goal = LATENCY_GOALS.get(name)
+        met = f"  goal <= {goal}x: {'met' if med / base <= goal else 'NOT met'}" if goal else ""
+        ratios = f"{med / base:.1f}x / {min(runs) / base_best:.1f}x"
+        print(f"{name:<42} {med:>9.3f} {min(runs):>8.3f} {ratios:>28}{met}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100,1000", help="object counts (default 100,1000)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs a side; the best counts")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="timed runs a side (default 5); the median and the best are shown")
     parser.add_argument("--rtt-ms", default="0",
                         help="added round trip times to time at, e.g. 0,10 (default 0)")
     parser.add_argument("--parallelism", type=int, default=32, help="of the apply that sets up")
+    parser.add_argument("--latency-repeat", type=int, default=10,
+                        help="runs of each command of the CLI latency table (0: skip it)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     rtts = [float(s) for s in args.rtt_ms.split(",") if s.strip()]
@@ -375,7 +446,8 @@ def main() -> None:
                 print(f"  timed at {rtt:g} ms RTT: substratus plan "
                       f"{' '.join(f'{s:.2f}' for s in ours)} s; kubectl diff "
                       f"{' '.join(f'{s:.2f}' for s in theirs)} s", flush=True)
-    report(rows, args.repeat, client_version["clientVersion"]["gitVersion"])
+        latency = cli_latency(Path(tmp), args.latency_repeat) if args.latency_repeat else {}
+    report(rows, latency, args.repeat, client_version["clientVersion"]["gitVersion"])
 
 
 if __name__ == "__main__":

@@ -2,60 +2,69 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import difflib
 import functools
+import gc as collector  # `gc` is a command here
 import json
 import os
 import re
-import shutil
 import sys
-import traceback
-import webbrowser
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-import yaml
-from rich.text import Text
 
 from substratus_artifacts.layout import StoreError
-from substratus_cli import __version__, operations, planfile, verbosity
+from substratus_cli import __version__, verbosity
 from substratus_cli.address import Address
-from substratus_cli.apply import Outcome
-from substratus_cli.config import json_schema
 from substratus_cli.diagnostics import DiagnosticsError
 from substratus_cli.errors import EXIT_CODES_HELP, ExitCode, SubstratusError, UsageError
-from substratus_cli.graph import Graph
-from substratus_cli.operations import open_workspace
-from substratus_cli.outputs import as_json as outputs_as_json
-from substratus_cli.plan import Plan
-from substratus_cli.planner import PlanOptions
-from substratus_cli.provider import MANAGED_BY_LABEL, PART_OF_LABEL
-from substratus_cli.render import console
-from substratus_cli.render.diagnostics_json import diagnostics_to_json
-from substratus_cli.render.dot import FORMATS, graph_dot, plan_graph, render_image
-from substratus_cli.render.human import render_plan
-from substratus_cli.render.json_plan import plan_to_json
-from substratus_cli.render.plot import chart, metric_points
-from substratus_cli.render.progress import ConsoleReporter, PlanProgress, render_outcome
-from substratus_cli.render.terminal import safe
-from substratus_cli.secrets import redact, scrub
-from substratus_cli.stacks import VariableInput, scaffold
-from substratus_cli.workspace import LoadOptions
+from substratus_cli.render.dot import FORMATS
+
+# What a command needs is imported when it runs (`substratus --help` imports click and the
+# few modules above: the schema, rich, the providers and the cloud clients cost a command that
+# does not use them up to a second); the types only when checking them.
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from substratus_cli.apply import Outcome
+    from substratus_cli.operations import Adoption, ApplySettings
+    from substratus_cli.plan import Plan
+    from substratus_cli.planner import PlanOptions
+    from substratus_cli.workspace import LoadOptions
 
 # Errors printed at most (the rest counted), as compilers' -fmax-errors.
 MAX_SHOWN = 100
-# Made again for each command (`run`), and without colour once --no-color is read.
-out = console.make(stderr=False)
-err = console.make(stderr=True)
+# The consoles of stdout and stderr, made on first use (rich costs `--help` more than click
+# does) for each command (`run`), and again without colour once --no-color is read.
+_consoles: dict[bool, Console] = {}
+_plain = False
 
 
 def _use_consoles(*, no_color: bool) -> None:
-    global out, err
-    out, err = console.make(stderr=False, no_color=no_color), \
-        console.make(stderr=True, no_color=no_color)
+    global _plain
+    _plain = no_color
+    _consoles.clear()
+
+
+def _console(stderr: bool) -> Console:
+    if stderr not in _consoles:
+        from substratus_cli.render import console
+
+        _consoles[stderr] = console.make(stderr=stderr, no_color=_plain)
+    return _consoles[stderr]
+
+
+def _out() -> Console:
+    return _console(False)
+
+
+def _err() -> Console:
+    return _console(True)
 
 
 def _no_color(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -125,6 +134,10 @@ def with_loading(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(*args: Any, var_assignments: tuple[str, ...], var_files: tuple[Path, ...],
                 recursive: bool, **kwargs: Any) -> Any:
+        from substratus_cli.stacks import VariableInput
+        from substratus_cli.workspace import LoadOptions
+
+        collector.freeze()  # the schema and the loader are imported: see _run
         kwargs["loading"] = LoadOptions(
             VariableInput.from_command_line(var_assignments, var_files), recursive)
         return command(*args, **kwargs)
@@ -151,13 +164,16 @@ JSON_DIAGNOSTICS = click.option(
 @with_loading
 def validate(directory: Path, as_json: bool, loading: LoadOptions) -> None:
     """Check the resource files: syntax, schema, references, cycles. Reads no live state."""
+    from substratus_cli.operations import open_workspace
+    from substratus_cli.render.diagnostics_json import diagnostics_to_json
+
     with _diagnostics_as_json(as_json, directory):
         ws = open_workspace(directory, loading)
     if as_json:
         click.echo(json.dumps(diagnostics_to_json([], directory), indent=2))
         return
     n = len(ws.resources) + (1 if ws.environment else 0)
-    out.print(f"Success! The resource files are valid ({n} resource{'s' if n != 1 else ''}).")
+    _out().print(f"Success! The resource files are valid ({n} resource{'s' if n != 1 else ''}).")
 
 
 @contextlib.contextmanager
@@ -169,8 +185,12 @@ def _diagnostics_as_json(as_json: bool, directory: Path) -> Iterator[None]:
     except DiagnosticsError as e:
         if not as_json:
             raise
+        from rich.text import Text
+
+        from substratus_cli.render.diagnostics_json import diagnostics_to_json
+
         click.echo(json.dumps(diagnostics_to_json(e.diagnostics, directory), indent=2))
-        err.print(Text(e.message + ".", style="bold"))
+        _err().print(Text(e.message + ".", style="bold"))
         raise click.exceptions.Exit(e.exit_code) from None
 
 
@@ -198,8 +218,13 @@ def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_jso
     """Show what apply would change: read the files and the live state, diff them.
 
     A plan never asks for input; --input is accepted for scripts written for Terraform."""
+    from substratus_cli import operations, planfile
+    from substratus_cli.render.human import render_plan
+    from substratus_cli.render.json_plan import plan_to_json
+    from substratus_cli.render.progress import PlanProgress
+
     options = _plan_options(destroy, refresh_only, targets, replace)
-    progress = PlanProgress(err)
+    progress = PlanProgress(_err())
     try:
         with _diagnostics_as_json(as_json, directory):
             the_plan = operations.plan_directory(directory, options, loading, progress,
@@ -214,10 +239,10 @@ def plan(directory: Path, out_file: Path | None, detailed_exitcode: bool, as_jso
         click.echo(json.dumps(plan_to_json(the_plan), indent=2))
     else:
         # -v also prints the notes that say nothing is done (a server sized for no GPU).
-        render_plan(the_plan, out, verbose=verbosity.verbose())
+        render_plan(the_plan, _out(), verbose=verbosity.verbose())
         if out_file is not None:
             what = "update the state" if the_plan.refresh_only else "perform exactly these actions"
-            out.print(f"\nSaved the plan to: {out_file}\n\nTo {what}, run:"
+            _out().print(f"\nSaved the plan to: {out_file}\n\nTo {what}, run:"
                       f"\n    substratus apply {out_file}")
     _warn_targeting(targets)
     if detailed_exitcode and (the_plan.has_changes or the_plan.updates_state_only):
@@ -238,6 +263,8 @@ def apply(path: Path, auto_approve: bool, parallelism: int, lock_timeout: str,
           refresh_only: bool, targets: tuple[str, ...], replace: tuple[str, ...], ask: bool,
           loading: LoadOptions) -> None:
     """Carry out the changes: plan, ask for 'yes', apply. With a PLANFILE, apply exactly it."""
+    from substratus_cli import operations
+
     settings = _settings(parallelism, lock_timeout, auto_approve, ask, "apply", targets)
     if path.is_file():
         if targets or replace or refresh_only:
@@ -270,6 +297,9 @@ def apply(path: Path, auto_approve: bool, parallelism: int, lock_timeout: str,
 def destroy(directory: Path, auto_approve: bool, parallelism: int, lock_timeout: str,
             targets: tuple[str, ...], ask: bool, loading: LoadOptions) -> None:
     """Destroy everything substratus manages for this directory, in reverse dependency order."""
+    from substratus_cli import operations
+    from substratus_cli.planner import PlanOptions
+
     settings = _settings(parallelism, lock_timeout, auto_approve, ask, "destroy", targets)
     options = PlanOptions(True, _addresses(targets))
     with _closing(settings):
@@ -283,11 +313,15 @@ def destroy(directory: Path, auto_approve: bool, parallelism: int, lock_timeout:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def show(plan_path: Path, as_json: bool) -> None:
     """Show a saved plan."""
+    from substratus_cli import planfile
+    from substratus_cli.render.human import render_plan
+    from substratus_cli.render.json_plan import plan_to_json
+
     the_plan = planfile.load(plan_path)
     if as_json:
         click.echo(json.dumps(plan_to_json(the_plan), indent=2))
     else:
-        render_plan(the_plan, out)
+        render_plan(the_plan, _out())
 
 
 @cli.command()
@@ -306,6 +340,10 @@ def graph(directory: Path, with_plan: bool, image_format: str, out_file: Path | 
           targets: tuple[str, ...], loading: LoadOptions) -> None:
     """Print the dependency graph in DOT: an edge from a resource to what it depends on, none
     that a longer path implies. --format svg|png draws it with Graphviz."""
+    from substratus_cli import operations
+    from substratus_cli.graph import Graph
+    from substratus_cli.render.dot import graph_dot, plan_graph, render_image
+
     if targets and not with_plan:
         raise UsageError("--target needs --plan", hint="the graph of the files shows them all")
     if with_plan:
@@ -313,7 +351,8 @@ def graph(directory: Path, with_plan: bool, image_format: str, out_file: Path | 
             directory, _plan_options(False, False, targets, ()), loading)
         text = graph_dot(*plan_graph(the_plan))
     else:
-        text = graph_dot(Graph.from_resources(open_workspace(directory, loading).resources))
+        text = graph_dot(Graph.from_resources(
+            operations.open_workspace(directory, loading).resources))
     data = text.encode() if image_format == "dot" else render_image(text, image_format)
     if out_file is not None:
         try:
@@ -339,6 +378,8 @@ def state() -> None:
 def state_list(directory: Path, loading: LoadOptions) -> None:
     """List the addresses substratus manages, with their digests, artifact refs, endpoints and
     pending marks."""
+    from substratus_cli import operations
+
     _, inventory = operations.inventory_of(directory, loading)
     for address, entry in sorted((inventory.entries if inventory else {}).items()):
         fields = [str(address)]
@@ -357,6 +398,12 @@ def state_list(directory: Path, loading: LoadOptions) -> None:
 def state_show(address: str, directory: Path, as_json: bool, loading: LoadOptions) -> None:
     """Show one address: what the state recorded (status, dependencies, pending marks) and the
     spec the files declare now, and whether that is what was last applied."""
+    import yaml
+    from rich.text import Text
+
+    from substratus_cli import operations
+    from substratus_cli.secrets import redact
+
     record = operations.state_record(directory, Address.parse(address), loading)
     entry, declared = record.entry, record.declared
     data: dict[str, Any] = {"address": str(record.address), "managed": entry is not None,
@@ -371,26 +418,26 @@ def state_show(address: str, directory: Path, as_json: bool, loading: LoadOption
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=False))
         return
-    out.print(Text(f"# {record.address.short()}", style="bold"))
+    _out().print(Text(f"# {record.address.short()}", style="bold"))
     if entry is None:
-        out.print("Not in the state: declared, never applied (or destroyed).")
+        _out().print("Not in the state: declared, never applied (or destroyed).")
     else:
-        out.print(f"provider: {entry.provider}")
+        _out().print(f"provider: {entry.provider}")
         if entry.pending:
-            out.print(f"pending: {entry.pending.operation} (an operation did not finish)")
+            _out().print(f"pending: {entry.pending.operation} (an operation did not finish)")
         for key, value in sorted(data["status"].items()):
-            out.print(Text(f"status.{key}: {_scalar(value)}"))
+            _out().print(Text(f"status.{key}: {_scalar(value)}"))
         for dep in data["depends_on"]:
-            out.print(Text(f"depends on: {dep}"))
+            _out().print(Text(f"depends on: {dep}"))
     if declared is None:
-        out.print("Not declared in the files: the next apply destroys it.")
+        _out().print("Not declared in the files: the next apply destroys it.")
     else:
-        out.print(Text(f"declared at: {data['declared_in']}"))
+        _out().print(Text(f"declared at: {data['declared_in']}"))
         state_note = {True: "as last applied", False: "changed since the last apply (see "
                       "`substratus plan`)", None: "not applied yet"}[record.applied_as_declared]
-        out.print(Text(f"spec ({state_note}):"))
+        _out().print(Text(f"spec ({state_note}):"))
         for line in yaml.safe_dump(data["spec"], sort_keys=False).splitlines():
-            out.print(Text(f"  {line}"))
+            _out().print(Text(f"  {line}"))
 
 
 @cli.command("import")
@@ -410,12 +457,17 @@ def import_(addresses: tuple[str, ...], directory: Path, auto_approve: bool, loc
     Their ownership labels are shown first; the state then takes their part-of id as its own,
     so every object labelled with it is this workspace's again, and the next plan compares them
     with the files."""
-    def confirm(adoption: operations.Adoption) -> bool:
-        out.print(Text(f"Objects to import into the state at {adoption.state}:", style="bold"))
+    from rich.text import Text
+
+    from substratus_cli import operations
+    from substratus_cli.provider import MANAGED_BY_LABEL, PART_OF_LABEL
+
+    def confirm(adoption: Adoption) -> bool:
+        _out().print(Text(f"Objects to import into the state at {adoption.state}:", style="bold"))
         for obj in adoption.objects:
             labels = ", ".join(f"{k}={obj.labels[k]}" for k in (MANAGED_BY_LABEL, PART_OF_LABEL))
-            out.print(Text(f"  {obj.address.short()}  ({labels})"))
-        out.print(f"\nThe state takes the part-of id {adoption.lineage}: every object labelled "
+            _out().print(Text(f"  {obj.address.short()}  ({labels})"))
+        _out().print(f"\nThe state takes the part-of id {adoption.lineage}: every object labelled "
                   "with it becomes this workspace's, and the next plan changes or deletes "
                   "those the files no longer declare as they are.")
         if auto_approve:
@@ -429,9 +481,9 @@ def import_(addresses: tuple[str, ...], directory: Path, auto_approve: bool, loc
                                          loading=loading)
     if adoption is not None:
         n = len(adoption.objects)
-        out.print(Text(f"\nImport successful! {n} object{'s' if n != 1 else ''} adopted.",
+        _out().print(Text(f"\nImport successful! {n} object{'s' if n != 1 else ''} adopted.",
                        style="bold green"))
-        out.print("Run `substratus plan` to compare them with the files.")
+        _out().print("Run `substratus plan` to compare them with the files.")
 
 
 @cli.command("output")
@@ -444,6 +496,9 @@ def output(args: tuple[str, ...], as_json: bool, loading: LoadOptions) -> None:
     managed resource's results (Kind/name.digest, .artifact, .endpoint).
 
     With NAME, print only its value (strings as they are, for scripts)."""
+    from substratus_cli import operations
+    from substratus_cli.outputs import as_json as outputs_as_json
+
     if len(args) > 2:
         raise UsageError("expected at most NAME and DIR")
     name, directory = (None, Path(args[0])) if len(args) == 1 and Path(args[0]).is_dir() else \
@@ -454,7 +509,7 @@ def output(args: tuple[str, ...], as_json: bool, loading: LoadOptions) -> None:
             click.echo(json.dumps(outputs_as_json(found), indent=2))
             return
         if not found:
-            err.print("No outputs: nothing is applied yet and no stack declares outputs.")
+            _err().print("No outputs: nothing is applied yet and no stack declares outputs.")
         for o in found:
             click.echo(f"{o.name} = {_scalar(o.value) if o.known else '(known after apply)'}")
         return
@@ -474,9 +529,11 @@ def output(args: tuple[str, ...], as_json: bool, loading: LoadOptions) -> None:
 def render(directory: Path, loading: LoadOptions) -> None:
     """Print the resource files the workspace's stacks render, as plain YAML, after checking them
     like every resource file (review a stack as the files it becomes)."""
+    from substratus_cli import operations
+
     texts = operations.rendered(directory, loading)
     if not texts:
-        err.print("No stacks in this workspace: its files are already plain YAML.")
+        _err().print("No stacks in this workspace: its files are already plain YAML.")
     for text in texts:
         click.echo(f"---\n# Source: {text.file} (stack {text.instance})")
         click.echo(text.text.rstrip("\n").removeprefix("---\n"))
@@ -489,8 +546,10 @@ def render(directory: Path, loading: LoadOptions) -> None:
 def init(stack: str, directory: Path, instance: str | None) -> None:
     """Write a new workspace that uses a stack (a shipped one by name, or ./PATH), its parameters
     filled with their defaults and described in comments."""
+    from substratus_cli.stacks import scaffold
+
     written = scaffold.write(stack, directory, instance)
-    out.print(f"Wrote {written}. Fill in the values marked REQUIRED, then run:\n"
+    _out().print(f"Wrote {written}. Fill in the values marked REQUIRED, then run:\n"
               f"    substratus plan {directory}")
 
 
@@ -511,19 +570,26 @@ def verify(directory: Path, repair: bool, auto_approve: bool, parallelism: int,
     """Read back every dataset snapshot and model artifact the state names and check each blob
     against its manifest. Exits 1 naming what is missing or corrupt (with --repair: makes them
     again, then exits as apply does)."""
-    progress = PlanProgress(err)
+    from rich.text import Text
+
+    from substratus_cli import operations
+    from substratus_cli.render.progress import PlanProgress
+
+    progress = PlanProgress(_err())
     try:
         result = operations.verify(directory, loading, progress)
     finally:
         progress.close()
     for d in result.damage:
-        err.print(Text(f"Error: {d.address}: {d.digest}: {d.problem}"))
+        _err().print(Text(f"Error: {d.address}: {d.digest}: {d.problem}"))
     mib = result.bytes_read / (1 << 20)
     if result.damage and repair:
+        from substratus_cli.planner import PlanOptions
+
         addresses = tuple(sorted({d.address for d in result.damage}))
         removed = operations.discard_damaged(directory, result, loading)
-        out.print(f"Removed {removed} corrupt blob(s); applying "
-                  f"{', '.join(a.short() for a in addresses)} again.\n")
+        _out().print(f"Removed {removed} corrupt blob(s); applying "
+                     f"{', '.join(a.short() for a in addresses)} again.\n")
         settings = _settings(parallelism, lock_timeout, auto_approve, ask, "repair")
         _, outcome = operations.apply_directory(
             directory, PlanOptions(targets=addresses, replace=addresses), settings, loading)
@@ -536,7 +602,7 @@ def verify(directory: Path, repair: bool, auto_approve: bool, parallelism: int,
                               hint="nothing was changed; `substratus verify --repair` makes "
                                    "them again (or delete the blobs named, then `substratus "
                                    "apply --replace ADDR` for each address)")
-    out.print(f"Verified {result.snapshots} snapshot(s), {mib:.1f} MiB read: intact.")
+    _out().print(f"Verified {result.snapshots} snapshot(s), {mib:.1f} MiB read: intact.")
 
 
 @cli.command()
@@ -547,17 +613,19 @@ def verify(directory: Path, repair: bool, auto_approve: bool, parallelism: int,
 def gc(directory: Path, dry_run: bool, lock_timeout: str, loading: LoadOptions) -> None:
     """Remove the snapshots (manifests and blobs) of the workspace's local file:// artifact store
     that no state entry references, and print what that freed. Takes the state lock."""
+    from substratus_cli import operations
+
     swept = operations.gc(directory, dry_run, parse_duration(lock_timeout), loading)
     would = "would be " if dry_run else ""
     for digest in swept.manifests:
-        out.print(f"{'Would remove' if dry_run else 'Removed'} snapshot {digest}")
+        _out().print(f"{'Would remove' if dry_run else 'Removed'} snapshot {digest}")
     if not swept.manifests and not swept.blobs:
-        out.print("Nothing to remove: the state references every snapshot in the artifact store.")
+        _out().print("Nothing to remove: the state references every snapshot in the artifact store.")
         return
-    out.print(f"{len(swept.manifests)} manifest(s) and {swept.blobs} blob(s) {would}removed: "
+    _out().print(f"{len(swept.manifests)} manifest(s) and {swept.blobs} blob(s) {would}removed: "
               f"{_size(swept.bytes)} ({swept.bytes} bytes) {would}freed.")
     if swept.linked_bytes:
-        out.print(f"{_size(swept.linked_bytes)} of it is still linked from elsewhere (a "
+        _out().print(f"{_size(swept.linked_bytes)} of it is still linked from elsewhere (a "
                   "workload's copy of its inputs) and is freed on disk when that copy goes.")
 
 
@@ -582,6 +650,11 @@ def logs(address: str, directory: Path, follow: bool, plot: bool, loading: LoadO
     """Print the logs of a resource's most recent run (training loss, server requests).
 
     ADDR is Kind/name, e.g. Model/colors."""
+    import shutil
+
+    from substratus_cli import operations
+    from substratus_cli.render.plot import chart, metric_points
+
     parsed = Address.parse(address)
     if not plot:
         for line in operations.logs(directory, parsed, follow, loading):
@@ -611,6 +684,9 @@ def notebook() -> None:
 @with_loading
 def notebook_open(name: str, directory: Path, no_browser: bool, loading: LoadOptions) -> None:
     """Print a Notebook's URL (with its access token) and open it in a browser when there is one."""
+    import webbrowser
+
+    from substratus_cli import operations
     address = Address.parse(name if "/" in name else f"Notebook/{name}")
     url = operations.open_url(directory, address, loading)
     click.echo(url)
@@ -629,8 +705,10 @@ def _has_display() -> bool:
 @with_loading
 def force_unlock(lock_id: str, directory: Path, loading: LoadOptions) -> None:
     """Release a state lock left behind by an operation that is gone."""
+    from substratus_cli.operations import open_workspace
+
     ws = open_workspace(directory, loading)
-    out.print(ws.backend.force_unlock(lock_id))
+    _out().print(ws.backend.force_unlock(lock_id))
 
 
 @cli.command()
@@ -640,6 +718,8 @@ def schema(out_file: Path | None) -> None:
     """Print the JSON Schema of the resource files, for editors: save it with --out FILE and put
     `# yaml-language-server: $schema=FILE` at the top of a resource file for completion, hover
     and validation as you type."""
+    from substratus_cli.config import json_schema
+
     text = json.dumps(json_schema(), indent=2) + "\n"
     if out_file is None:
         click.echo(text, nl=False)
@@ -648,7 +728,7 @@ def schema(out_file: Path | None) -> None:
         out_file.write_text(text)
     except OSError as error:
         raise SubstratusError(f"cannot write the schema to {out_file}: {error.strerror}") from None
-    out.print(f"Wrote the JSON Schema of the resource files to {out_file}.")
+    _out().print(f"Wrote the JSON Schema of the resource files to {out_file}.")
 
 
 def _scalar(value: Any) -> str:
@@ -661,6 +741,8 @@ def _addresses(texts: tuple[str, ...]) -> tuple[Address, ...]:
 
 def _plan_options(destroy: bool, refresh_only: bool, targets: tuple[str, ...],
                   replace: tuple[str, ...]) -> PlanOptions:
+    from substratus_cli.planner import PlanOptions
+
     if refresh_only and (destroy or replace):
         raise UsageError(f"--refresh-only cannot be used with {'--destroy' if destroy else '--replace'}",
                          hint="a refresh-only plan changes no object, it only updates the state")
@@ -668,33 +750,41 @@ def _plan_options(destroy: bool, refresh_only: bool, targets: tuple[str, ...],
 
 
 def _warn(message: str) -> None:
-    err.print(Text("Warning: ", style="bold yellow") + Text(message))
+    from rich.text import Text
+
+    _err().print(Text("Warning: ", style="bold yellow") + Text(message))
 
 
 def _warn_targeting(targets: tuple[str, ...]) -> None:
     """Terraform's warning: a targeted plan may leave out changes the files ask for."""
     if targets:
-        err.print(Text("\nWarning: ", style="bold yellow") + Text(
+        from rich.text import Text
+
+        _err().print(Text("\nWarning: ", style="bold yellow") + Text(
             "Resource targeting is in effect\n  This plan was made with --target, so it may "
             "not hold every change the resource files ask for. --target is for exceptional "
             "situations (recovering from an error or a mistake), not for routine use."))
 
 
 def _settings(parallelism: int, lock_timeout: str, auto_approve: bool, ask: bool, verb: str,
-              targets: tuple[str, ...] = ()) -> operations.ApplySettings:
+              targets: tuple[str, ...] = ()) -> ApplySettings:
+    from substratus_cli import operations
+    from substratus_cli.render.human import render_plan
+    from substratus_cli.render.progress import ConsoleReporter
+
     def show(p: Plan) -> None:
-        render_plan(p, out)
+        render_plan(p, _out())
         _warn_targeting(targets)
 
     return operations.ApplySettings(
         lock_timeout=parse_duration(lock_timeout), parallelism=parallelism,
-        reporter=ConsoleReporter(out, err),
+        reporter=ConsoleReporter(_out(), _err()),
         confirm=None if auto_approve else (lambda p: _confirm(verb, p, ask)),
         show=show)
 
 
 @contextlib.contextmanager
-def _closing(settings: operations.ApplySettings) -> Iterator[None]:
+def _closing(settings: ApplySettings) -> Iterator[None]:
     """The reporter closed (its progress display stopped) however the apply ends."""
     try:
         yield
@@ -722,7 +812,7 @@ def _ask(verb: str, question: str, ask: bool, hint: str = (
     if not ask:
         raise UsageError(f"{verb.capitalize()} cancelled: it needs approval and --input=false "
                          "forbids asking for it", hint=hint)
-    out.print(f"\n{question}\n  Only 'yes' will be accepted to approve.\n")
+    _out().print(f"\n{question}\n  Only 'yes' will be accepted to approve.\n")
     try:
         answer = click.prompt("  Enter a value", default="", show_default=False)
     except click.exceptions.Abort:
@@ -731,14 +821,16 @@ def _ask(verb: str, question: str, ask: bool, hint: str = (
             hint="pass --auto-approve to run without asking") from None
     if answer.strip() != "yes":
         raise SubstratusError(f"{verb.capitalize()} cancelled.")
-    out.print()
+    _out().print()
     return True
 
 
 def _finish(outcome: Outcome | None, *, destroy: bool) -> None:
     if outcome is None:
         return
-    render_outcome(outcome, out, destroy=destroy)
+    from substratus_cli.render.progress import render_outcome
+
+    render_outcome(outcome, _out(), destroy=destroy)
     code = outcome.exit_code
     if code != ExitCode.OK:
         raise click.exceptions.Exit(code)
@@ -765,9 +857,30 @@ def _accept_everywhere(group: click.Group) -> None:
 _accept_everywhere(cli)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> NoReturn:
     """The one boundary where errors become exit codes; users never see a traceback."""
-    sys.exit(run(argv))
+    _exit(run(argv))
+
+
+def _exit(code: int) -> NoReturn:
+    """Ends the process without the interpreter's teardown, which frees every object of every
+    module one by one (a quarter to half a second after a large plan), once what teardown does
+    that matters is done: the atexit handlers (the kubernetes library's temporary credential
+    files, logging's flush, weakref finalizers) run and stdout and stderr are flushed. Every
+    file substratus writes (state, stat cache, plan files) is closed by then. It exits the
+    ordinary way while a thread that is not a daemon still runs (the ordinary exit waits for
+    it) and under a profiler or a coverage tracer (they write their reports at the end)."""
+    run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
+    others = [t for t in threading.enumerate()
+              if t is not threading.current_thread() and not t.daemon and t.is_alive()]
+    if run_exitfuncs is None or others or sys.getprofile() or sys.gettrace():
+        sys.exit(code)
+    run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        # A closed pipe (`| head`) or stream: nothing more can be written to it.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
+    os._exit(int(code))
 
 
 def _long_options(command: click.Command) -> set[str]:
@@ -809,6 +922,9 @@ def run(argv: list[str] | None = None) -> int:
         return _run(argv)
     finally:
         verbosity.finish()
+        # What the command froze is the collector's again, for callers that go on (the tests,
+        # the benchmark); `main` exits right after.
+        collector.unfreeze()
 
 
 def _run(argv: list[str] | None) -> int:
@@ -816,39 +932,59 @@ def _run(argv: list[str] | None) -> int:
     try:
         verbosity.configure()
         args = terraform_flags(sys.argv[1:] if argv is None else argv)
+        # What is imported lives until the process ends: the collector's full passes need not
+        # go through it again (the commands freeze again after their own imports).
+        collector.freeze()
         # Without standalone mode, click returns the code of a raised Exit instead of exiting.
         result = cli.main(args=args, prog_name="substratus", standalone_mode=False)
         return result if isinstance(result, int) else ExitCode.OK
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.exceptions.Abort:
-        err.print("Interrupted.")
+        _err().print("Interrupted.")
         return ExitCode.INTERRUPTED
     except click.exceptions.ClickException as e:  # usage errors: 3, not click's 2
         e.show()
         return ExitCode.INVALID_INPUT
     except DiagnosticsError as e:
+        from rich.text import Text
+
+        from substratus_cli.render.terminal import safe
+        from substratus_cli.secrets import scrub
+
         errors = e.diagnostics.errors
         for d in errors[:MAX_SHOWN]:
-            err.print(Text("Error: ", style="bold red") + Text(safe(scrub(str(d)))))
+            _err().print(Text("Error: ", style="bold red") + Text(safe(scrub(str(d)))))
         if len(errors) > MAX_SHOWN:
-            err.print(Text(f"... and {len(errors) - MAX_SHOWN} more (the first {MAX_SHOWN} are "
+            _err().print(Text(f"... and {len(errors) - MAX_SHOWN} more (the first {MAX_SHOWN} are "
                            "shown)"))
-        err.print(Text(e.message + ".", style="bold"))
+        _err().print(Text(e.message + ".", style="bold"))
         return e.exit_code
     except (SubstratusError, StoreError) as e:  # the store package's errors are the user's too
-        err.print(Text("Error: ", style="bold red") + Text(safe(scrub(e.message))))
+        from rich.text import Text
+
+        from substratus_cli.render.terminal import safe
+        from substratus_cli.secrets import scrub
+
+        _err().print(Text("Error: ", style="bold red") + Text(safe(scrub(e.message))))
         if e.hint:
-            err.print(Text(f"  {safe(scrub(e.hint))}"))
+            _err().print(Text(f"  {safe(scrub(e.hint))}"))
         return e.exit_code if isinstance(e, SubstratusError) else ExitCode.ERROR
     except KeyboardInterrupt:
-        err.print("Interrupted.")
+        _err().print("Interrupted.")
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
         return ExitCode.OK
     except Exception as e:  # a bug: say so, keep the trace for whoever reports it
-        err.print(Text(safe(scrub(f"Internal error: {type(e).__name__}: {e}")), style="bold red"))
-        err.print("This is a bug in substratus. Please report it with the command you ran; "
+        import traceback
+
+        from rich.text import Text
+
+        from substratus_cli.render.terminal import safe
+        from substratus_cli.secrets import scrub
+
+        _err().print(Text(safe(scrub(f"Internal error: {type(e).__name__}: {e}")), style="bold red"))
+        _err().print("This is a bug in substratus. Please report it with the command you ran; "
                   "set SUBSTRATUS_DEBUG=1 to see the traceback.")
         if os.environ.get("SUBSTRATUS_DEBUG"):
             traceback.print_exc()

@@ -28,6 +28,8 @@ def field_changes(
     forces_replacement: Callable[[str], bool] = lambda path: False,
 ) -> tuple[FieldChange, ...]:
     """Every leaf that differs, as dotted paths under `prefix`, sorted by path."""
+    if canonical_json(dict(before or {})) == canonical_json(dict(after or {})):
+        return ()  # the common case of a plan with no changes, without deepdiff
     # Imported here: deepdiff (and numpy under it) costs a plan with no changes a quarter second.
     from deepdiff import DeepDiff  # noqa: PLC0415
     from deepdiff.helper import NotPresent  # noqa: PLC0415

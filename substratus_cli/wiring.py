@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,6 +79,9 @@ def build_registry(loaded: Loaded, part_of: str) -> Registry:
         images = ImagesProvider(dataclasses.replace(context, cluster_jobs=kubernetes.jobs))
     # In the order they plan: what the runtime's kinds run on and run first.
     providers: list[Provider] = [gcp, images, runtime]
+    # The providers' modules are imported: what they made lives as long as the process, so the
+    # collector's full passes need not go through it again (a large plan makes several).
+    gc.freeze()
     return Registry(providers)
 
 

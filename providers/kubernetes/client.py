@@ -18,16 +18,19 @@ from urllib.parse import quote, urlencode
 
 import urllib3
 import yaml
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes.client import rest
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
 
 from substratus_cli.errors import ProviderError
 from substratus_cli.retry import RetryPolicy
 from substratus_providers.kubernetes import errors
 from substratus_providers.kubernetes.errors import Call, Failure, KubernetesError
+from substratus_providers.kubernetes.library import (
+    ApiClient,
+    ApiException,
+    ConfigException,
+    Configuration,
+    RESTClientObject,
+    kube_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +85,13 @@ DEFAULT_RETRY = RetryPolicy(first_delay=0.5, max_delay=8.0, tries=5, deadline=20
 class Client:
     """Plain-dict access to one cluster. Thread safe; `requests` counts every HTTP request sent."""
 
-    def __init__(self, api: k8s.ApiClient, *, context: str, namespace: str = "default",
+    def __init__(self, api: ApiClient, *, context: str, namespace: str = "default",
                  retry: RetryPolicy | None = None, timeout: tuple[float, float] = (5.0, 60.0),
                  ) -> None:
         if api.configuration.retries is not False:
             # Retries live here, where they are counted and logged: urllib3's are turned off.
             api.configuration.retries = False
-            api.rest_client = rest.RESTClientObject(api.configuration)
+            api.rest_client = RESTClientObject(api.configuration)
         self._api = api
         self.server: str = api.configuration.host
         self.context = context
@@ -108,17 +111,17 @@ class Client:
             " (the default location)"
         files = path or os.environ.get("KUBECONFIG") or "~/.kube/config"
         name, entry = _pick_context(files, source, context)
-        configuration = type.__call__(k8s.Configuration)  # not a copy of the global default
+        configuration = type.__call__(Configuration)  # not a copy of the global default
         configuration.retries = False
         try:
-            k8s_config.load_kube_config(config_file=files, context=name, persist_config=False,
+            kube_config.load_kube_config(config_file=files, context=name, persist_config=False,
                                         client_configuration=configuration)
         except (ConfigException, OSError, ValueError) as e:
             raise ProviderError(f"cannot use kubeconfig context {name!r} of {files}: {e}",
                                 hint="check it with: kubectl --context "
                                      f"{name} cluster-info") from e
         namespace = (entry.get("context") or {}).get("namespace") or "default"
-        return cls(k8s.ApiClient(configuration), context=name, namespace=namespace, retry=retry)
+        return cls(ApiClient(configuration), context=name, namespace=namespace, retry=retry)
 
     @classmethod
     def from_access(cls, name: str, server: str, ca_pem: str, token: Callable[[], str], *,
@@ -126,7 +129,7 @@ class Client:
         """A cluster known by its endpoint, CA and a bearer token source (a GKE Cluster resource
         applied by this workspace): no kubeconfig. The token is asked for before each request,
         so the source refreshes it when it expires."""
-        configuration = type.__call__(k8s.Configuration)
+        configuration = type.__call__(Configuration)
         configuration.host = server
         configuration.ssl_ca_cert = _ca_file(ca_pem)
         # As the library's kubeconfig loader does: the header's whole value, prefix included.
@@ -134,7 +137,7 @@ class Client:
         configuration.refresh_api_key_hook = (
             lambda c: c.api_key.update(authorization=f"Bearer {token()}"))
         configuration.retries = False
-        return cls(k8s.ApiClient(configuration), context=name, namespace=namespace, retry=retry)
+        return cls(ApiClient(configuration), context=name, namespace=namespace, retry=retry)
 
     def close(self) -> None:
         self._api.close()
@@ -329,7 +332,7 @@ def _pick_context(files: str, source: str, context: str | None) -> tuple[str, di
                             hint="point KUBECONFIG at one, or create it (on GKE: gcloud container "
                                  "clusters get-credentials CLUSTER)")
     try:
-        contexts, current = k8s_config.list_kube_config_contexts(files)
+        contexts, current = kube_config.list_kube_config_contexts(files)
     except (ConfigException, OSError, ValueError, yaml.YAMLError) as e:
         raise ProviderError(f"cannot read the kubeconfig {files}: {e}") from e
     names = [c.get("name") for c in contexts or []]

@@ -9,10 +9,10 @@ import re
 from typing import Any, TypeAlias
 
 import urllib3
-from kubernetes.client.exceptions import ApiException
 
 from substratus_cli.errors import ProviderError
 from substratus_cli.retry import retry_after_seconds
+from substratus_providers.kubernetes.library import ApiException
 
 # What one request failed with: an HTTP answer, or no answer at all (urllib3's errors).
 Failure: TypeAlias = ApiException | urllib3.exceptions.HTTPError

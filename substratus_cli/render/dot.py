@@ -7,12 +7,15 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from substratus_cli.action import Action
 from substratus_cli.address import Address
 from substratus_cli.errors import SubstratusError
 from substratus_cli.graph import Graph
-from substratus_cli.plan import Plan
+
+if TYPE_CHECKING:  # `substratus --help` imports FORMATS, and not the plan's modules
+    from substratus_cli.plan import Plan
 
 # Fill and border per action: Terraform's plan colours (green create, yellow update, red delete),
 # orange for a replacement, grey for what stays as it is.
