@@ -13,6 +13,7 @@ from pathlib import Path
 
 from substratus_artifacts.gc import Swept, check_keepable, sweep
 from substratus_artifacts.statcache import StatCache
+from substratus_artifacts.store import Store
 from substratus_cli import dispatch, outputs, verification, wiring
 from substratus_cli.address import DEFAULT_NAMESPACE, GROUP_KINDS, Address
 from substratus_cli.apply import Executor, Outcome, Reporter
@@ -279,20 +280,24 @@ def verify(directory: Path, loading: LoadOptions | None = None,
                                wiring.open_artifact_store(ws.artifacts_url, ws.workdir), progress)
 
 
+def _local_store(ws: Workspace, command: str, hint: str) -> Store:
+    """The workspace's artifact store, for a command built for a local file:// store only."""
+    url = ws.artifacts_url
+    if not url.startswith("file://"):
+        scheme = url.split("://", 1)[0]
+        raise SubstratusError(f"{command} is not built yet for {scheme}:// artifact stores "
+                              f"(this workspace's: {url})", hint=hint)
+    return wiring.open_artifact_store(url, ws.workdir)
+
+
 def discard_damaged(directory: Path, damage: Verification,
                     loading: LoadOptions | None = None) -> int:
     """`verify --repair`'s first half: remove the corrupt blobs `damage` names from a local
     store (a blob present is never rewritten, so the next snapshot of that content could not
     replace it); the count removed. The apply that follows snapshots or builds them again."""
     ws = open_workspace(directory, loading)
-    url = ws.artifacts_url
-    if not url.startswith("file://"):
-        scheme = url.split("://", 1)[0]
-        raise SubstratusError(f"verify --repair is not built yet for {scheme}:// artifact stores "
-                              f"(this workspace's: {url})",
-                              hint="delete the blobs named, then `substratus apply --replace "
-                                   "ADDR` for each address")
-    store = wiring.open_artifact_store(url, ws.workdir)
+    store = _local_store(ws, "verify --repair", "delete the blobs named, then `substratus apply "
+                                                "--replace ADDR` for each address")
     removed = 0
     for digest in sorted({d.digest for d in damage.damage}):
         if digest.startswith("sha256:"):
@@ -309,14 +314,9 @@ def gc(directory: Path, dry_run: bool, lock_timeout: float,
     store that no state entry references, under the state lock."""
     ws = open_workspace(directory, loading)
     url = ws.artifacts_url
-    if not url.startswith("file://"):
-        scheme = url.split("://", 1)[0]
-        raise SubstratusError(f"substratus gc is not built yet for {scheme}:// artifact stores "
-                              f"(this workspace's: {url})",
-                              hint="it removes what no state entry references from a local "
-                                   "file:// store; a bucket's lifecycle rules can expire old "
-                                   "objects meanwhile")
-    store = wiring.open_artifact_store(url, ws.workdir)
+    store = _local_store(ws, "substratus gc", "it removes what no state entry references from a "
+                                              "local file:// store; a bucket's lifecycle rules "
+                                              "can expire old objects meanwhile")
     root = Path(url[len("file://"):])
     root = (ws.workdir / root).resolve() if not root.is_absolute() else root.resolve()
     if not root.is_relative_to(ws.workdir):

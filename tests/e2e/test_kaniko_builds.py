@@ -32,7 +32,7 @@ import pytest
 from substratus_artifacts.registry import OCI_MANIFEST, RegistryClient
 from tests.cluster.controlplane import FAILING_POD_LABEL, ApiError, ControlPlane
 from tests.registry import RegistryServer, registry_server
-from tests.support.cluster import started_cluster
+from tests.support.cluster import set_schedulable, started_cluster
 from tests.support.gcs import bucket_beside
 
 pytestmark = pytest.mark.timeout(1800)  # the first test may build the control plane
@@ -104,13 +104,6 @@ spec:
     buildArgs: {GREETING: hi}
     target: run
 """
-
-
-def set_schedulable(cluster: ControlPlane, schedulable: bool) -> None:
-    for node in cluster.request("GET", "/api/v1/nodes")["items"]:
-        cluster.request("PATCH", f"/api/v1/nodes/{node['metadata']['name']}",
-                        {"spec": {"unschedulable": not schedulable}},
-                        content_type="application/merge-patch+json")
 
 
 def wait_for(what: str, found: Any, timeout: float = 120) -> Any:

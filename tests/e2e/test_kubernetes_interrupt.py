@@ -17,7 +17,7 @@ import pytest
 
 from substratus_cli.errors import ExitCode
 from tests.cluster.controlplane import ControlPlane
-from tests.support.cluster import started_cluster
+from tests.support.cluster import set_schedulable, started_cluster
 from tests.support.gcs import bucket_beside
 
 pytestmark = pytest.mark.timeout(1800)  # the first test may build the control plane
@@ -33,13 +33,6 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
 def bucket(cluster: ControlPlane) -> Iterator[str]:
     with bucket_beside(cluster.kubeconfig) as name:
         yield name
-
-
-def set_schedulable(cluster: ControlPlane, schedulable: bool) -> None:
-    for node in cluster.request("GET", "/api/v1/nodes")["items"]:
-        cluster.request("PATCH", f"/api/v1/nodes/{node['metadata']['name']}",
-                        {"spec": {"unschedulable": not schedulable}},
-                        content_type="application/merge-patch+json")
 
 
 def workspace(root: Path, bucket: str) -> Path:

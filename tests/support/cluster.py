@@ -26,3 +26,11 @@ def started_cluster(request: pytest.FixtureRequest, **options: Any) -> Iterator[
     ensure_binaries(log)
     with ControlPlane(log=log, **options) as cp:
         yield cp
+
+
+def set_schedulable(cluster: ControlPlane, schedulable: bool) -> None:
+    """Cordon (False) or uncordon every node: a pod then stays Pending, as on a full cluster."""
+    for node in cluster.request("GET", "/api/v1/nodes")["items"]:
+        cluster.request("PATCH", f"/api/v1/nodes/{node['metadata']['name']}",
+                        {"spec": {"unschedulable": not schedulable}},
+                        content_type="application/merge-patch+json")
